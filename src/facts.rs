@@ -1,0 +1,86 @@
+//! Facts: what a host is (OS, addresses, CPUs, memory), read in one round
+//! trip before its tasks are templated. Templates see them as `facts.*`.
+
+use serde_json::{json, Value as Json};
+
+/// The read-only script that prints a host's facts as `key=value` lines.
+pub const SCRIPT: &str = r#"
+. /etc/os-release 2>/dev/null
+echo "os_id=${ID:-unknown}"
+echo "os_version=${VERSION_ID:-unknown}"
+echo "os_codename=${VERSION_CODENAME:-unknown}"
+echo "hostname=$(hostname)"
+echo "fqdn=$(hostname -f 2>/dev/null || hostname)"
+echo "cpus=$(nproc 2>/dev/null || echo 1)"
+echo "memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+route=$(ip -4 route show default 2>/dev/null | head -n1)
+echo "default_interface=$(echo "$route" | awk '{for (i=1;i<NF;i++) if ($i=="dev") print $(i+1)}')"
+echo "default_gateway=$(echo "$route" | awk '{for (i=1;i<NF;i++) if ($i=="via") print $(i+1)}')"
+ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); print "address=" $2 " " a[1] " " a[2]}'
+echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
+"#;
+
+/// Parses the script's output into the `facts` object.
+pub fn parse(output: &str) -> Json {
+    let mut facts = serde_json::Map::new();
+    let mut interfaces = serde_json::Map::new();
+    let mut addresses = Vec::new();
+    for line in output.lines() {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        match key {
+            "address" => {
+                let mut parts = value.split_whitespace();
+                if let (Some(dev), Some(addr), Some(prefix)) = (parts.next(), parts.next(), parts.next()) {
+                    addresses.push(Json::from(addr));
+                    interfaces.insert(dev.to_string(), json!({"address": addr, "prefix": prefix.parse::<u8>().unwrap_or(0)}));
+                }
+            }
+            "cpus" | "memory_kb" => {
+                facts.insert(key.to_string(), Json::from(value.trim().parse::<u64>().unwrap_or(0)));
+            }
+            _ => {
+                facts.insert(key.to_string(), Json::from(value.trim()));
+            }
+        }
+    }
+    let memory_mb = facts.get("memory_kb").and_then(Json::as_u64).unwrap_or(0) / 1024;
+    facts.insert("memory_mb".into(), Json::from(memory_mb));
+    let default_address = facts
+        .get("default_interface")
+        .and_then(Json::as_str)
+        .and_then(|dev| interfaces.get(dev))
+        .and_then(|i| i.get("address").cloned())
+        .or_else(|| addresses.first().cloned())
+        .unwrap_or(Json::Null);
+    facts.insert("default_ipv4".into(), default_address);
+    facts.insert("addresses".into(), Json::Array(addresses));
+    facts.insert("interfaces".into(), Json::Object(interfaces));
+    Json::Object(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_script_output() {
+        let out = "os_id=debian\nos_version=12\ncpus=2\nmemory_kb=2048000\ndefault_interface=host0\n\
+                   address=host0 10.1.0.11 24\naddress=eth1 10.2.0.5 16\nhostname=node1\n";
+        let facts = parse(out);
+        assert_eq!(facts["os_id"], "debian");
+        assert_eq!(facts["cpus"], 2);
+        assert_eq!(facts["memory_mb"], 2000);
+        assert_eq!(facts["default_ipv4"], "10.1.0.11");
+        assert_eq!(facts["interfaces"]["eth1"]["prefix"], 16);
+    }
+
+    #[test]
+    fn the_script_runs_locally() {
+        let out = std::process::Command::new("sh").arg("-c").arg(SCRIPT).output().expect("sh");
+        let facts = parse(&String::from_utf8_lossy(&out.stdout));
+        assert!(facts["cpus"].as_u64().unwrap_or(0) >= 1, "{facts}");
+        assert!(facts["memory_mb"].as_u64().unwrap_or(0) > 0, "{facts}");
+    }
+}

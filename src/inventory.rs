@@ -1,0 +1,578 @@
+//! The inventory: hosts, groups and their variables, in Ansible's YAML
+//! inventory format, with `group_vars/` and `host_vars/` folders beside it.
+//!
+//! Variable precedence, lowest first (later wins):
+//! 1. role defaults (`roles/NAME/defaults.yaml`),
+//! 2. inventory `all` vars, then `group_vars/all.yaml`,
+//! 3. group vars, parents before children (then by name), each group's
+//!    inline vars then `group_vars/GROUP.yaml`,
+//! 4. host vars: inline, then `host_vars/HOST.yaml`,
+//! 5. play vars, then task vars (`loop` items),
+//! 6. registered results,
+//! 7. extra vars (`-e`), which beat everything.
+//!
+//! Facts live under `facts` and never collide with variables. Steps 2 to 4
+//! are resolved here; the rest where they become known.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::{suggestion, InputError, InputErrors};
+use crate::yaml::{self, Node, Pos, Value};
+
+/// Variables as JSON values by name.
+pub type Vars = Map<String, Json>;
+
+/// A parsed inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The inventory file.
+    pub path: PathBuf,
+    /// Hosts in the order they first appear.
+    pub hosts: Vec<Host>,
+    /// Groups by name, each with its hosts (transitively, children included).
+    pub groups: BTreeMap<String, Group>,
+}
+
+/// One host with its merged variables.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The inventory name (`inventory_hostname`).
+    pub name: String,
+    /// Where it was first declared.
+    pub pos: Pos,
+    /// The groups it belongs to (transitively), without `all`.
+    pub groups: Vec<String>,
+    /// Its variables after inventory precedence (steps 2-4).
+    pub vars: Vars,
+    /// How to reach it.
+    pub connection: Connection,
+}
+
+/// Connection settings of one host, from pgdeploy's names or Ansible's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Address or DNS name (`pgdeploy_host` / `ansible_host`; default: the
+    /// inventory name).
+    pub address: String,
+    /// SSH port (`pgdeploy_port` / `ansible_port`; default 22).
+    pub port: u16,
+    /// Login user (`pgdeploy_user` / `ansible_user`; default root).
+    pub user: String,
+    /// Private key (`pgdeploy_private_key_file` /
+    /// `ansible_ssh_private_key_file`); none means ssh-agent or ~/.ssh keys.
+    pub key_file: Option<PathBuf>,
+    /// Whether tasks run as root via sudo (`pgdeploy_become` /
+    /// `ansible_become`).
+    pub become_root: bool,
+    /// known_hosts file (`pgdeploy_known_hosts`; default ~/.ssh/known_hosts).
+    pub known_hosts: Option<PathBuf>,
+}
+
+/// A group of hosts.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    /// Member hosts, in inventory order (children's hosts included).
+    pub hosts: Vec<String>,
+    /// How deep it is below `all` (for precedence).
+    pub depth: usize,
+    /// Where it is declared.
+    pub pos: Option<Pos>,
+}
+
+/// Raw declarations gathered while walking the inventory tree.
+#[derive(Default)]
+struct Walk {
+    host_order: Vec<(String, Pos)>,
+    host_inline: BTreeMap<String, Vec<Node>>,
+    group_vars: BTreeMap<String, Vec<Node>>,
+    group_members: BTreeMap<String, BTreeSet<String>>,
+    group_children: BTreeMap<String, BTreeSet<String>>,
+    group_pos: BTreeMap<String, Pos>,
+}
+
+impl Inventory {
+    /// Loads an inventory file and the `group_vars/` and `host_vars/`
+    /// folders beside it. All problems found are reported together.
+    pub fn load(path: &Path) -> Result<Inventory, InputErrors> {
+        let root = yaml::load(path)?;
+        let mut errors = Vec::new();
+        let mut walk = Walk::default();
+        let entries = root.as_map("the inventory")?;
+        if entries.is_empty() {
+            return Err(root.error("the inventory is empty: it needs `all:` with `hosts:`").into());
+        }
+        for (key, node) in entries {
+            if key.name != "all" {
+                walk.group_children.entry("all".into()).or_default().insert(key.name.clone());
+            }
+            walk_group(&key.name, &key.pos, node, &mut walk, &mut errors);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let inventory = build(path, dir, walk, &mut errors);
+        if errors.is_empty() {
+            Ok(inventory)
+        } else {
+            Err(InputErrors(errors))
+        }
+    }
+
+    /// Finds a host by name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The hosts matching an Ansible-style pattern: names or groups joined by
+    /// `:` or `,`; `&name` intersects, `!name` excludes; `*` is a wildcard.
+    /// `all` means every host. An unknown name is an error.
+    pub fn select(&self, pattern: &str, pos: &Pos) -> Result<Vec<String>, InputError> {
+        let mut selected: Option<BTreeSet<String>> = None;
+        let mut excluded = BTreeSet::new();
+        let mut intersect: Vec<BTreeSet<String>> = Vec::new();
+        for part in pattern.split([':', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+            let (op, name) = match part.as_bytes()[0] {
+                b'!' => ('!', &part[1..]),
+                b'&' => ('&', &part[1..]),
+                _ => ('+', part),
+            };
+            let matched = self.resolve_name(name, pos)?;
+            match op {
+                '!' => excluded.extend(matched),
+                '&' => intersect.push(matched),
+                _ => selected.get_or_insert_with(BTreeSet::new).extend(matched),
+            }
+        }
+        let mut set = selected.unwrap_or_default();
+        for other in intersect {
+            set.retain(|h| other.contains(h));
+        }
+        set.retain(|h| !excluded.contains(h));
+        Ok(self.hosts.iter().filter(|h| set.contains(&h.name)).map(|h| h.name.clone()).collect())
+    }
+
+    fn resolve_name(&self, name: &str, pos: &Pos) -> Result<BTreeSet<String>, InputError> {
+        if name == "all" || name == "*" {
+            return Ok(self.hosts.iter().map(|h| h.name.clone()).collect());
+        }
+        if name.contains('*') {
+            let found: BTreeSet<String> = self
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .chain(self.groups.keys().map(String::as_str))
+                .filter(|n| glob_match(name, n))
+                .flat_map(|n| self.members(n))
+                .collect();
+            if found.is_empty() {
+                return Err(InputError::at(pos, format!("the pattern `{name}` matches no host or group")));
+            }
+            return Ok(found);
+        }
+        if self.host(name).is_some() || self.groups.contains_key(name) {
+            return Ok(self.members(name).collect());
+        }
+        let candidates = self.hosts.iter().map(|h| h.name.as_str()).chain(self.groups.keys().map(String::as_str));
+        Err(InputError::at(
+            pos,
+            format!("no host or group named `{name}` in the inventory{}", suggestion(name, candidates)),
+        ))
+    }
+
+    fn members<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = String> + 'a> {
+        if let Some(group) = self.groups.get(name) {
+            Box::new(group.hosts.iter().cloned())
+        } else {
+            Box::new(std::iter::once(name.to_string()))
+        }
+    }
+
+    /// The `groups` variable templates see: group name → host names.
+    pub fn groups_json(&self) -> Json {
+        let mut map = Map::new();
+        map.insert("all".into(), self.hosts.iter().map(|h| Json::from(h.name.clone())).collect());
+        for (name, group) in &self.groups {
+            map.insert(name.clone(), group.hosts.iter().cloned().map(Json::from).collect());
+        }
+        Json::Object(map)
+    }
+}
+
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let mut rest = name;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    rest.is_empty()
+}
+
+const GROUP_KEYS: [&str; 3] = ["hosts", "children", "vars"];
+
+fn walk_group(name: &str, pos: &Pos, node: &Node, walk: &mut Walk, errors: &mut Vec<InputError>) {
+    walk.group_pos.entry(name.to_string()).or_insert_with(|| pos.clone());
+    walk.group_members.entry(name.to_string()).or_default();
+    let entries = match node.as_map(&format!("group `{name}`")) {
+        Ok(e) => e,
+        Err(e) => return errors.push(e),
+    };
+    for (key, value) in entries {
+        match key.name.as_str() {
+            "hosts" => match value.as_map(&format!("`hosts` of group `{name}`")) {
+                Ok(hosts) => {
+                    for (host, vars) in hosts {
+                        if !walk.host_inline.contains_key(&host.name) {
+                            walk.host_order.push((host.name.clone(), host.pos.clone()));
+                        }
+                        let inline = walk.host_inline.entry(host.name.clone()).or_default();
+                        if !matches!(vars.value, Value::Null) {
+                            inline.push(vars.clone());
+                        }
+                        walk.group_members.entry(name.to_string()).or_default().insert(host.name.clone());
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
+            "children" => match value.as_map(&format!("`children` of group `{name}`")) {
+                Ok(children) => {
+                    for (child, child_node) in children {
+                        if child.name == "all" {
+                            errors.push(InputError::at(&child.pos, "`all` cannot be a child group"));
+                            continue;
+                        }
+                        walk.group_children.entry(name.to_string()).or_default().insert(child.name.clone());
+                        walk_group(&child.name, &child.pos, child_node, walk, errors);
+                    }
+                }
+                Err(e) => errors.push(e),
+            },
+            "vars" => walk.group_vars.entry(name.to_string()).or_default().push(value.clone()),
+            other => errors.push(InputError::at(
+                &key.pos,
+                format!(
+                    "unknown key `{other}` in group `{name}`: a group has `hosts`, `children` and `vars`{}",
+                    suggestion(other, GROUP_KEYS)
+                ),
+            )),
+        }
+    }
+}
+
+fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> Inventory {
+    // Depth of each group below `all`, and transitive membership.
+    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+    let mut stack = vec![("all".to_string(), 0usize, vec!["all".to_string()])];
+    while let Some((group, d, path_so_far)) = stack.pop() {
+        let entry = depth.entry(group.clone()).or_insert(d);
+        *entry = (*entry).max(d);
+        for child in walk.group_children.get(&group).into_iter().flatten() {
+            if path_so_far.contains(child) {
+                let pos = walk.group_pos.get(child).cloned().unwrap_or_else(|| Pos::synthetic(&path.display().to_string()));
+                errors.push(InputError::at(&pos, format!("group `{child}` is its own ancestor: {} → {child}", path_so_far.join(" → "))));
+                continue;
+            }
+            let mut next = path_so_far.clone();
+            next.push(child.clone());
+            stack.push((child.clone(), d + 1, next));
+        }
+    }
+    let mut host_groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for group in walk.group_members.keys() {
+        for host in transitive_hosts(group, &walk, &mut BTreeSet::new()) {
+            host_groups.entry(host).or_default().insert(group.clone());
+        }
+    }
+
+    let mut groups = BTreeMap::new();
+    for (name, _) in walk.group_members.iter().filter(|(n, _)| n.as_str() != "all") {
+        let members = host_groups.iter().filter(|(_, gs)| gs.contains(name)).map(|(h, _)| h.clone()).collect::<BTreeSet<_>>();
+        let hosts = walk.host_order.iter().filter(|(h, _)| members.contains(h)).map(|(h, _)| h.clone()).collect();
+        groups.insert(
+            name.clone(),
+            Group { hosts, depth: depth.get(name).copied().unwrap_or(1), pos: walk.group_pos.get(name).cloned() },
+        );
+    }
+
+    // Group vars in precedence order: all, then by depth and name.
+    let mut ordered: Vec<&String> = walk.group_members.keys().collect();
+    ordered.sort_by_key(|g| (if g.as_str() == "all" { 0 } else { depth.get(*g).copied().unwrap_or(1) }, (*g).clone()));
+    let mut group_vars: BTreeMap<String, Vars> = BTreeMap::new();
+    for group in &ordered {
+        let mut vars = Vars::new();
+        for node in walk.group_vars.get(*group).into_iter().flatten() {
+            merge_node(&mut vars, node, &format!("vars of group `{group}`"), errors);
+        }
+        if let Some(node) = load_vars_file(&dir.join("group_vars"), group, errors) {
+            merge_node(&mut vars, &node, "group_vars file", errors);
+        }
+        group_vars.insert((*group).clone(), vars);
+    }
+
+    let mut hosts = Vec::new();
+    let mut seen_addresses: BTreeMap<(String, u16), String> = BTreeMap::new();
+    for (name, pos) in &walk.host_order {
+        let mut vars = Vars::new();
+        let memberships = host_groups.get(name).cloned().unwrap_or_default();
+        for group in &ordered {
+            if group.as_str() == "all" || memberships.contains(*group) {
+                if let Some(gv) = group_vars.get(*group) {
+                    vars.extend(gv.clone());
+                }
+            }
+        }
+        for node in walk.host_inline.get(name).into_iter().flatten() {
+            merge_node(&mut vars, node, &format!("vars of host `{name}`"), errors);
+        }
+        if let Some(node) = load_vars_file(&dir.join("host_vars"), name, errors) {
+            merge_node(&mut vars, &node, "host_vars file", errors);
+        }
+        let connection = match connection_of(name, &vars) {
+            Ok(c) => c,
+            Err(message) => {
+                let at = walk
+                    .host_inline
+                    .get(name)
+                    .and_then(|nodes| nodes.iter().rev().find_map(|n| connection_key_pos(n)))
+                    .unwrap_or_else(|| pos.clone());
+                errors.push(InputError::at(&at, format!("host `{name}`: {message}")));
+                continue;
+            }
+        };
+        let key = (connection.address.clone(), connection.port);
+        if let Some(other) = seen_addresses.insert(key.clone(), name.clone()) {
+            errors.push(InputError::at(
+                pos,
+                format!("host `{name}` has the same address {}:{} as host `{other}`", key.0, key.1),
+            ));
+        }
+        let groups_of_host = memberships.into_iter().filter(|g| g != "all").collect();
+        hosts.push(Host { name: name.clone(), pos: pos.clone(), groups: groups_of_host, vars, connection });
+    }
+    if hosts.is_empty() && errors.is_empty() {
+        errors.push(InputError::at(&Pos::synthetic(&path.display().to_string()), "the inventory has no hosts"));
+    }
+    Inventory { path: path.to_path_buf(), hosts, groups }
+}
+
+fn transitive_hosts(group: &str, walk: &Walk, visiting: &mut BTreeSet<String>) -> BTreeSet<String> {
+    if !visiting.insert(group.to_string()) {
+        return BTreeSet::new();
+    }
+    let mut hosts: BTreeSet<String> = walk.group_members.get(group).cloned().unwrap_or_default();
+    if group == "all" {
+        hosts.extend(walk.host_order.iter().map(|(h, _)| h.clone()));
+    }
+    for child in walk.group_children.get(group).into_iter().flatten() {
+        hosts.extend(transitive_hosts(child, walk, visiting));
+    }
+    visiting.remove(group);
+    hosts
+}
+
+fn merge_node(vars: &mut Vars, node: &Node, what: &str, errors: &mut Vec<InputError>) {
+    match node.as_map(what) {
+        Ok(entries) => {
+            for (key, value) in entries {
+                vars.insert(key.name.clone(), value.to_json());
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+}
+
+fn load_vars_file(dir: &Path, name: &str, errors: &mut Vec<InputError>) -> Option<Node> {
+    ["yaml", "yml"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).find(|p| p.is_file()).and_then(|p| {
+        yaml::load(&p).map_err(|e| errors.push(e)).ok()
+    })
+}
+
+const CONNECTION_KEYS: [&str; 8] = [
+    "ansible_host",
+    "pgdeploy_host",
+    "ansible_port",
+    "pgdeploy_port",
+    "ansible_user",
+    "pgdeploy_user",
+    "ansible_ssh_private_key_file",
+    "pgdeploy_private_key_file",
+];
+
+fn connection_key_pos(node: &Node) -> Option<Pos> {
+    CONNECTION_KEYS.iter().find_map(|k| node.get(k)).map(|n| n.pos.clone())
+}
+
+fn pick<'a>(vars: &'a Vars, ours: &str, ansible: &str) -> Option<&'a Json> {
+    vars.get(ours).or_else(|| vars.get(ansible))
+}
+
+fn json_str(value: &Json) -> Option<String> {
+    match value {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
+    let address = match pick(vars, "pgdeploy_host", "ansible_host") {
+        Some(v) => json_str(v).ok_or("the host address must be a string")?,
+        None => name.to_string(),
+    };
+    if !valid_address(&address) {
+        return Err(format!("`{address}` is not a valid IP address or host name"));
+    }
+    let port = match pick(vars, "pgdeploy_port", "ansible_port") {
+        Some(v) => {
+            let text = json_str(v).ok_or("the SSH port must be a number")?;
+            match text.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("SSH port `{text}` is not a port number (1-65535)")),
+            }
+        }
+        None => 22,
+    };
+    let user = pick(vars, "pgdeploy_user", "ansible_user").and_then(json_str).unwrap_or_else(|| "root".into());
+    let key_file = pick(vars, "pgdeploy_private_key_file", "ansible_ssh_private_key_file").and_then(json_str).map(PathBuf::from);
+    let become_root = match pick(vars, "pgdeploy_become", "ansible_become") {
+        Some(Json::Bool(b)) => *b,
+        Some(Json::String(s)) => matches!(s.as_str(), "true" | "yes" | "True"),
+        _ => false,
+    };
+    let known_hosts = vars.get("pgdeploy_known_hosts").and_then(json_str).map(PathBuf::from);
+    Ok(Connection { address, port, user, key_file, become_root, known_hosts })
+}
+
+/// Whether `text` is an IP address or a plausible DNS name.
+pub fn valid_address(text: &str) -> bool {
+    if text.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let looks_numeric = text.chars().all(|c| c.is_ascii_digit() || c == '.');
+    !looks_numeric
+        && !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, text).expect("write");
+        path
+    }
+
+    const INVENTORY: &str = "\
+all:
+  vars:
+    level: all
+    from_all: yes
+  hosts:
+    node1: {ansible_host: 10.0.0.1, ansible_user: admin}
+    node2: {ansible_host: 10.0.0.2, level: host-inline}
+    node3: {pgdeploy_host: 10.0.0.3, pgdeploy_port: 2222, ansible_become: true}
+  children:
+    db:
+      vars: {level: db}
+      children:
+        primary_site:
+          vars: {level: primary_site}
+          hosts:
+            node1:
+    etcd:
+      hosts: {node2: , node3: }
+";
+
+    #[test]
+    fn precedence_host_beats_child_group_beats_parent_beats_all() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = write(dir.path(), "inv.yaml", INVENTORY);
+        write(dir.path(), "group_vars/etcd.yaml", "level: etcd-file\netcd_only: 1\n");
+        write(dir.path(), "host_vars/node3.yaml", "level: host-file\n");
+        let inv = Inventory::load(&path).expect("loads");
+        let level = |h: &str| inv.host(h).expect("host").vars["level"].clone();
+        assert_eq!(level("node1"), "primary_site");
+        assert_eq!(level("node2"), "host-inline");
+        assert_eq!(level("node3"), "host-file");
+        assert_eq!(inv.host("node2").expect("node2").vars["etcd_only"], 1);
+        assert_eq!(inv.host("node1").expect("node1").vars["from_all"], true);
+        assert_eq!(inv.groups["db"].hosts, vec!["node1"]);
+        assert_eq!(inv.host("node1").expect("node1").groups, vec!["db", "primary_site"]);
+    }
+
+    #[test]
+    fn connection_settings_under_both_names() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = Inventory::load(&write(dir.path(), "inv.yaml", INVENTORY)).expect("loads");
+        let c1 = &inv.host("node1").expect("node1").connection;
+        assert_eq!((c1.address.as_str(), c1.port, c1.user.as_str(), c1.become_root), ("10.0.0.1", 22, "admin", false));
+        let c3 = &inv.host("node3").expect("node3").connection;
+        assert_eq!((c3.address.as_str(), c3.port, c3.become_root), ("10.0.0.3", 2222, true));
+    }
+
+    #[test]
+    fn patterns_union_intersection_exclusion_and_glob() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = Inventory::load(&write(dir.path(), "inv.yaml", INVENTORY)).expect("loads");
+        let pos = Pos::synthetic("test");
+        assert_eq!(inv.select("db:etcd", &pos).expect("union"), vec!["node1", "node2", "node3"]);
+        assert_eq!(inv.select("all:!etcd", &pos).expect("exclude"), vec!["node1"]);
+        assert_eq!(inv.select("etcd:&node*", &pos).expect("intersect"), vec!["node2", "node3"]);
+        let err = inv.select("etdc", &pos).expect_err("unknown");
+        assert!(err.message.contains("did you mean `etcd`"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_and_port_name_the_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text = "all:\n  hosts:\n    a: {ansible_host: 10.0.0.300}\n    b:\n      ansible_port: 70000\n";
+        let errors = Inventory::load(&write(dir.path(), "inv.yaml", text)).expect_err("bad");
+        let text = errors.to_string();
+        assert!(text.contains("inv.yaml:3:"), "{text}");
+        assert!(text.contains("not a valid IP address"), "{text}");
+        assert!(text.contains("inv.yaml:5:"), "{text}");
+        assert!(text.contains("not a port number"), "{text}");
+    }
+
+    #[test]
+    fn empty_inventory_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let err = Inventory::load(&write(dir.path(), "empty.yaml", "all: {}\n")).expect_err("empty");
+        assert!(err.to_string().contains("no hosts"), "{err}");
+        let err = Inventory::load(&write(dir.path(), "typo.yaml", "all:\n  host:\n    a:\n")).expect_err("typo");
+        assert!(err.to_string().contains("did you mean `hosts`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_addresses_are_an_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text = "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n    b: {ansible_host: 10.0.0.1}\n";
+        let err = Inventory::load(&write(dir.path(), "dup.yaml", text)).expect_err("dup");
+        assert!(err.to_string().contains("same address"), "{err}");
+    }
+}

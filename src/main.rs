@@ -1,0 +1,275 @@
+//! The `pgdeploy` command line.
+//!
+//! Exit codes: 0 success; 1 a task failed or a host was unreachable; 2 bad
+//! input (nothing applied), or, with `plan --detailed-exitcode`, changes
+//! pending.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pgdeploy::output::{Progress, Style};
+use pgdeploy::report::Masker;
+use pgdeploy::resolve::Selection;
+use pgdeploy::run::{Run, RunOptions};
+use pgdeploy::{graph, load_inputs, parse_extra_vars, Inputs};
+
+/// Idempotent, parallel provisioning of highly available PostgreSQL
+/// clusters over SSH.
+#[derive(Parser, Debug)]
+#[command(name = "pgdeploy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Apply a playbook to the inventory's hosts.
+    Apply(ApplyArgs),
+    /// Show what apply would change (`apply --check --diff`), as a plan.
+    Plan {
+        #[command(flatten)]
+        args: ApplyArgs,
+        /// Exit 0 when nothing would change, 2 when changes are pending.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Print the task DAG as text or Graphviz dot.
+    Graph {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Check inventory, playbook, roles and templates without contacting any host.
+    Validate {
+        #[command(flatten)]
+        inputs: InputArgs,
+    },
+    /// Print a host's facts.
+    Facts {
+        /// Inventory file.
+        #[arg(short, long)]
+        inventory: PathBuf,
+        /// The host.
+        host: String,
+        /// Record unknown host keys in known_hosts.
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Bring up, inspect and break the built-in lab of container hosts.
+    Lab {
+        #[command(subcommand)]
+        command: pgdeploy_lab::LabCommand,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct InputArgs {
+    /// Inventory file (Ansible YAML format).
+    #[arg(short, long)]
+    inventory: PathBuf,
+    /// Playbook.
+    #[arg(default_value = "playbooks/site.yaml")]
+    playbook: PathBuf,
+    /// Only these hosts or groups (a pattern: `etcd:!node3`).
+    #[arg(short, long)]
+    limit: Option<String>,
+    /// Only tasks with these tags (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Skip tasks with these tags (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    skip_tags: Vec<String>,
+    /// Extra vars: `key=value` or `@file.yaml`; they beat every other var.
+    #[arg(short = 'e', long = "extra-vars")]
+    extra_vars: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ApplyArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    /// Change nothing; report exactly what apply would do.
+    #[arg(long)]
+    check: bool,
+    /// Show unified diffs of file changes and before → after states.
+    #[arg(long)]
+    diff: bool,
+    /// Hosts worked on at once (default: all).
+    #[arg(long)]
+    forks: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    output: OutputFormat,
+    /// Show every task, not only changes and failures.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Record unknown host keys in known_hosts instead of refusing them.
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// SSH connect timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum GraphFormat {
+    Text,
+    Dot,
+}
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Apply(args) => apply(&args, false, false),
+        Command::Plan { args, detailed_exitcode } => apply(&args, true, detailed_exitcode),
+        Command::Graph { inputs, format } => match load(&inputs) {
+            Ok((inputs, _)) => {
+                let text = match format {
+                    GraphFormat::Text => graph::text(&inputs.resolved),
+                    GraphFormat::Dot => graph::dot(&inputs.resolved),
+                };
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Validate { inputs } => match load(&inputs) {
+            Ok((loaded, _)) => {
+                println!(
+                    "ok: {} hosts, {} plays, {} roles, {} tasks",
+                    loaded.inventory.hosts.len(),
+                    loaded.playbook.plays.len(),
+                    loaded.playbook.roles.len(),
+                    loaded.resolved.nodes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Facts { inventory, host, accept_new_host_keys } => facts(&inventory, &host, accept_new_host_keys),
+        Command::Lab { command } => match pgdeploy_lab::run(&command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+    }
+}
+
+fn load(args: &InputArgs) -> Result<(Inputs, pgdeploy::inventory::Vars), ExitCode> {
+    let bad = |e: pgdeploy::error::InputErrors| {
+        eprintln!("{e}");
+        let n = e.0.len();
+        eprintln!("{n} error{} found; nothing was applied.", if n == 1 { "" } else { "s" });
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let extra = parse_extra_vars(&args.extra_vars).map_err(bad)?;
+    let selection = Selection { limit: args.limit.clone(), tags: args.tags.clone(), skip_tags: args.skip_tags.clone() };
+    let inputs = load_inputs(&args.inventory, &args.playbook, &selection, &extra).map_err(bad)?;
+    Ok((inputs, extra))
+}
+
+fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
+    let (inputs, extra) = match load(&args.inputs) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let masker = Masker::new(&inputs.inventory, &extra);
+    let check = plan || args.check;
+    let options = RunOptions {
+        check,
+        forks: args.forks,
+        extra_vars: extra,
+        accept_new_host_keys: args.accept_new_host_keys,
+        connect_timeout: Some(Duration::from_secs(args.connect_timeout)),
+    };
+    let style = match args.output {
+        OutputFormat::Json => Style::Silent,
+        OutputFormat::Human if std::io::stderr().is_terminal() => Style::Bars,
+        OutputFormat::Human => Style::Lines,
+    };
+    let progress = Arc::new(Progress::new(style, args.verbose, masker.clone()));
+    let run = Arc::new(Run::new(inputs.inventory, inputs.resolved, options));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let report = runtime.block_on(run.execute(progress));
+    match args.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
+            println!("{}", masker.mask(&text));
+        }
+        OutputFormat::Human => {
+            if plan || args.diff || args.check {
+                print!("{}", masker.mask(&report.plan_text(plan || args.diff)));
+            }
+            print!("{}", masker.mask(&report.recap_text()));
+        }
+    }
+    if !report.success() {
+        ExitCode::from(EXIT_FAILED)
+    } else if detailed_exitcode && !report.summary().is_empty() {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn facts(inventory: &std::path::Path, host: &str, accept_new_host_keys: bool) -> ExitCode {
+    let inventory = match pgdeploy::inventory::Inventory::load(inventory) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let Some(h) = inventory.host(host) else {
+        eprintln!("error: no host `{host}` in {}", inventory.path.display());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let c = &h.connection;
+    let target = pgdeploy_transport::Target { name: host.into(), address: c.address.clone(), port: c.port, user: c.user.clone(), key_file: c.key_file.clone() };
+    let mut options = pgdeploy_transport::ConnectOptions { accept_new_host_keys, ..Default::default() };
+    if let Some(k) = &c.known_hosts {
+        options.known_hosts = k.clone();
+    }
+    let result = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| {
+        rt.block_on(async {
+            let session = pgdeploy_transport::Session::connect(&target, &options).await.map_err(|e| e.to_string())?;
+            let out = session.exec(pgdeploy::facts::SCRIPT, false, None).await.map_err(|e| e.to_string())?;
+            let _ = session.close().await;
+            Ok::<_, String>(pgdeploy::facts::parse(&out.stdout_str()))
+        })
+    });
+    match result {
+        Ok(facts) => {
+            println!("{}", serde_json::to_string_pretty(&facts).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {host}: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! What a run did (or, in check mode, would do): per-task results, the plan
+//! printed like Terraform's (`+ create`, `~ change`, `- remove`, `! run`),
+//! the recap per host, and the JSON document. Secrets are masked in all of
+//! it by [`Masker`].
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use pgdeploy_modules::{Change, ChangeKind};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::inventory::Inventory;
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Nothing to change.
+    Ok,
+    /// Changed something (or would have, in check mode).
+    Changed,
+    /// Failed.
+    Failed,
+    /// Not run (tags, `when`, or an earlier failure).
+    Skipped,
+}
+
+/// The result of one task on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskResult {
+    /// The host.
+    pub host: String,
+    /// The task's name.
+    pub task: String,
+    /// Its role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Whether it is a handler.
+    pub handler: bool,
+    /// How it ended.
+    pub status: TaskStatus,
+    /// The changes made (or planned).
+    pub changes: Vec<Change>,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How long it took.
+    #[serde(serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Everything one host did.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    /// The host.
+    pub host: String,
+    /// Why it could not be reached, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
+    /// Its task results in order.
+    pub results: Vec<TaskResult>,
+}
+
+/// Counts per host, as in Ansible's recap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Recap {
+    /// Tasks with nothing to change.
+    pub ok: usize,
+    /// Tasks that changed something.
+    pub changed: usize,
+    /// Tasks that failed.
+    pub failed: usize,
+    /// Tasks skipped.
+    pub skipped: usize,
+    /// Whether the host was unreachable.
+    pub unreachable: bool,
+}
+
+impl HostReport {
+    /// An empty report for `host`.
+    pub fn new(host: &str) -> Self {
+        Self { host: host.to_string(), unreachable: None, results: Vec::new() }
+    }
+    /// A report for a host whose worker crashed.
+    pub fn crashed(reason: String) -> Self {
+        Self { host: "?".into(), unreachable: Some(reason), results: Vec::new() }
+    }
+    /// The host's counts.
+    pub fn recap(&self) -> Recap {
+        let count = |s| self.results.iter().filter(|r| r.status == s).count();
+        Recap {
+            ok: count(TaskStatus::Ok),
+            changed: count(TaskStatus::Changed),
+            failed: count(TaskStatus::Failed),
+            skipped: count(TaskStatus::Skipped),
+            unreachable: self.unreachable.is_some(),
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Per host, in inventory order.
+    pub hosts: Vec<HostReport>,
+    /// Wall time.
+    #[serde(serialize_with = "millis")]
+    pub elapsed: Duration,
+    /// Whether it was a check (nothing changed).
+    pub check: bool,
+}
+
+/// Totals of a plan, for its one-line summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    /// Hosts in the run.
+    pub hosts: usize,
+    /// Objects to create.
+    pub create: usize,
+    /// Objects to change.
+    pub update: usize,
+    /// Objects to remove.
+    pub remove: usize,
+    /// Commands and handlers to run.
+    pub run: usize,
+    /// Of which handlers.
+    pub handlers: usize,
+}
+
+impl PlanSummary {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.create + self.update + self.remove + self.run == 0
+    }
+}
+
+impl RunReport {
+    /// Whether every host was reached and no task failed.
+    pub fn success(&self) -> bool {
+        self.hosts.iter().all(|h| h.unreachable.is_none() && h.recap().failed == 0)
+    }
+
+    /// Counts changes by kind.
+    pub fn summary(&self) -> PlanSummary {
+        let mut s = PlanSummary { hosts: self.hosts.len(), ..Default::default() };
+        for result in self.hosts.iter().flat_map(|h| &h.results) {
+            for change in &result.changes {
+                match change.kind {
+                    ChangeKind::Create => s.create += 1,
+                    ChangeKind::Update => s.update += 1,
+                    ChangeKind::Remove => s.remove += 1,
+                    ChangeKind::Run => {
+                        s.run += 1;
+                        if result.handler {
+                            s.handlers += 1;
+                        }
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// The plan, Terraform style: per host its changes, then one summary line.
+    pub fn plan_text(&self, with_diffs: bool) -> String {
+        let mut out = String::new();
+        for host in &self.hosts {
+            let changed: Vec<&TaskResult> = host.results.iter().filter(|r| !r.changes.is_empty()).collect();
+            if changed.is_empty() && host.unreachable.is_none() && host.recap().failed == 0 {
+                continue;
+            }
+            let _ = writeln!(out, "{}:", host.host);
+            if let Some(reason) = &host.unreachable {
+                let _ = writeln!(out, "  unreachable: {reason}");
+            }
+            for result in &host.results {
+                for change in &result.changes {
+                    let states = match (&change.before, &change.after) {
+                        (Some(b), Some(a)) => format!(" ({b} → {a})"),
+                        _ => String::new(),
+                    };
+                    let verb = if result.handler && change.kind == ChangeKind::Run { "handler: " } else { "" };
+                    let _ = writeln!(out, "  {} {verb}{}{states}    [{}]", change.kind.mark(), change.subject, task_label(result));
+                    if with_diffs {
+                        if let Some(diff) = &change.diff {
+                            for line in diff.lines() {
+                                let _ = writeln!(out, "      {line}");
+                            }
+                        }
+                    }
+                }
+                if result.status == TaskStatus::Failed {
+                    let _ = writeln!(out, "  ✗ {}: {}", task_label(result), result.message.as_deref().unwrap_or("failed"));
+                }
+            }
+        }
+        let _ = writeln!(out, "{}", self.summary_line());
+        out
+    }
+
+    /// "3 hosts: 12 to create, 4 to change, 0 to remove, 2 handlers to run"
+    /// or "No changes: the hosts match the playbook."
+    pub fn summary_line(&self) -> String {
+        let s = self.summary();
+        if s.is_empty() {
+            return "No changes: the hosts match the playbook.".into();
+        }
+        let commands = s.run - s.handlers;
+        let mut line = format!(
+            "{} host{}: {} to create, {} to change, {} to remove",
+            s.hosts,
+            if s.hosts == 1 { "" } else { "s" },
+            s.create,
+            s.update,
+            s.remove
+        );
+        if commands > 0 {
+            let _ = write!(line, ", {commands} command{} to run", if commands == 1 { "" } else { "s" });
+        }
+        let _ = write!(line, ", {} handler{} to run", s.handlers, if s.handlers == 1 { "" } else { "s" });
+        line
+    }
+
+    /// The recap: one line per host, then the wall time.
+    pub fn recap_text(&self) -> String {
+        let mut out = String::from("\nRECAP\n");
+        let width = self.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4);
+        for host in &self.hosts {
+            let r = host.recap();
+            let _ = writeln!(
+                out,
+                "  {:width$}  ok={:<3} changed={:<3} failed={:<3} skipped={:<3} unreachable={}",
+                host.host,
+                r.ok,
+                r.changed,
+                r.failed,
+                r.skipped,
+                u8::from(r.unreachable)
+            );
+            if let Some(reason) = &host.unreachable {
+                let _ = writeln!(out, "  {:width$}  unreachable: {reason}", "");
+            }
+            for failed in host.results.iter().filter(|r| r.status == TaskStatus::Failed) {
+                let _ = writeln!(out, "  {:width$}  failed at `{}`: {}", "", task_label(failed), failed.message.as_deref().unwrap_or(""));
+            }
+        }
+        let verb = if self.check { "checked" } else { "applied" };
+        let _ = writeln!(out, "{} in {:.1}s: {}", verb, self.elapsed.as_secs_f64(), self.summary_line());
+        out
+    }
+
+    /// The JSON document for `--output json`.
+    pub fn json(&self) -> Json {
+        let recap: serde_json::Map<String, Json> = self
+            .hosts
+            .iter()
+            .map(|h| (h.host.clone(), serde_json::to_value(h.recap()).unwrap_or(Json::Null)))
+            .collect();
+        serde_json::json!({
+            "check": self.check,
+            "success": self.success(),
+            "elapsed_ms": self.elapsed.as_millis() as u64,
+            "summary": self.summary(),
+            "summary_line": self.summary_line(),
+            "recap": recap,
+            "hosts": self.hosts,
+        })
+    }
+}
+
+/// `role / task` or just `task`.
+pub fn task_label(result: &TaskResult) -> String {
+    match &result.role {
+        Some(role) => format!("{role} / {}", result.task),
+        None => result.task.clone(),
+    }
+}
+
+/// Replaces every secret value with `***` in text meant for people or logs.
+///
+/// Secrets are the values of variables whose names end in `_password`,
+/// `_secret`, `_token` or `_passphrase`, or that are listed in
+/// `pgdeploy_secret_vars`.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    secrets: Vec<String>,
+}
+
+/// Whether a variable name marks its value as secret.
+pub fn is_secret_name(name: &str) -> bool {
+    ["_password", "_secret", "_token", "_passphrase"].iter().any(|s| name.ends_with(s)) || name == "password"
+}
+
+impl Masker {
+    /// Collects secrets from the inventory and extra vars.
+    pub fn new(inventory: &Inventory, extra: &serde_json::Map<String, Json>) -> Self {
+        let mut secrets = Vec::new();
+        let mut collect = |vars: &serde_json::Map<String, Json>| {
+            let listed: Vec<String> = vars
+                .get("pgdeploy_secret_vars")
+                .and_then(Json::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            for (name, value) in vars {
+                if is_secret_name(name) || listed.contains(name) {
+                    if let Some(s) = value.as_str().filter(|s| s.len() >= 4) {
+                        secrets.push(s.to_string());
+                    }
+                }
+            }
+        };
+        for host in &inventory.hosts {
+            collect(&host.vars);
+        }
+        collect(extra);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: TaskStatus, changes: Vec<Change>, handler: bool) -> TaskResult {
+        TaskResult {
+            host: "node1".into(),
+            task: "t".into(),
+            role: Some("r".into()),
+            handler,
+            status,
+            changes,
+            message: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn report(results: Vec<TaskResult>) -> RunReport {
+        RunReport { hosts: vec![HostReport { host: "node1".into(), unreachable: None, results }], elapsed: Duration::ZERO, check: true }
+    }
+
+    #[test]
+    fn plan_marks_and_summary_line() {
+        let r = report(vec![
+            result(TaskStatus::Changed, vec![Change::new(ChangeKind::Create, "package haproxy")], false),
+            result(
+                TaskStatus::Changed,
+                vec![Change::new(ChangeKind::Update, "file /etc/x").diff("-a\n+b\n"), Change::new(ChangeKind::Remove, "file /tmp/y")],
+                false,
+            ),
+            result(TaskStatus::Changed, vec![Change::new(ChangeKind::Run, "service haproxy reloaded")], true),
+            result(TaskStatus::Ok, vec![], false),
+        ]);
+        let text = r.plan_text(true);
+        assert!(text.contains("  + package haproxy"), "{text}");
+        assert!(text.contains("  ~ file /etc/x"), "{text}");
+        assert!(text.contains("      +b"), "{text}");
+        assert!(text.contains("  - file /tmp/y"), "{text}");
+        assert!(text.contains("  ! handler: service haproxy reloaded"), "{text}");
+        assert_eq!(r.summary_line(), "1 host: 1 to create, 1 to change, 1 to remove, 1 handler to run");
+    }
+
+    #[test]
+    fn nothing_to_do_says_so() {
+        let r = report(vec![result(TaskStatus::Ok, vec![], false)]);
+        assert_eq!(r.summary_line(), "No changes: the hosts match the playbook.");
+        assert!(r.summary().is_empty());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let m = Masker { secrets: vec!["s3cr3t-pass".into()] };
+        assert_eq!(m.mask("password=s3cr3t-pass;"), "password=***;");
+        assert!(is_secret_name("postgres_superuser_password"));
+        assert!(!is_secret_name("ansible_ssh_private_key_file"));
+    }
+}

@@ -1,0 +1,376 @@
+//! From inventory + playbook to the task DAG: every (host, task) pair as a
+//! node, chained in order on each host, with cross-host edges only where a
+//! role or task says `after:`. Hosts never wait for each other otherwise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::error::{suggestion, InputError, InputErrors};
+use crate::inventory::{Inventory, Vars};
+use crate::playbook::{After, Playbook, Role, RoleRef, TaskDef};
+use crate::yaml::Pos;
+
+/// What the user asked to run, besides inventory and playbook.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--limit`: a host pattern.
+    pub limit: Option<String>,
+    /// `--tags`: run only tasks with one of these tags (and `always`).
+    pub tags: Vec<String>,
+    /// `--skip-tags`: skip tasks with one of these tags.
+    pub skip_tags: Vec<String>,
+}
+
+/// One (host, task) pair.
+#[derive(Debug, Clone)]
+pub struct TaskNode {
+    /// Index in [`Resolved::nodes`] and in the graph.
+    pub id: usize,
+    /// The host it runs on.
+    pub host: String,
+    /// The play it belongs to.
+    pub play: usize,
+    /// The role it belongs to, if any.
+    pub role: Option<String>,
+    /// The role's folder (for templates and files).
+    pub role_dir: Option<PathBuf>,
+    /// The task as written.
+    pub task: Arc<TaskDef>,
+    /// Whether it is a handler (runs only when notified).
+    pub is_handler: bool,
+    /// Whether tags select it.
+    pub selected: bool,
+    /// Run as root via sudo.
+    pub become_root: bool,
+    /// Vars between role defaults and task vars, in precedence order:
+    /// play vars then role-reference vars.
+    pub scope_vars: Arc<Vars>,
+    /// Nodes on other hosts it waits for.
+    pub waits_on: Vec<usize>,
+    /// Handler nodes on the same host it notifies when it changes something.
+    pub notifies: Vec<usize>,
+}
+
+/// The resolved run: nodes, per-host order, and the DAG.
+#[derive(Debug)]
+pub struct Resolved {
+    /// All nodes.
+    pub nodes: Vec<TaskNode>,
+    /// Hosts in the run and their nodes in order.
+    pub chains: Vec<(String, Vec<usize>)>,
+    /// The DAG (node weights are indices into `nodes`).
+    pub graph: DiGraph<usize, ()>,
+    /// Role defaults of every role used, merged in play order (lowest
+    /// precedence of all vars).
+    pub defaults: Arc<Vars>,
+}
+
+struct RoleInstance {
+    first: Option<usize>,
+    last: Option<usize>,
+}
+
+impl Resolved {
+    /// Resolves plays to nodes and builds the DAG; reports every problem.
+    pub fn build(inventory: &Inventory, playbook: &Playbook, selection: &Selection) -> Result<Resolved, InputErrors> {
+        let mut errors = Vec::new();
+        let limit: Option<BTreeSet<String>> = match &selection.limit {
+            Some(pattern) => match inventory.select(pattern, &Pos::synthetic("--limit")) {
+                Ok(hosts) => Some(hosts.into_iter().collect()),
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let mut nodes: Vec<TaskNode> = Vec::new();
+        let mut chains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // (role name) -> host -> last instance
+        let mut instances: BTreeMap<String, BTreeMap<String, RoleInstance>> = BTreeMap::new();
+        let mut pending_after: Vec<(usize, After)> = Vec::new();
+        let mut defaults = Vars::new();
+
+        for (play_index, play) in playbook.plays.iter().enumerate() {
+            let hosts = match inventory.select(&play.hosts.0, &play.hosts.1) {
+                Ok(h) => h,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let order = match role_order(&play.roles, playbook) {
+                Ok(order) => order,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            for (role, _) in &order {
+                for (k, v) in &role.defaults {
+                    defaults.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            for host_name in hosts.iter().filter(|h| limit.as_ref().is_none_or(|l| l.contains(*h))) {
+                let Some(host) = inventory.host(host_name) else { continue };
+                let chain = chains.entry(host_name.clone()).or_default();
+                let play_become = play.become_root.unwrap_or(host.connection.become_root);
+                let mut play_handlers: Vec<(Arc<TaskDef>, usize)> = Vec::new();
+                let mut notifiers: Vec<(usize, Vec<(String, Pos)>)> = Vec::new();
+                let mut handler_nodes: Vec<(Option<String>, String, usize)> = Vec::new();
+                let push = |nodes: &mut Vec<TaskNode>, chain: &mut Vec<usize>, node: TaskNode| -> usize {
+                    let id = nodes.len();
+                    chain.push(id);
+                    nodes.push(TaskNode { id, ..node });
+                    id
+                };
+                for (role, reference) in &order {
+                    let mut scope = play.vars.clone();
+                    scope.extend(reference.vars.clone());
+                    let scope = Arc::new(scope);
+                    let tags: Vec<String> = play.tags.iter().chain(&reference.tags).cloned().collect();
+                    let mut instance = RoleInstance { first: None, last: None };
+                    for task in &role.tasks {
+                        let all_tags: Vec<&String> = tags.iter().chain(&task.tags).collect();
+                        let id = push(&mut nodes, chain, TaskNode {
+                            id: 0,
+                            host: host_name.clone(),
+                            play: play_index,
+                            role: Some(role.name.clone()),
+                            role_dir: Some(role.dir.clone()),
+                            task: task.clone(),
+                            is_handler: false,
+                            selected: tags_select(&all_tags, selection),
+                            become_root: task.become_root.unwrap_or(play_become),
+                            scope_vars: scope.clone(),
+                            waits_on: Vec::new(),
+                            notifies: Vec::new(),
+                        });
+                        instance.first.get_or_insert(id);
+                        instance.last = Some(id);
+                        notifiers.push((id, task.notify.clone()));
+                        pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
+                    }
+                    for handler in &role.handlers {
+                        let id = push(&mut nodes, chain, TaskNode {
+                            id: 0,
+                            host: host_name.clone(),
+                            play: play_index,
+                            role: Some(role.name.clone()),
+                            role_dir: Some(role.dir.clone()),
+                            task: handler.clone(),
+                            is_handler: true,
+                            selected: true,
+                            become_root: handler.become_root.unwrap_or(play_become),
+                            scope_vars: scope.clone(),
+                            waits_on: Vec::new(),
+                            notifies: Vec::new(),
+                        });
+                        instance.first.get_or_insert(id);
+                        instance.last = Some(id);
+                        handler_nodes.push((Some(role.name.clone()), handler.name.clone(), id));
+                    }
+                    if let Some(first) = instance.first {
+                        pending_after.extend(reference.after.iter().map(|a| (first, a.clone())));
+                    }
+                    instances.entry(role.name.clone()).or_default().insert(host_name.clone(), instance);
+                }
+                let scope = Arc::new(play.vars.clone());
+                for task in &play.tasks {
+                    let all_tags: Vec<&String> = play.tags.iter().chain(&task.tags).collect();
+                    let id = push(&mut nodes, chain, TaskNode {
+                        id: 0,
+                        host: host_name.clone(),
+                        play: play_index,
+                        role: None,
+                        role_dir: None,
+                        task: task.clone(),
+                        is_handler: false,
+                        selected: tags_select(&all_tags, selection),
+                        become_root: task.become_root.unwrap_or(play_become),
+                        scope_vars: scope.clone(),
+                        waits_on: Vec::new(),
+                        notifies: Vec::new(),
+                    });
+                    notifiers.push((id, task.notify.clone()));
+                    pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
+                }
+                for handler in &play.handlers {
+                    let id = push(&mut nodes, chain, TaskNode {
+                        id: 0,
+                        host: host_name.clone(),
+                        play: play_index,
+                        role: None,
+                        role_dir: None,
+                        task: handler.clone(),
+                        is_handler: true,
+                        selected: true,
+                        become_root: handler.become_root.unwrap_or(play_become),
+                        scope_vars: scope.clone(),
+                        waits_on: Vec::new(),
+                        notifies: Vec::new(),
+                    });
+                    play_handlers.push((handler.clone(), id));
+                    handler_nodes.push((None, handler.name.clone(), id));
+                }
+                // Notifications: the notifier's own role first, then the
+                // play's handlers, then any handler in the play.
+                for (id, names) in notifiers {
+                    let role = nodes[id].role.clone();
+                    for (name, pos) in names {
+                        let found = handler_nodes
+                            .iter()
+                            .find(|(r, n, _)| *r == role && *n == name)
+                            .or_else(|| handler_nodes.iter().find(|(r, n, _)| r.is_none() && *n == name))
+                            .or_else(|| handler_nodes.iter().find(|(_, n, _)| *n == name));
+                        match found {
+                            Some((_, _, handler)) if *handler > id => nodes[id].notifies.push(*handler),
+                            Some((r, _, _)) => errors.push(InputError::at(
+                                &pos,
+                                format!(
+                                    "handler `{name}` (of {}) runs before the task that notifies it; move the role earlier",
+                                    r.as_deref().map(|r| format!("role `{r}`")).unwrap_or_else(|| "the play".into())
+                                ),
+                            )),
+                            None => errors.push(InputError::at(
+                                &pos,
+                                format!(
+                                    "no handler named `{name}`{}",
+                                    suggestion(&name, handler_nodes.iter().map(|(_, n, _)| n.as_str()))
+                                ),
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+
+        // Cross-host waits.
+        let used_roles: BTreeSet<&String> = playbook.roles.keys().collect();
+        for (id, after) in pending_after {
+            if !used_roles.contains(&after.role) {
+                errors.push(InputError::at(
+                    &after.pos,
+                    format!(
+                        "`after` names role `{}`, which this playbook does not use{}",
+                        after.role,
+                        suggestion(&after.role, used_roles.iter().map(|s| s.as_str()))
+                    ),
+                ));
+                continue;
+            }
+            let allowed: Option<BTreeSet<String>> = match &after.hosts {
+                Some(pattern) => match inventory.select(pattern, &after.pos) {
+                    Ok(h) => Some(h.into_iter().collect()),
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            for (host, instance) in instances.get(&after.role).into_iter().flatten() {
+                if allowed.as_ref().is_some_and(|a| !a.contains(host)) {
+                    continue;
+                }
+                if let Some(last) = instance.last {
+                    if last != id && !nodes[id].waits_on.contains(&last) {
+                        nodes[id].waits_on.push(last);
+                    }
+                }
+            }
+        }
+
+        let mut graph = DiGraph::new();
+        let indices: Vec<NodeIndex> = nodes.iter().map(|n| graph.add_node(n.id)).collect();
+        for chain in chains.values() {
+            for pair in chain.windows(2) {
+                graph.add_edge(indices[pair[0]], indices[pair[1]], ());
+            }
+        }
+        for node in &nodes {
+            for pred in &node.waits_on {
+                graph.add_edge(indices[*pred], indices[node.id], ());
+            }
+        }
+        if let Some(cycle) = find_cycle(&graph, &nodes) {
+            errors.push(cycle);
+        }
+        if !errors.is_empty() {
+            return Err(InputErrors(errors));
+        }
+        let order: Vec<&String> = inventory.hosts.iter().map(|h| &h.name).collect();
+        let mut chains: Vec<(String, Vec<usize>)> = chains.into_iter().collect();
+        chains.sort_by_key(|(h, _)| order.iter().position(|o| *o == h));
+        Ok(Resolved { nodes, chains, graph, defaults: Arc::new(defaults) })
+    }
+
+    /// A node's label: `host: role / task`.
+    pub fn label(&self, id: usize) -> String {
+        label(&self.nodes[id])
+    }
+}
+
+fn label(node: &TaskNode) -> String {
+    match &node.role {
+        Some(role) => format!("{}: {role} / {}", node.host, node.task.name),
+        None => format!("{}: {}", node.host, node.task.name),
+    }
+}
+
+fn tags_select(tags: &[&String], selection: &Selection) -> bool {
+    let has = |wanted: &[String]| tags.iter().any(|t| wanted.contains(t));
+    if has(&selection.skip_tags) {
+        return false;
+    }
+    selection.tags.is_empty() || has(&selection.tags) || tags.iter().any(|t| t.as_str() == "always")
+}
+
+/// Roles of a play with their dependencies first, each once.
+fn role_order<'a>(refs: &'a [RoleRef], playbook: &'a Playbook) -> Result<Vec<(Arc<Role>, RoleRef)>, InputError> {
+    fn visit(
+        reference: &RoleRef,
+        playbook: &Playbook,
+        stack: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<(Arc<Role>, RoleRef)>,
+    ) -> Result<(), InputError> {
+        if stack.contains(&reference.name) {
+            stack.push(reference.name.clone());
+            return Err(InputError::at(&reference.pos, format!("role dependency cycle: {}", stack.join(" → "))));
+        }
+        if seen.contains(&reference.name) {
+            return Ok(());
+        }
+        let Some(role) = playbook.roles.get(&reference.name) else {
+            return Err(InputError::at(&reference.pos, format!("role `{}` is not loaded", reference.name)));
+        };
+        stack.push(reference.name.clone());
+        for dep in &role.dependencies {
+            visit(dep, playbook, stack, seen, out)?;
+        }
+        stack.pop();
+        seen.insert(reference.name.clone());
+        out.push((role.clone(), reference.clone()));
+        Ok(())
+    }
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for reference in refs {
+        visit(reference, playbook, &mut Vec::new(), &mut seen, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn find_cycle(graph: &DiGraph<usize, ()>, nodes: &[TaskNode]) -> Option<InputError> {
+    let scc = petgraph::algo::kosaraju_scc(graph).into_iter().find(|c| c.len() > 1)?;
+    let mut ids: Vec<usize> = scc.iter().map(|i| graph[*i]).collect();
+    ids.sort();
+    let first = &nodes[ids[0]];
+    let names: Vec<String> = ids.iter().take(8).map(|i| label(&nodes[*i])).collect();
+    let more = if ids.len() > 8 { format!(" and {} more", ids.len() - 8) } else { String::new() };
+    Some(InputError::at(
+        &first.task.pos,
+        format!("the tasks wait for each other in a cycle (check `after:`): {}{more}", names.join(" ⇄ ")),
+    ))
+}

@@ -1,0 +1,224 @@
+//! Checks everything that can be checked without contacting a host: modules
+//! and their parameters, templates (syntax and undefined variables), files
+//! named by tasks, required vars, `when` expressions. Used by
+//! `pgdeploy validate` and before every `apply`/`plan`: bad input means exit
+//! code 2 and no host touched.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::Value;
+use serde_json::Value as Json;
+
+use crate::error::{suggestion, InputError, InputErrors};
+use crate::inventory::{Inventory, Vars};
+use crate::playbook::{Playbook, TaskDef};
+use crate::resolve::{Resolved, TaskNode};
+use crate::scope::{self, HostValues};
+use crate::template::{Templater, Unknown};
+use crate::yaml::Value as YamlValue;
+
+/// Where a task's `src` lives: absolute as given, else in the role's
+/// `templates/` or `files/`, else beside the playbook.
+pub fn source_path(node: &TaskNode, kind: &str, src: &str) -> PathBuf {
+    let path = Path::new(src);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match &node.role_dir {
+        Some(dir) => dir.join(kind).join(src),
+        None => node.task.pos.file.parent().unwrap_or(Path::new(".")).join(kind).join(src),
+    }
+}
+
+/// Runs every check; returns all problems found.
+pub fn check(inventory: &Inventory, playbook: &Playbook, resolved: &Resolved, extra: &Vars) -> Result<(), InputErrors> {
+    let templater = Templater::new();
+    let mut errors = Vec::new();
+    let mut seen = HashSet::new();
+    for task in all_tasks(playbook) {
+        if seen.insert(Arc::as_ptr(&task)) {
+            check_task_shape(&task, &templater, &mut errors);
+        }
+    }
+    for role in playbook.roles.values() {
+        check_templates_syntax(&role.dir.join("templates"), &templater, &mut errors);
+    }
+    if errors.is_empty() {
+        check_nodes(inventory, playbook, resolved, extra, &templater, &mut errors);
+    }
+    let mut unique = Vec::new();
+    for e in errors {
+        if !unique.contains(&e) {
+            unique.push(e);
+        }
+    }
+    if unique.is_empty() {
+        Ok(())
+    } else {
+        Err(InputErrors(unique))
+    }
+}
+
+fn all_tasks(playbook: &Playbook) -> Vec<Arc<TaskDef>> {
+    let mut tasks: Vec<Arc<TaskDef>> = Vec::new();
+    for play in &playbook.plays {
+        tasks.extend(play.tasks.iter().cloned());
+        tasks.extend(play.handlers.iter().cloned());
+    }
+    for role in playbook.roles.values() {
+        tasks.extend(role.tasks.iter().cloned());
+        tasks.extend(role.handlers.iter().cloned());
+    }
+    tasks
+}
+
+fn check_task_shape(task: &TaskDef, templater: &Templater, errors: &mut Vec<InputError>) {
+    let (name, pos) = &task.module;
+    let Some(module) = pgdeploy_modules::find(name) else {
+        let names: Vec<&str> = pgdeploy_modules::registry().iter().map(|m| m.name()).collect();
+        errors.push(InputError::at(pos, format!("unknown module `{name}`{}", suggestion(name, names.iter().copied()))));
+        return;
+    };
+    let specs = module.params();
+    match &task.params.value {
+        YamlValue::Map(entries) => {
+            for (key, _) in entries {
+                if !specs.iter().any(|s| s.name == key.name) {
+                    errors.push(InputError::at(
+                        &key.pos,
+                        format!(
+                            "module `{name}` has no parameter `{}`{}",
+                            key.name,
+                            suggestion(&key.name, specs.iter().map(|s| s.name))
+                        ),
+                    ));
+                }
+            }
+            for spec in specs.iter().filter(|s| s.required) {
+                if !entries.iter().any(|(k, _)| k.name == spec.name) {
+                    errors.push(InputError::at(&task.params.pos, format!("module `{name}` needs parameter `{}`", spec.name)));
+                }
+            }
+        }
+        YamlValue::Str(_) if specs.iter().any(|s| s.name == "cmd") => {}
+        _ => errors.push(InputError::at(
+            &task.params.pos,
+            format!("the parameters of module `{name}` must be a mapping, found {}", task.params.type_name()),
+        )),
+    }
+    for (condition, pos) in &task.when {
+        let expr = condition.trim().trim_start_matches("{{").trim_end_matches("}}");
+        if let Err(e) = templater.check_syntax(&format!("{{{{ {expr} }}}}")) {
+            errors.push(InputError::at(pos, format!("`when: {condition}` is not a valid expression: {e}")));
+        }
+    }
+    check_strings_syntax(&task.params, templater, errors);
+}
+
+fn check_strings_syntax(node: &crate::yaml::Node, templater: &Templater, errors: &mut Vec<InputError>) {
+    match &node.value {
+        YamlValue::Str(s) if s.contains("{{") || s.contains("{%") => {
+            if let Err(e) = templater.check_syntax(s) {
+                errors.push(InputError::at(&node.pos, format!("template syntax: {e}")));
+            }
+        }
+        YamlValue::Seq(items) => items.iter().for_each(|n| check_strings_syntax(n, templater, errors)),
+        YamlValue::Map(entries) => entries.iter().for_each(|(_, n)| check_strings_syntax(n, templater, errors)),
+        _ => {}
+    }
+}
+
+fn check_templates_syntax(dir: &Path, templater: &Templater, errors: &mut Vec<InputError>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            check_templates_syntax(&path, templater, errors);
+            continue;
+        }
+        let Ok(source) = std::fs::read_to_string(&path) else { continue };
+        if let Err(e) = templater.check_syntax(&source) {
+            let line = e.message.strip_prefix("line ").and_then(|r| r.split(':').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let pos = crate::yaml::Pos { file: Arc::new(path.clone()), line, column: 0 };
+            errors.push(InputError::at(&pos, format!("template syntax: {e}")));
+        }
+    }
+}
+
+/// Renders every node's parameters, conditions and templates with the real
+/// vars and placeholders for what only the host knows.
+fn check_nodes(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    resolved: &Resolved,
+    extra: &Vars,
+    templater: &Templater,
+    errors: &mut Vec<InputError>,
+) {
+    let globals = scope::globals(inventory);
+    let registered_names: BTreeSet<String> = all_tasks(playbook).iter().filter_map(|t| t.register.clone()).collect();
+    let registered = Value::from_pairs(registered_names.iter().map(|n| (n.clone(), Value::from_object(Unknown))));
+    let unknown = Value::from_object(Unknown);
+    let mut required_checked = HashSet::new();
+    for node in resolved.nodes.iter().filter(|n| n.selected) {
+        let item = node.task.loop_items.as_ref().map(|_| unknown.clone());
+        let values = HostValues { facts: unknown.clone(), registered: registered.clone(), item: item.as_ref() };
+        let vars = scope::node_vars(inventory, resolved, &globals, extra, node, values);
+        if let Some(role) = node.role.as_ref().and_then(|r| playbook.roles.get(r)) {
+            if required_checked.insert((node.host.clone(), role.name.clone())) {
+                for (var, pos) in &role.required_vars {
+                    if vars.get_attr(var).map(|v| v.is_undefined()).unwrap_or(true) {
+                        errors.push(InputError::at(
+                            pos,
+                            format!("role `{}` needs var `{var}` for host `{}`: set it in the inventory, group_vars or host_vars", role.name, node.host),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut skip = false;
+        for (condition, pos) in &node.task.when {
+            match templater.condition(condition, &vars) {
+                Ok(false) => skip = true,
+                Err(e) if e.undefined => errors.push(InputError::at(pos, format!("host `{}`: `when: {condition}`: {e}", node.host))),
+                _ => {}
+            }
+        }
+        if skip {
+            continue;
+        }
+        let raw = node.task.params.to_json();
+        match templater.render_json(&raw, &vars) {
+            Err(e) if e.undefined => errors.push(InputError::at(
+                &node.task.params.pos,
+                format!("host `{}`, task `{}`: {e}", node.host, node.task.name),
+            )),
+            Ok(params) => check_sources(node, &params, &vars, templater, errors),
+            Err(_) => {}
+        }
+    }
+}
+
+fn check_sources(node: &TaskNode, params: &Json, vars: &Value, templater: &Templater, errors: &mut Vec<InputError>) {
+    let Some(src) = params.get("src").and_then(Json::as_str) else { return };
+    let kind = match node.task.module.0.as_str() {
+        "template" => "templates",
+        "copy" => "files",
+        _ => return,
+    };
+    let path = source_path(node, kind, src);
+    let pos = node.task.params.get("src").map(|n| n.pos.clone()).unwrap_or_else(|| node.task.params.pos.clone());
+    if !path.is_file() {
+        errors.push(InputError::at(&pos, format!("{} `{src}` not found at {}", &kind[..kind.len() - 1], path.display())));
+        return;
+    }
+    if kind == "templates" {
+        if let Err(e) = templater.render_file(&path, vars) {
+            if e.undefined {
+                errors.push(InputError::at(&pos, format!("host `{}`: template {}: {e}", node.host, path.display())));
+            }
+        }
+    }
+}
