@@ -18,7 +18,10 @@ pub struct InputError {
 impl InputError {
     /// An error at `pos`.
     pub fn at(pos: &Pos, message: impl Into<String>) -> Self {
-        Self { pos: pos.clone(), message: message.into() }
+        Self {
+            pos: pos.clone(),
+            message: message.into(),
+        }
     }
 }
 
@@ -56,7 +59,10 @@ impl From<InputError> for InputErrors {
 
 /// The closest of `candidates` to `word`, if it is close enough to be a
 /// likely misspelling ("did you mean").
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -67,7 +73,9 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 
 /// A " (did you mean `x`?)" suffix, or nothing.
 pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(word, candidates).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default()
+    did_you_mean(word, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -78,7 +86,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
             prev = cur;
         }
     }
@@ -91,7 +103,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("pakage", ["package", "service"]), Some("package"));
+        assert_eq!(
+            did_you_mean("pakage", ["package", "service"]),
+            Some("package")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["package", "service"]), None);
     }
 }

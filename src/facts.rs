@@ -28,17 +28,27 @@ pub fn parse(output: &str) -> Json {
     let mut interfaces = serde_json::Map::new();
     let mut addresses = Vec::new();
     for line in output.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         match key {
             "address" => {
                 let mut parts = value.split_whitespace();
-                if let (Some(dev), Some(addr), Some(prefix)) = (parts.next(), parts.next(), parts.next()) {
+                if let (Some(dev), Some(addr), Some(prefix)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
                     addresses.push(Json::from(addr));
-                    interfaces.insert(dev.to_string(), json!({"address": addr, "prefix": prefix.parse::<u8>().unwrap_or(0)}));
+                    interfaces.insert(
+                        dev.to_string(),
+                        json!({"address": addr, "prefix": prefix.parse::<u8>().unwrap_or(0)}),
+                    );
                 }
             }
             "cpus" | "memory_kb" => {
-                facts.insert(key.to_string(), Json::from(value.trim().parse::<u64>().unwrap_or(0)));
+                facts.insert(
+                    key.to_string(),
+                    Json::from(value.trim().parse::<u64>().unwrap_or(0)),
+                );
             }
             _ => {
                 facts.insert(key.to_string(), Json::from(value.trim()));
@@ -66,7 +76,8 @@ mod tests {
 
     #[test]
     fn parses_the_script_output() {
-        let out = "os_id=debian\nos_version=12\ncpus=2\nmemory_kb=2048000\ndefault_interface=host0\n\
+        let out =
+            "os_id=debian\nos_version=12\ncpus=2\nmemory_kb=2048000\ndefault_interface=host0\n\
                    address=host0 10.1.0.11 24\naddress=eth1 10.2.0.5 16\nhostname=node1\n";
         let facts = parse(out);
         assert_eq!(facts["os_id"], "debian");
@@ -78,7 +89,11 @@ mod tests {
 
     #[test]
     fn the_script_runs_locally() {
-        let out = std::process::Command::new("sh").arg("-c").arg(SCRIPT).output().expect("sh");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(SCRIPT)
+            .output()
+            .expect("sh");
         let facts = parse(&String::from_utf8_lossy(&out.stdout));
         assert!(facts["cpus"].as_u64().unwrap_or(0) >= 1, "{facts}");
         assert!(facts["memory_mb"].as_u64().unwrap_or(0) > 0, "{facts}");

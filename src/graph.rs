@@ -11,7 +11,11 @@ pub fn text(resolved: &Resolved) -> String {
         let _ = writeln!(out, "{host}:");
         for (i, id) in chain.iter().enumerate() {
             let node = &resolved.nodes[*id];
-            let role = node.role.as_deref().map(|r| format!("{r} / ")).unwrap_or_default();
+            let role = node
+                .role
+                .as_deref()
+                .map(|r| format!("{r} / "))
+                .unwrap_or_default();
             let kind = if node.is_handler { " (handler)" } else { "" };
             let _ = writeln!(out, "  {:>3}. {role}{}{kind}", i + 1, node.task.name);
             for pred in &node.waits_on {
@@ -24,7 +28,8 @@ pub fn text(resolved: &Resolved) -> String {
 
 /// The DAG in Graphviz dot: one cluster per host.
 pub fn dot(resolved: &Resolved) -> String {
-    let mut out = String::from("digraph pgdeploy {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n");
+    let mut out =
+        String::from("digraph pgdeploy {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n");
     for (n, (host, chain)) in resolved.chains.iter().enumerate() {
         let _ = writeln!(out, "  subgraph cluster_{n} {{\n    label={};", quote(host));
         for id in chain {
@@ -33,7 +38,11 @@ pub fn dot(resolved: &Resolved) -> String {
                 Some(role) => format!("{role} / {}", node.task.name),
                 None => node.task.name.clone(),
             };
-            let style = if node.is_handler { ", style=dashed" } else { "" };
+            let style = if node.is_handler {
+                ", style=dashed"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "    n{id} [label={}{style}];", quote(&label));
         }
         for pair in chain.windows(2) {

@@ -103,11 +103,16 @@ impl Inventory {
         let mut walk = Walk::default();
         let entries = root.as_map("the inventory")?;
         if entries.is_empty() {
-            return Err(root.error("the inventory is empty: it needs `all:` with `hosts:`").into());
+            return Err(root
+                .error("the inventory is empty: it needs `all:` with `hosts:`")
+                .into());
         }
         for (key, node) in entries {
             if key.name != "all" {
-                walk.group_children.entry("all".into()).or_default().insert(key.name.clone());
+                walk.group_children
+                    .entry("all".into())
+                    .or_default()
+                    .insert(key.name.clone());
             }
             walk_group(&key.name, &key.pos, node, &mut walk, &mut errors);
         }
@@ -132,7 +137,11 @@ impl Inventory {
         let mut selected: Option<BTreeSet<String>> = None;
         let mut excluded = BTreeSet::new();
         let mut intersect: Vec<BTreeSet<String>> = Vec::new();
-        for part in pattern.split([':', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+        for part in pattern
+            .split([':', ','])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (op, name) = match part.as_bytes()[0] {
                 b'!' => ('!', &part[1..]),
                 b'&' => ('&', &part[1..]),
@@ -150,7 +159,12 @@ impl Inventory {
             set.retain(|h| other.contains(h));
         }
         set.retain(|h| !excluded.contains(h));
-        Ok(self.hosts.iter().filter(|h| set.contains(&h.name)).map(|h| h.name.clone()).collect())
+        Ok(self
+            .hosts
+            .iter()
+            .filter(|h| set.contains(&h.name))
+            .map(|h| h.name.clone())
+            .collect())
     }
 
     fn resolve_name(&self, name: &str, pos: &Pos) -> Result<BTreeSet<String>, InputError> {
@@ -167,17 +181,27 @@ impl Inventory {
                 .flat_map(|n| self.members(n))
                 .collect();
             if found.is_empty() {
-                return Err(InputError::at(pos, format!("the pattern `{name}` matches no host or group")));
+                return Err(InputError::at(
+                    pos,
+                    format!("the pattern `{name}` matches no host or group"),
+                ));
             }
             return Ok(found);
         }
         if self.host(name).is_some() || self.groups.contains_key(name) {
             return Ok(self.members(name).collect());
         }
-        let candidates = self.hosts.iter().map(|h| h.name.as_str()).chain(self.groups.keys().map(String::as_str));
+        let candidates = self
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .chain(self.groups.keys().map(String::as_str));
         Err(InputError::at(
             pos,
-            format!("no host or group named `{name}` in the inventory{}", suggestion(name, candidates)),
+            format!(
+                "no host or group named `{name}` in the inventory{}",
+                suggestion(name, candidates)
+            ),
         ))
     }
 
@@ -192,9 +216,18 @@ impl Inventory {
     /// The `groups` variable templates see: group name → host names.
     pub fn groups_json(&self) -> Json {
         let mut map = Map::new();
-        map.insert("all".into(), self.hosts.iter().map(|h| Json::from(h.name.clone())).collect());
+        map.insert(
+            "all".into(),
+            self.hosts
+                .iter()
+                .map(|h| Json::from(h.name.clone()))
+                .collect(),
+        );
         for (name, group) in &self.groups {
-            map.insert(name.clone(), group.hosts.iter().cloned().map(Json::from).collect());
+            map.insert(
+                name.clone(),
+                group.hosts.iter().cloned().map(Json::from).collect(),
+            );
         }
         Json::Object(map)
     }
@@ -224,7 +257,9 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 const GROUP_KEYS: [&str; 3] = ["hosts", "children", "vars"];
 
 fn walk_group(name: &str, pos: &Pos, node: &Node, walk: &mut Walk, errors: &mut Vec<InputError>) {
-    walk.group_pos.entry(name.to_string()).or_insert_with(|| pos.clone());
+    walk.group_pos
+        .entry(name.to_string())
+        .or_insert_with(|| pos.clone());
     walk.group_members.entry(name.to_string()).or_default();
     let entries = match node.as_map(&format!("group `{name}`")) {
         Ok(e) => e,
@@ -281,8 +316,18 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
         *entry = (*entry).max(d);
         for child in walk.group_children.get(&group).into_iter().flatten() {
             if path_so_far.contains(child) {
-                let pos = walk.group_pos.get(child).cloned().unwrap_or_else(|| Pos::synthetic(&path.display().to_string()));
-                errors.push(InputError::at(&pos, format!("group `{child}` is its own ancestor: {} → {child}", path_so_far.join(" → "))));
+                let pos = walk
+                    .group_pos
+                    .get(child)
+                    .cloned()
+                    .unwrap_or_else(|| Pos::synthetic(&path.display().to_string()));
+                errors.push(InputError::at(
+                    &pos,
+                    format!(
+                        "group `{child}` is its own ancestor: {} → {child}",
+                        path_so_far.join(" → ")
+                    ),
+                ));
                 continue;
             }
             let mut next = path_so_far.clone();
@@ -298,18 +343,44 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
     }
 
     let mut groups = BTreeMap::new();
-    for (name, _) in walk.group_members.iter().filter(|(n, _)| n.as_str() != "all") {
-        let members = host_groups.iter().filter(|(_, gs)| gs.contains(name)).map(|(h, _)| h.clone()).collect::<BTreeSet<_>>();
-        let hosts = walk.host_order.iter().filter(|(h, _)| members.contains(h)).map(|(h, _)| h.clone()).collect();
+    for (name, _) in walk
+        .group_members
+        .iter()
+        .filter(|(n, _)| n.as_str() != "all")
+    {
+        let members = host_groups
+            .iter()
+            .filter(|(_, gs)| gs.contains(name))
+            .map(|(h, _)| h.clone())
+            .collect::<BTreeSet<_>>();
+        let hosts = walk
+            .host_order
+            .iter()
+            .filter(|(h, _)| members.contains(h))
+            .map(|(h, _)| h.clone())
+            .collect();
         groups.insert(
             name.clone(),
-            Group { hosts, depth: depth.get(name).copied().unwrap_or(1), pos: walk.group_pos.get(name).cloned() },
+            Group {
+                hosts,
+                depth: depth.get(name).copied().unwrap_or(1),
+                pos: walk.group_pos.get(name).cloned(),
+            },
         );
     }
 
     // Group vars in precedence order: all, then by depth and name.
     let mut ordered: Vec<&String> = walk.group_members.keys().collect();
-    ordered.sort_by_key(|g| (if g.as_str() == "all" { 0 } else { depth.get(*g).copied().unwrap_or(1) }, (*g).clone()));
+    ordered.sort_by_key(|g| {
+        (
+            if g.as_str() == "all" {
+                0
+            } else {
+                depth.get(*g).copied().unwrap_or(1)
+            },
+            (*g).clone(),
+        )
+    });
     let mut group_vars: BTreeMap<String, Vars> = BTreeMap::new();
     for group in &ordered {
         let mut vars = Vars::new();
@@ -346,7 +417,7 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
                 let at = walk
                     .host_inline
                     .get(name)
-                    .and_then(|nodes| nodes.iter().rev().find_map(|n| connection_key_pos(n)))
+                    .and_then(|nodes| nodes.iter().rev().find_map(connection_key_pos))
                     .unwrap_or_else(|| pos.clone());
                 errors.push(InputError::at(&at, format!("host `{name}`: {message}")));
                 continue;
@@ -356,16 +427,32 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
         if let Some(other) = seen_addresses.insert(key.clone(), name.clone()) {
             errors.push(InputError::at(
                 pos,
-                format!("host `{name}` has the same address {}:{} as host `{other}`", key.0, key.1),
+                format!(
+                    "host `{name}` has the same address {}:{} as host `{other}`",
+                    key.0, key.1
+                ),
             ));
         }
         let groups_of_host = memberships.into_iter().filter(|g| g != "all").collect();
-        hosts.push(Host { name: name.clone(), pos: pos.clone(), groups: groups_of_host, vars, connection });
+        hosts.push(Host {
+            name: name.clone(),
+            pos: pos.clone(),
+            groups: groups_of_host,
+            vars,
+            connection,
+        });
     }
     if hosts.is_empty() && errors.is_empty() {
-        errors.push(InputError::at(&Pos::synthetic(&path.display().to_string()), "the inventory has no hosts"));
+        errors.push(InputError::at(
+            &Pos::synthetic(&path.display().to_string()),
+            "the inventory has no hosts",
+        ));
     }
-    Inventory { path: path.to_path_buf(), hosts, groups }
+    Inventory {
+        path: path.to_path_buf(),
+        hosts,
+        groups,
+    }
 }
 
 fn transitive_hosts(group: &str, walk: &Walk, visiting: &mut BTreeSet<String>) -> BTreeSet<String> {
@@ -395,9 +482,11 @@ fn merge_node(vars: &mut Vars, node: &Node, what: &str, errors: &mut Vec<InputEr
 }
 
 fn load_vars_file(dir: &Path, name: &str, errors: &mut Vec<InputError>) -> Option<Node> {
-    ["yaml", "yml"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).find(|p| p.is_file()).and_then(|p| {
-        yaml::load(&p).map_err(|e| errors.push(e)).ok()
-    })
+    ["yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.{ext}")))
+        .find(|p| p.is_file())
+        .and_then(|p| yaml::load(&p).map_err(|e| errors.push(e)).ok())
 }
 
 const CONNECTION_KEYS: [&str; 8] = [
@@ -412,7 +501,10 @@ const CONNECTION_KEYS: [&str; 8] = [
 ];
 
 fn connection_key_pos(node: &Node) -> Option<Pos> {
-    CONNECTION_KEYS.iter().find_map(|k| node.get(k)).map(|n| n.pos.clone())
+    CONNECTION_KEYS
+        .iter()
+        .find_map(|k| node.get(k))
+        .map(|n| n.pos.clone())
 }
 
 fn pick<'a>(vars: &'a Vars, ours: &str, ansible: &str) -> Option<&'a Json> {
@@ -434,7 +526,9 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
         None => name.to_string(),
     };
     if !valid_address(&address) {
-        return Err(format!("`{address}` is not a valid IP address or host name"));
+        return Err(format!(
+            "`{address}` is not a valid IP address or host name"
+        ));
     }
     let port = match pick(vars, "pgdeploy_port", "ansible_port") {
         Some(v) => {
@@ -446,15 +540,33 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
         }
         None => 22,
     };
-    let user = pick(vars, "pgdeploy_user", "ansible_user").and_then(json_str).unwrap_or_else(|| "root".into());
-    let key_file = pick(vars, "pgdeploy_private_key_file", "ansible_ssh_private_key_file").and_then(json_str).map(PathBuf::from);
+    let user = pick(vars, "pgdeploy_user", "ansible_user")
+        .and_then(json_str)
+        .unwrap_or_else(|| "root".into());
+    let key_file = pick(
+        vars,
+        "pgdeploy_private_key_file",
+        "ansible_ssh_private_key_file",
+    )
+    .and_then(json_str)
+    .map(PathBuf::from);
     let become_root = match pick(vars, "pgdeploy_become", "ansible_become") {
         Some(Json::Bool(b)) => *b,
         Some(Json::String(s)) => matches!(s.as_str(), "true" | "yes" | "True"),
         _ => false,
     };
-    let known_hosts = vars.get("pgdeploy_known_hosts").and_then(json_str).map(PathBuf::from);
-    Ok(Connection { address, port, user, key_file, become_root, known_hosts })
+    let known_hosts = vars
+        .get("pgdeploy_known_hosts")
+        .and_then(json_str)
+        .map(PathBuf::from);
+    Ok(Connection {
+        address,
+        port,
+        user,
+        key_file,
+        become_root,
+        known_hosts,
+    })
 }
 
 /// Whether `text` is an IP address or a plausible DNS name.
@@ -512,7 +624,11 @@ all:
     fn precedence_host_beats_child_group_beats_parent_beats_all() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = write(dir.path(), "inv.yaml", INVENTORY);
-        write(dir.path(), "group_vars/etcd.yaml", "level: etcd-file\netcd_only: 1\n");
+        write(
+            dir.path(),
+            "group_vars/etcd.yaml",
+            "level: etcd-file\netcd_only: 1\n",
+        );
         write(dir.path(), "host_vars/node3.yaml", "level: host-file\n");
         let inv = Inventory::load(&path).expect("loads");
         let level = |h: &str| inv.host(h).expect("host").vars["level"].clone();
@@ -522,7 +638,10 @@ all:
         assert_eq!(inv.host("node2").expect("node2").vars["etcd_only"], 1);
         assert_eq!(inv.host("node1").expect("node1").vars["from_all"], true);
         assert_eq!(inv.groups["db"].hosts, vec!["node1"]);
-        assert_eq!(inv.host("node1").expect("node1").groups, vec!["db", "primary_site"]);
+        assert_eq!(
+            inv.host("node1").expect("node1").groups,
+            vec!["db", "primary_site"]
+        );
     }
 
     #[test]
@@ -530,9 +649,20 @@ all:
         let dir = tempfile::tempdir().expect("tmp");
         let inv = Inventory::load(&write(dir.path(), "inv.yaml", INVENTORY)).expect("loads");
         let c1 = &inv.host("node1").expect("node1").connection;
-        assert_eq!((c1.address.as_str(), c1.port, c1.user.as_str(), c1.become_root), ("10.0.0.1", 22, "admin", false));
+        assert_eq!(
+            (
+                c1.address.as_str(),
+                c1.port,
+                c1.user.as_str(),
+                c1.become_root
+            ),
+            ("10.0.0.1", 22, "admin", false)
+        );
         let c3 = &inv.host("node3").expect("node3").connection;
-        assert_eq!((c3.address.as_str(), c3.port, c3.become_root), ("10.0.0.3", 2222, true));
+        assert_eq!(
+            (c3.address.as_str(), c3.port, c3.become_root),
+            ("10.0.0.3", 2222, true)
+        );
     }
 
     #[test]
@@ -540,9 +670,18 @@ all:
         let dir = tempfile::tempdir().expect("tmp");
         let inv = Inventory::load(&write(dir.path(), "inv.yaml", INVENTORY)).expect("loads");
         let pos = Pos::synthetic("test");
-        assert_eq!(inv.select("db:etcd", &pos).expect("union"), vec!["node1", "node2", "node3"]);
-        assert_eq!(inv.select("all:!etcd", &pos).expect("exclude"), vec!["node1"]);
-        assert_eq!(inv.select("etcd:&node*", &pos).expect("intersect"), vec!["node2", "node3"]);
+        assert_eq!(
+            inv.select("db:etcd", &pos).expect("union"),
+            vec!["node1", "node2", "node3"]
+        );
+        assert_eq!(
+            inv.select("all:!etcd", &pos).expect("exclude"),
+            vec!["node1"]
+        );
+        assert_eq!(
+            inv.select("etcd:&node*", &pos).expect("intersect"),
+            vec!["node2", "node3"]
+        );
         let err = inv.select("etdc", &pos).expect_err("unknown");
         assert!(err.message.contains("did you mean `etcd`"), "{err}");
     }
@@ -562,16 +701,19 @@ all:
     #[test]
     fn empty_inventory_and_unknown_keys_are_errors() {
         let dir = tempfile::tempdir().expect("tmp");
-        let err = Inventory::load(&write(dir.path(), "empty.yaml", "all: {}\n")).expect_err("empty");
+        let err =
+            Inventory::load(&write(dir.path(), "empty.yaml", "all: {}\n")).expect_err("empty");
         assert!(err.to_string().contains("no hosts"), "{err}");
-        let err = Inventory::load(&write(dir.path(), "typo.yaml", "all:\n  host:\n    a:\n")).expect_err("typo");
+        let err = Inventory::load(&write(dir.path(), "typo.yaml", "all:\n  host:\n    a:\n"))
+            .expect_err("typo");
         assert!(err.to_string().contains("did you mean `hosts`"), "{err}");
     }
 
     #[test]
     fn duplicate_addresses_are_an_error() {
         let dir = tempfile::tempdir().expect("tmp");
-        let text = "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n    b: {ansible_host: 10.0.0.1}\n";
+        let text =
+            "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n    b: {ansible_host: 10.0.0.1}\n";
         let err = Inventory::load(&write(dir.path(), "dup.yaml", text)).expect_err("dup");
         assert!(err.to_string().contains("same address"), "{err}");
     }

@@ -41,7 +41,12 @@ pub struct Inputs {
 
 /// Loads inventory and playbook, resolves the DAG and runs every static
 /// check. Any problem is an [`InputErrors`]: exit code 2, no host touched.
-pub fn load_inputs(inventory: &Path, playbook: &Path, selection: &Selection, extra: &Vars) -> Result<Inputs, InputErrors> {
+pub fn load_inputs(
+    inventory: &Path,
+    playbook: &Path,
+    selection: &Selection,
+    extra: &Vars,
+) -> Result<Inputs, InputErrors> {
     let inventory_result = Inventory::load(inventory);
     let playbook_result = Playbook::load(playbook);
     let (inventory, playbook) = match (inventory_result, playbook_result) {
@@ -59,7 +64,11 @@ pub fn load_inputs(inventory: &Path, playbook: &Path, selection: &Selection, ext
     };
     let resolved = Resolved::build(&inventory, &playbook, selection)?;
     validate::check(&inventory, &playbook, &resolved, extra)?;
-    Ok(Inputs { inventory, playbook, resolved })
+    Ok(Inputs {
+        inventory,
+        playbook,
+        resolved,
+    })
 }
 
 /// Parses `-e` arguments: `key=value` (the value read as YAML, so numbers
@@ -71,14 +80,20 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Vars, InputErrors> {
             let node = yaml::load(Path::new(file))?;
             vars.extend(playbook::vars_of(&node, "an extra-vars file")?);
         } else if let Some((key, value)) = arg.split_once('=') {
-            let parsed = yaml::parse(value, Path::new("-e")).map(|n| n.to_json()).unwrap_or_else(|_| value.into());
+            let parsed = yaml::parse(value, Path::new("-e"))
+                .map(|n| n.to_json())
+                .unwrap_or_else(|_| value.into());
             let parsed = match parsed {
                 serde_json::Value::Null if !value.is_empty() => serde_json::Value::from(value),
                 other => other,
             };
             vars.insert(key.trim().to_string(), parsed);
         } else {
-            return Err(InputError::at(&yaml::Pos::synthetic("-e"), format!("`{arg}` is neither key=value nor @file.yaml")).into());
+            return Err(InputError::at(
+                &yaml::Pos::synthetic("-e"),
+                format!("`{arg}` is neither key=value nor @file.yaml"),
+            )
+            .into());
         }
     }
     Ok(vars)

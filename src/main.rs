@@ -137,7 +137,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Apply(args) => apply(&args, false, false),
-        Command::Plan { args, detailed_exitcode } => apply(&args, true, detailed_exitcode),
+        Command::Plan {
+            args,
+            detailed_exitcode,
+        } => apply(&args, true, detailed_exitcode),
         Command::Graph { inputs, format } => match load(&inputs) {
             Ok((inputs, _)) => {
                 let text = match format {
@@ -162,7 +165,11 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Facts { inventory, host, accept_new_host_keys } => facts(&inventory, &host, accept_new_host_keys),
+        Command::Facts {
+            inventory,
+            host,
+            accept_new_host_keys,
+        } => facts(&inventory, &host, accept_new_host_keys),
         Command::Lab { command } => match pgdeploy_lab::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -177,11 +184,18 @@ fn load(args: &InputArgs) -> Result<(Inputs, pgdeploy::inventory::Vars), ExitCod
     let bad = |e: pgdeploy::error::InputErrors| {
         eprintln!("{e}");
         let n = e.0.len();
-        eprintln!("{n} error{} found; nothing was applied.", if n == 1 { "" } else { "s" });
+        eprintln!(
+            "{n} error{} found; nothing was applied.",
+            if n == 1 { "" } else { "s" }
+        );
         ExitCode::from(EXIT_BAD_INPUT)
     };
     let extra = parse_extra_vars(&args.extra_vars).map_err(bad)?;
-    let selection = Selection { limit: args.limit.clone(), tags: args.tags.clone(), skip_tags: args.skip_tags.clone() };
+    let selection = Selection {
+        limit: args.limit.clone(),
+        tags: args.tags.clone(),
+        skip_tags: args.skip_tags.clone(),
+    };
     let inputs = load_inputs(&args.inventory, &args.playbook, &selection, &extra).map_err(bad)?;
     Ok((inputs, extra))
 }
@@ -249,22 +263,41 @@ fn facts(inventory: &std::path::Path, host: &str, accept_new_host_keys: bool) ->
         return ExitCode::from(EXIT_BAD_INPUT);
     };
     let c = &h.connection;
-    let target = pgdeploy_transport::Target { name: host.into(), address: c.address.clone(), port: c.port, user: c.user.clone(), key_file: c.key_file.clone() };
-    let mut options = pgdeploy_transport::ConnectOptions { accept_new_host_keys, ..Default::default() };
+    let target = pgdeploy_transport::Target {
+        name: host.into(),
+        address: c.address.clone(),
+        port: c.port,
+        user: c.user.clone(),
+        key_file: c.key_file.clone(),
+    };
+    let mut options = pgdeploy_transport::ConnectOptions {
+        accept_new_host_keys,
+        ..Default::default()
+    };
     if let Some(k) = &c.known_hosts {
         options.known_hosts = k.clone();
     }
-    let result = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| {
-        rt.block_on(async {
-            let session = pgdeploy_transport::Session::connect(&target, &options).await.map_err(|e| e.to_string())?;
-            let out = session.exec(pgdeploy::facts::SCRIPT, false, None).await.map_err(|e| e.to_string())?;
-            let _ = session.close().await;
-            Ok::<_, String>(pgdeploy::facts::parse(&out.stdout_str()))
-        })
-    });
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let session = pgdeploy_transport::Session::connect(&target, &options)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let out = session
+                    .exec(pgdeploy::facts::SCRIPT, false, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = session.close().await;
+                Ok::<_, String>(pgdeploy::facts::parse(&out.stdout_str()))
+            })
+        });
     match result {
         Ok(facts) => {
-            println!("{}", serde_json::to_string_pretty(&facts).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&facts).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

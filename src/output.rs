@@ -34,7 +34,13 @@ impl Progress {
     /// A progress display.
     pub fn new(style: Style, verbose: bool, masker: Masker) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        Self { style, verbose, masker, multi, bars: Mutex::new(HashMap::new()) }
+        Self {
+            style,
+            verbose,
+            masker,
+            multi,
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     fn line(&self, text: &str) {
@@ -58,9 +64,11 @@ impl Observer for Progress {
             return;
         }
         let bar = self.multi.add(ProgressBar::new(total as u64));
-        let style = ProgressStyle::with_template("{prefix:>12} [{bar:24}] {pos:>3}/{len:3} {elapsed:>4} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix:>12} [{bar:24}] {pos:>3}/{len:3} {elapsed:>4} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(host.to_string());
         if let Ok(mut bars) = self.bars.lock() {

@@ -124,9 +124,22 @@ pub struct TaskDef {
     pub ignore_errors: bool,
 }
 
-const TASK_KEYS: [&str; 11] =
-    ["name", "when", "loop", "notify", "tags", "become", "register", "after", "vars", "ignore_errors", "listen"];
-const PLAY_KEYS: [&str; 8] = ["name", "hosts", "vars", "roles", "tasks", "handlers", "become", "tags"];
+const TASK_KEYS: [&str; 11] = [
+    "name",
+    "when",
+    "loop",
+    "notify",
+    "tags",
+    "become",
+    "register",
+    "after",
+    "vars",
+    "ignore_errors",
+    "listen",
+];
+const PLAY_KEYS: [&str; 8] = [
+    "name", "hosts", "vars", "roles", "tasks", "handlers", "become", "tags",
+];
 const ROLE_REF_KEYS: [&str; 4] = ["role", "after", "tags", "vars"];
 
 impl Playbook {
@@ -175,7 +188,11 @@ impl Playbook {
             }
         }
         if errors.is_empty() {
-            Ok(Playbook { path: path.to_path_buf(), plays, roles })
+            Ok(Playbook {
+                path: path.to_path_buf(),
+                plays,
+                roles,
+            })
         } else {
             Err(InputErrors(errors))
         }
@@ -223,7 +240,10 @@ fn parse_play(node: &Node) -> Result<Play, InputErrors> {
                 other => {
                     return Err(InputError::at(
                         &key.pos,
-                        format!("unknown key `{other}` in a play{}", suggestion(other, PLAY_KEYS)),
+                        format!(
+                            "unknown key `{other}` in a play{}",
+                            suggestion(other, PLAY_KEYS)
+                        ),
                     ))
                 }
             }
@@ -248,12 +268,21 @@ fn parse_play(node: &Node) -> Result<Play, InputErrors> {
 
 /// Reads a mapping of vars.
 pub fn vars_of(node: &Node, what: &str) -> Result<Vars, InputError> {
-    Ok(node.as_map(what)?.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect())
+    Ok(node
+        .as_map(what)?
+        .iter()
+        .map(|(k, v)| (k.name.clone(), v.to_json()))
+        .collect())
 }
 
 fn parse_role_ref(node: &Node) -> Result<RoleRef, InputError> {
-    let mut reference =
-        RoleRef { name: String::new(), pos: node.pos.clone(), after: Vec::new(), tags: Vec::new(), vars: Vars::new() };
+    let mut reference = RoleRef {
+        name: String::new(),
+        pos: node.pos.clone(),
+        after: Vec::new(),
+        tags: Vec::new(),
+        vars: Vars::new(),
+    };
     if let Value::Str(name) = &node.value {
         reference.name = name.clone();
         return Ok(reference);
@@ -270,7 +299,10 @@ fn parse_role_ref(node: &Node) -> Result<RoleRef, InputError> {
             other => {
                 return Err(InputError::at(
                     &key.pos,
-                    format!("unknown key `{other}` in a role reference{}", suggestion(other, ROLE_REF_KEYS)),
+                    format!(
+                        "unknown key `{other}` in a role reference{}",
+                        suggestion(other, ROLE_REF_KEYS)
+                    ),
                 ))
             }
         }
@@ -289,16 +321,36 @@ fn parse_after(node: &Node) -> Result<Vec<After>, InputError> {
     items
         .into_iter()
         .map(|item| match &item.value {
-            Value::Str(role) => Ok(After { role: role.clone(), hosts: None, pos: item.pos.clone() }),
+            Value::Str(role) => Ok(After {
+                role: role.clone(),
+                hosts: None,
+                pos: item.pos.clone(),
+            }),
             Value::Map(_) => {
-                let role = item.get("role").ok_or_else(|| item.error("`after` needs `role: NAME`"))?.as_str("`role`")?;
-                let hosts = item.get("hosts").map(|h| h.as_str_list("`hosts`").map(|l| l.join(":"))).transpose()?;
+                let role = item
+                    .get("role")
+                    .ok_or_else(|| item.error("`after` needs `role: NAME`"))?
+                    .as_str("`role`")?;
+                let hosts = item
+                    .get("hosts")
+                    .map(|h| h.as_str_list("`hosts`").map(|l| l.join(":")))
+                    .transpose()?;
                 for (key, _) in item.as_map("`after`")? {
                     if key.name != "role" && key.name != "hosts" {
-                        return Err(InputError::at(&key.pos, format!("unknown key `{}` in `after` (use `role` and `hosts`)", key.name)));
+                        return Err(InputError::at(
+                            &key.pos,
+                            format!(
+                                "unknown key `{}` in `after` (use `role` and `hosts`)",
+                                key.name
+                            ),
+                        ));
                     }
                 }
-                Ok(After { role, hosts, pos: item.pos.clone() })
+                Ok(After {
+                    role,
+                    hosts,
+                    pos: item.pos.clone(),
+                })
             }
             _ => Err(item.error("`after` takes a role name or `{role: NAME, hosts: PATTERN}`")),
         })
@@ -328,7 +380,10 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
         name: String::new(),
         pos: node.pos.clone(),
         module: (String::new(), node.pos.clone()),
-        params: Node { value: Value::Null, pos: node.pos.clone() },
+        params: Node {
+            value: Value::Null,
+            pos: node.pos.clone(),
+        },
         when: Vec::new(),
         loop_items: None,
         notify: Vec::new(),
@@ -344,14 +399,20 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
             "name" => task.name = value.as_str("a task's name")?,
             "when" => {
                 task.when = match &value.value {
-                    Value::Seq(items) => items.iter().map(|i| Ok((i.as_str("`when`")?, i.pos.clone()))).collect::<Result<_, InputError>>()?,
+                    Value::Seq(items) => items
+                        .iter()
+                        .map(|i| Ok((i.as_str("`when`")?, i.pos.clone())))
+                        .collect::<Result<_, InputError>>()?,
                     _ => vec![(value.as_str("`when`")?, value.pos.clone())],
                 }
             }
             "loop" => task.loop_items = Some(value.clone()),
             "notify" => {
                 task.notify = match &value.value {
-                    Value::Seq(items) => items.iter().map(|i| Ok((i.as_str("`notify`")?, i.pos.clone()))).collect::<Result<_, InputError>>()?,
+                    Value::Seq(items) => items
+                        .iter()
+                        .map(|i| Ok((i.as_str("`notify`")?, i.pos.clone())))
+                        .collect::<Result<_, InputError>>()?,
                     _ => vec![(value.as_str("`notify`")?, value.pos.clone())],
                 }
             }
@@ -390,10 +451,13 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
 }
 
 fn default_task_name(module: &str, params: &Node) -> String {
-    let main = ["name", "path", "dest", "cmd", "port", "rule"].iter().find_map(|k| params.get(k)).or(match params.value {
-        Value::Str(_) => Some(params),
-        _ => None,
-    });
+    let main = ["name", "path", "dest", "cmd", "port", "rule"]
+        .iter()
+        .find_map(|k| params.get(k))
+        .or(match params.value {
+            Value::Str(_) => Some(params),
+            _ => None,
+        });
     match main.and_then(|n| n.as_str("").ok()) {
         Some(v) => format!("{module} {v}"),
         None => module.to_string(),
@@ -401,7 +465,11 @@ fn default_task_name(module: &str, params: &Node) -> String {
 }
 
 fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputErrors> {
-    let Some(dir) = search.iter().map(|d| d.join(&reference.name)).find(|d| d.is_dir()) else {
+    let Some(dir) = search
+        .iter()
+        .map(|d| d.join(&reference.name))
+        .find(|d| d.is_dir())
+    else {
         let known: Vec<String> = search
             .iter()
             .filter_map(|d| std::fs::read_dir(d).ok())
@@ -413,7 +481,11 @@ fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputError
             format!(
                 "role `{}` not found (looked in {}){}",
                 reference.name,
-                search.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+                search
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 suggestion(&reference.name, known.iter().map(String::as_str))
             ),
         )
@@ -431,9 +503,19 @@ fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputError
     let handlers_node = read("handlers.yaml");
     let defaults_node = read("defaults.yaml");
     let meta_node = read("meta.yaml");
-    let tasks = tasks_node.map(|n| parse_tasks(&n, &mut errors)).unwrap_or_default();
-    let handlers = handlers_node.map(|n| parse_tasks(&n, &mut errors)).unwrap_or_default();
-    let defaults = defaults_node.map(|n| vars_of(&n, "role defaults").map_err(|e| errors.push(e)).unwrap_or_default()).unwrap_or_default();
+    let tasks = tasks_node
+        .map(|n| parse_tasks(&n, &mut errors))
+        .unwrap_or_default();
+    let handlers = handlers_node
+        .map(|n| parse_tasks(&n, &mut errors))
+        .unwrap_or_default();
+    let defaults = defaults_node
+        .map(|n| {
+            vars_of(&n, "role defaults")
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
     let mut dependencies = Vec::new();
     let mut required_vars = Vec::new();
     if let Some(meta) = meta_node {
@@ -452,11 +534,29 @@ fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputError
             }
         }
     }
-    if !dir.join("tasks.yaml").is_file() && !dir.join("handlers.yaml").is_file() && dependencies.is_empty() {
-        errors.push(InputError::at(&reference.pos, format!("role `{}` at {} has no tasks.yaml", reference.name, dir.display())));
+    if !dir.join("tasks.yaml").is_file()
+        && !dir.join("handlers.yaml").is_file()
+        && dependencies.is_empty()
+    {
+        errors.push(InputError::at(
+            &reference.pos,
+            format!(
+                "role `{}` at {} has no tasks.yaml",
+                reference.name,
+                dir.display()
+            ),
+        ));
     }
     if errors.is_empty() {
-        Ok(Role { name: reference.name.clone(), dir, tasks, handlers, defaults, dependencies, required_vars })
+        Ok(Role {
+            name: reference.name.clone(),
+            dir,
+            tasks,
+            handlers,
+            defaults,
+            dependencies,
+            required_vars,
+        })
     } else {
         Err(InputErrors(errors))
     }
@@ -496,7 +596,8 @@ mod tests {
 
     #[test]
     fn after_takes_names_and_mappings() {
-        let t = task("command: {cmd: x}\nafter: [etcd, {role: patroni, hosts: postgres}]\n").expect("task");
+        let t = task("command: {cmd: x}\nafter: [etcd, {role: patroni, hosts: postgres}]\n")
+            .expect("task");
         assert_eq!(t.after[0].role, "etcd");
         assert_eq!(t.after[1].hosts.as_deref(), Some("postgres"));
     }

@@ -84,11 +84,19 @@ pub struct Recap {
 impl HostReport {
     /// An empty report for `host`.
     pub fn new(host: &str) -> Self {
-        Self { host: host.to_string(), unreachable: None, results: Vec::new() }
+        Self {
+            host: host.to_string(),
+            unreachable: None,
+            results: Vec::new(),
+        }
     }
     /// A report for a host whose worker crashed.
     pub fn crashed(reason: String) -> Self {
-        Self { host: "?".into(), unreachable: Some(reason), results: Vec::new() }
+        Self {
+            host: "?".into(),
+            unreachable: Some(reason),
+            results: Vec::new(),
+        }
     }
     /// The host's counts.
     pub fn recap(&self) -> Recap {
@@ -142,12 +150,17 @@ impl PlanSummary {
 impl RunReport {
     /// Whether every host was reached and no task failed.
     pub fn success(&self) -> bool {
-        self.hosts.iter().all(|h| h.unreachable.is_none() && h.recap().failed == 0)
+        self.hosts
+            .iter()
+            .all(|h| h.unreachable.is_none() && h.recap().failed == 0)
     }
 
     /// Counts changes by kind.
     pub fn summary(&self) -> PlanSummary {
-        let mut s = PlanSummary { hosts: self.hosts.len(), ..Default::default() };
+        let mut s = PlanSummary {
+            hosts: self.hosts.len(),
+            ..Default::default()
+        };
         for result in self.hosts.iter().flat_map(|h| &h.results) {
             for change in &result.changes {
                 match change.kind {
@@ -170,7 +183,11 @@ impl RunReport {
     pub fn plan_text(&self, with_diffs: bool) -> String {
         let mut out = String::new();
         for host in &self.hosts {
-            let changed: Vec<&TaskResult> = host.results.iter().filter(|r| !r.changes.is_empty()).collect();
+            let changed: Vec<&TaskResult> = host
+                .results
+                .iter()
+                .filter(|r| !r.changes.is_empty())
+                .collect();
             if changed.is_empty() && host.unreachable.is_none() && host.recap().failed == 0 {
                 continue;
             }
@@ -184,8 +201,18 @@ impl RunReport {
                         (Some(b), Some(a)) => format!(" ({b} → {a})"),
                         _ => String::new(),
                     };
-                    let verb = if result.handler && change.kind == ChangeKind::Run { "handler: " } else { "" };
-                    let _ = writeln!(out, "  {} {verb}{}{states}    [{}]", change.kind.mark(), change.subject, task_label(result));
+                    let verb = if result.handler && change.kind == ChangeKind::Run {
+                        "handler: "
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {} {verb}{}{states}    [{}]",
+                        change.kind.mark(),
+                        change.subject,
+                        task_label(result)
+                    );
                     if with_diffs {
                         if let Some(diff) = &change.diff {
                             for line in diff.lines() {
@@ -195,7 +222,12 @@ impl RunReport {
                     }
                 }
                 if result.status == TaskStatus::Failed {
-                    let _ = writeln!(out, "  ✗ {}: {}", task_label(result), result.message.as_deref().unwrap_or("failed"));
+                    let _ = writeln!(
+                        out,
+                        "  ✗ {}: {}",
+                        task_label(result),
+                        result.message.as_deref().unwrap_or("failed")
+                    );
                 }
             }
         }
@@ -220,9 +252,18 @@ impl RunReport {
             s.remove
         );
         if commands > 0 {
-            let _ = write!(line, ", {commands} command{} to run", if commands == 1 { "" } else { "s" });
+            let _ = write!(
+                line,
+                ", {commands} command{} to run",
+                if commands == 1 { "" } else { "s" }
+            );
         }
-        let _ = write!(line, ", {} handler{} to run", s.handlers, if s.handlers == 1 { "" } else { "s" });
+        let _ = write!(
+            line,
+            ", {} handler{} to run",
+            s.handlers,
+            if s.handlers == 1 { "" } else { "s" }
+        );
         line
     }
 
@@ -245,12 +286,28 @@ impl RunReport {
             if let Some(reason) = &host.unreachable {
                 let _ = writeln!(out, "  {:width$}  unreachable: {reason}", "");
             }
-            for failed in host.results.iter().filter(|r| r.status == TaskStatus::Failed) {
-                let _ = writeln!(out, "  {:width$}  failed at `{}`: {}", "", task_label(failed), failed.message.as_deref().unwrap_or(""));
+            for failed in host
+                .results
+                .iter()
+                .filter(|r| r.status == TaskStatus::Failed)
+            {
+                let _ = writeln!(
+                    out,
+                    "  {:width$}  failed at `{}`: {}",
+                    "",
+                    task_label(failed),
+                    failed.message.as_deref().unwrap_or("")
+                );
             }
         }
         let verb = if self.check { "checked" } else { "applied" };
-        let _ = writeln!(out, "{} in {:.1}s: {}", verb, self.elapsed.as_secs_f64(), self.summary_line());
+        let _ = writeln!(
+            out,
+            "{} in {:.1}s: {}",
+            verb,
+            self.elapsed.as_secs_f64(),
+            self.summary_line()
+        );
         out
     }
 
@@ -259,7 +316,12 @@ impl RunReport {
         let recap: serde_json::Map<String, Json> = self
             .hosts
             .iter()
-            .map(|h| (h.host.clone(), serde_json::to_value(h.recap()).unwrap_or(Json::Null)))
+            .map(|h| {
+                (
+                    h.host.clone(),
+                    serde_json::to_value(h.recap()).unwrap_or(Json::Null),
+                )
+            })
             .collect();
         serde_json::json!({
             "check": self.check,
@@ -293,7 +355,10 @@ pub struct Masker {
 
 /// Whether a variable name marks its value as secret.
 pub fn is_secret_name(name: &str) -> bool {
-    ["_password", "_secret", "_token", "_passphrase"].iter().any(|s| name.ends_with(s)) || name == "password"
+    ["_password", "_secret", "_token", "_passphrase"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        || name == "password"
 }
 
 impl Masker {
@@ -304,7 +369,11 @@ impl Masker {
             let listed: Vec<String> = vars
                 .get("pgdeploy_secret_vars")
                 .and_then(Json::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             for (name, value) in vars {
                 if is_secret_name(name) || listed.contains(name) {
@@ -353,19 +422,38 @@ mod tests {
     }
 
     fn report(results: Vec<TaskResult>) -> RunReport {
-        RunReport { hosts: vec![HostReport { host: "node1".into(), unreachable: None, results }], elapsed: Duration::ZERO, check: true }
+        RunReport {
+            hosts: vec![HostReport {
+                host: "node1".into(),
+                unreachable: None,
+                results,
+            }],
+            elapsed: Duration::ZERO,
+            check: true,
+        }
     }
 
     #[test]
     fn plan_marks_and_summary_line() {
         let r = report(vec![
-            result(TaskStatus::Changed, vec![Change::new(ChangeKind::Create, "package haproxy")], false),
             result(
                 TaskStatus::Changed,
-                vec![Change::new(ChangeKind::Update, "file /etc/x").diff("-a\n+b\n"), Change::new(ChangeKind::Remove, "file /tmp/y")],
+                vec![Change::new(ChangeKind::Create, "package haproxy")],
                 false,
             ),
-            result(TaskStatus::Changed, vec![Change::new(ChangeKind::Run, "service haproxy reloaded")], true),
+            result(
+                TaskStatus::Changed,
+                vec![
+                    Change::new(ChangeKind::Update, "file /etc/x").diff("-a\n+b\n"),
+                    Change::new(ChangeKind::Remove, "file /tmp/y"),
+                ],
+                false,
+            ),
+            result(
+                TaskStatus::Changed,
+                vec![Change::new(ChangeKind::Run, "service haproxy reloaded")],
+                true,
+            ),
             result(TaskStatus::Ok, vec![], false),
         ]);
         let text = r.plan_text(true);
@@ -373,20 +461,31 @@ mod tests {
         assert!(text.contains("  ~ file /etc/x"), "{text}");
         assert!(text.contains("      +b"), "{text}");
         assert!(text.contains("  - file /tmp/y"), "{text}");
-        assert!(text.contains("  ! handler: service haproxy reloaded"), "{text}");
-        assert_eq!(r.summary_line(), "1 host: 1 to create, 1 to change, 1 to remove, 1 handler to run");
+        assert!(
+            text.contains("  ! handler: service haproxy reloaded"),
+            "{text}"
+        );
+        assert_eq!(
+            r.summary_line(),
+            "1 host: 1 to create, 1 to change, 1 to remove, 1 handler to run"
+        );
     }
 
     #[test]
     fn nothing_to_do_says_so() {
         let r = report(vec![result(TaskStatus::Ok, vec![], false)]);
-        assert_eq!(r.summary_line(), "No changes: the hosts match the playbook.");
+        assert_eq!(
+            r.summary_line(),
+            "No changes: the hosts match the playbook."
+        );
         assert!(r.summary().is_empty());
     }
 
     #[test]
     fn secrets_are_masked() {
-        let m = Masker { secrets: vec!["s3cr3t-pass".into()] };
+        let m = Masker {
+            secrets: vec!["s3cr3t-pass".into()],
+        };
         assert_eq!(m.mask("password=s3cr3t-pass;"), "password=***;");
         assert!(is_secret_name("postgres_superuser_password"));
         assert!(!is_secret_name("ansible_ssh_private_key_file"));

@@ -75,7 +75,11 @@ struct RoleInstance {
 
 impl Resolved {
     /// Resolves plays to nodes and builds the DAG; reports every problem.
-    pub fn build(inventory: &Inventory, playbook: &Playbook, selection: &Selection) -> Result<Resolved, InputErrors> {
+    pub fn build(
+        inventory: &Inventory,
+        playbook: &Playbook,
+        selection: &Selection,
+    ) -> Result<Resolved, InputErrors> {
         let mut errors = Vec::new();
         let limit: Option<BTreeSet<String>> = match &selection.limit {
             Some(pattern) => match inventory.select(pattern, &Pos::synthetic("--limit")) {
@@ -111,61 +115,79 @@ impl Resolved {
                     defaults.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
-            for host_name in hosts.iter().filter(|h| limit.as_ref().is_none_or(|l| l.contains(*h))) {
-                let Some(host) = inventory.host(host_name) else { continue };
+            for host_name in hosts
+                .iter()
+                .filter(|h| limit.as_ref().is_none_or(|l| l.contains(*h)))
+            {
+                let Some(host) = inventory.host(host_name) else {
+                    continue;
+                };
                 let chain = chains.entry(host_name.clone()).or_default();
                 let play_become = play.become_root.unwrap_or(host.connection.become_root);
                 let mut play_handlers: Vec<(Arc<TaskDef>, usize)> = Vec::new();
                 let mut notifiers: Vec<(usize, Vec<(String, Pos)>)> = Vec::new();
                 let mut handler_nodes: Vec<(Option<String>, String, usize)> = Vec::new();
-                let push = |nodes: &mut Vec<TaskNode>, chain: &mut Vec<usize>, node: TaskNode| -> usize {
-                    let id = nodes.len();
-                    chain.push(id);
-                    nodes.push(TaskNode { id, ..node });
-                    id
-                };
+                let push =
+                    |nodes: &mut Vec<TaskNode>, chain: &mut Vec<usize>, node: TaskNode| -> usize {
+                        let id = nodes.len();
+                        chain.push(id);
+                        nodes.push(TaskNode { id, ..node });
+                        id
+                    };
                 for (role, reference) in &order {
                     let mut scope = play.vars.clone();
                     scope.extend(reference.vars.clone());
                     let scope = Arc::new(scope);
-                    let tags: Vec<String> = play.tags.iter().chain(&reference.tags).cloned().collect();
-                    let mut instance = RoleInstance { first: None, last: None };
+                    let tags: Vec<String> =
+                        play.tags.iter().chain(&reference.tags).cloned().collect();
+                    let mut instance = RoleInstance {
+                        first: None,
+                        last: None,
+                    };
                     for task in &role.tasks {
                         let all_tags: Vec<&String> = tags.iter().chain(&task.tags).collect();
-                        let id = push(&mut nodes, chain, TaskNode {
-                            id: 0,
-                            host: host_name.clone(),
-                            play: play_index,
-                            role: Some(role.name.clone()),
-                            role_dir: Some(role.dir.clone()),
-                            task: task.clone(),
-                            is_handler: false,
-                            selected: tags_select(&all_tags, selection),
-                            become_root: task.become_root.unwrap_or(play_become),
-                            scope_vars: scope.clone(),
-                            waits_on: Vec::new(),
-                            notifies: Vec::new(),
-                        });
+                        let id = push(
+                            &mut nodes,
+                            chain,
+                            TaskNode {
+                                id: 0,
+                                host: host_name.clone(),
+                                play: play_index,
+                                role: Some(role.name.clone()),
+                                role_dir: Some(role.dir.clone()),
+                                task: task.clone(),
+                                is_handler: false,
+                                selected: tags_select(&all_tags, selection),
+                                become_root: task.become_root.unwrap_or(play_become),
+                                scope_vars: scope.clone(),
+                                waits_on: Vec::new(),
+                                notifies: Vec::new(),
+                            },
+                        );
                         instance.first.get_or_insert(id);
                         instance.last = Some(id);
                         notifiers.push((id, task.notify.clone()));
                         pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
                     }
                     for handler in &role.handlers {
-                        let id = push(&mut nodes, chain, TaskNode {
-                            id: 0,
-                            host: host_name.clone(),
-                            play: play_index,
-                            role: Some(role.name.clone()),
-                            role_dir: Some(role.dir.clone()),
-                            task: handler.clone(),
-                            is_handler: true,
-                            selected: true,
-                            become_root: handler.become_root.unwrap_or(play_become),
-                            scope_vars: scope.clone(),
-                            waits_on: Vec::new(),
-                            notifies: Vec::new(),
-                        });
+                        let id = push(
+                            &mut nodes,
+                            chain,
+                            TaskNode {
+                                id: 0,
+                                host: host_name.clone(),
+                                play: play_index,
+                                role: Some(role.name.clone()),
+                                role_dir: Some(role.dir.clone()),
+                                task: handler.clone(),
+                                is_handler: true,
+                                selected: true,
+                                become_root: handler.become_root.unwrap_or(play_become),
+                                scope_vars: scope.clone(),
+                                waits_on: Vec::new(),
+                                notifies: Vec::new(),
+                            },
+                        );
                         instance.first.get_or_insert(id);
                         instance.last = Some(id);
                         handler_nodes.push((Some(role.name.clone()), handler.name.clone(), id));
@@ -173,43 +195,54 @@ impl Resolved {
                     if let Some(first) = instance.first {
                         pending_after.extend(reference.after.iter().map(|a| (first, a.clone())));
                     }
-                    instances.entry(role.name.clone()).or_default().insert(host_name.clone(), instance);
+                    instances
+                        .entry(role.name.clone())
+                        .or_default()
+                        .insert(host_name.clone(), instance);
                 }
                 let scope = Arc::new(play.vars.clone());
                 for task in &play.tasks {
                     let all_tags: Vec<&String> = play.tags.iter().chain(&task.tags).collect();
-                    let id = push(&mut nodes, chain, TaskNode {
-                        id: 0,
-                        host: host_name.clone(),
-                        play: play_index,
-                        role: None,
-                        role_dir: None,
-                        task: task.clone(),
-                        is_handler: false,
-                        selected: tags_select(&all_tags, selection),
-                        become_root: task.become_root.unwrap_or(play_become),
-                        scope_vars: scope.clone(),
-                        waits_on: Vec::new(),
-                        notifies: Vec::new(),
-                    });
+                    let id = push(
+                        &mut nodes,
+                        chain,
+                        TaskNode {
+                            id: 0,
+                            host: host_name.clone(),
+                            play: play_index,
+                            role: None,
+                            role_dir: None,
+                            task: task.clone(),
+                            is_handler: false,
+                            selected: tags_select(&all_tags, selection),
+                            become_root: task.become_root.unwrap_or(play_become),
+                            scope_vars: scope.clone(),
+                            waits_on: Vec::new(),
+                            notifies: Vec::new(),
+                        },
+                    );
                     notifiers.push((id, task.notify.clone()));
                     pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
                 }
                 for handler in &play.handlers {
-                    let id = push(&mut nodes, chain, TaskNode {
-                        id: 0,
-                        host: host_name.clone(),
-                        play: play_index,
-                        role: None,
-                        role_dir: None,
-                        task: handler.clone(),
-                        is_handler: true,
-                        selected: true,
-                        become_root: handler.become_root.unwrap_or(play_become),
-                        scope_vars: scope.clone(),
-                        waits_on: Vec::new(),
-                        notifies: Vec::new(),
-                    });
+                    let id = push(
+                        &mut nodes,
+                        chain,
+                        TaskNode {
+                            id: 0,
+                            host: host_name.clone(),
+                            play: play_index,
+                            role: None,
+                            role_dir: None,
+                            task: handler.clone(),
+                            is_handler: true,
+                            selected: true,
+                            become_root: handler.become_root.unwrap_or(play_become),
+                            scope_vars: scope.clone(),
+                            waits_on: Vec::new(),
+                            notifies: Vec::new(),
+                        },
+                    );
                     play_handlers.push((handler.clone(), id));
                     handler_nodes.push((None, handler.name.clone(), id));
                 }
@@ -221,7 +254,11 @@ impl Resolved {
                         let found = handler_nodes
                             .iter()
                             .find(|(r, n, _)| *r == role && *n == name)
-                            .or_else(|| handler_nodes.iter().find(|(r, n, _)| r.is_none() && *n == name))
+                            .or_else(|| {
+                                handler_nodes
+                                    .iter()
+                                    .find(|(r, n, _)| r.is_none() && *n == name)
+                            })
                             .or_else(|| handler_nodes.iter().find(|(_, n, _)| *n == name));
                         match found {
                             Some((_, _, handler)) if *handler > id => nodes[id].notifies.push(*handler),
@@ -302,7 +339,12 @@ impl Resolved {
         let order: Vec<&String> = inventory.hosts.iter().map(|h| &h.name).collect();
         let mut chains: Vec<(String, Vec<usize>)> = chains.into_iter().collect();
         chains.sort_by_key(|(h, _)| order.iter().position(|o| *o == h));
-        Ok(Resolved { nodes, chains, graph, defaults: Arc::new(defaults) })
+        Ok(Resolved {
+            nodes,
+            chains,
+            graph,
+            defaults: Arc::new(defaults),
+        })
     }
 
     /// A node's label: `host: role / task`.
@@ -327,7 +369,10 @@ fn tags_select(tags: &[&String], selection: &Selection) -> bool {
 }
 
 /// Roles of a play with their dependencies first, each once.
-fn role_order<'a>(refs: &'a [RoleRef], playbook: &'a Playbook) -> Result<Vec<(Arc<Role>, RoleRef)>, InputError> {
+fn role_order<'a>(
+    refs: &'a [RoleRef],
+    playbook: &'a Playbook,
+) -> Result<Vec<(Arc<Role>, RoleRef)>, InputError> {
     fn visit(
         reference: &RoleRef,
         playbook: &Playbook,
@@ -337,13 +382,19 @@ fn role_order<'a>(refs: &'a [RoleRef], playbook: &'a Playbook) -> Result<Vec<(Ar
     ) -> Result<(), InputError> {
         if stack.contains(&reference.name) {
             stack.push(reference.name.clone());
-            return Err(InputError::at(&reference.pos, format!("role dependency cycle: {}", stack.join(" → "))));
+            return Err(InputError::at(
+                &reference.pos,
+                format!("role dependency cycle: {}", stack.join(" → ")),
+            ));
         }
         if seen.contains(&reference.name) {
             return Ok(());
         }
         let Some(role) = playbook.roles.get(&reference.name) else {
-            return Err(InputError::at(&reference.pos, format!("role `{}` is not loaded", reference.name)));
+            return Err(InputError::at(
+                &reference.pos,
+                format!("role `{}` is not loaded", reference.name),
+            ));
         };
         stack.push(reference.name.clone());
         for dep in &role.dependencies {
@@ -363,14 +414,23 @@ fn role_order<'a>(refs: &'a [RoleRef], playbook: &'a Playbook) -> Result<Vec<(Ar
 }
 
 fn find_cycle(graph: &DiGraph<usize, ()>, nodes: &[TaskNode]) -> Option<InputError> {
-    let scc = petgraph::algo::kosaraju_scc(graph).into_iter().find(|c| c.len() > 1)?;
+    let scc = petgraph::algo::kosaraju_scc(graph)
+        .into_iter()
+        .find(|c| c.len() > 1)?;
     let mut ids: Vec<usize> = scc.iter().map(|i| graph[*i]).collect();
     ids.sort();
     let first = &nodes[ids[0]];
     let names: Vec<String> = ids.iter().take(8).map(|i| label(&nodes[*i])).collect();
-    let more = if ids.len() > 8 { format!(" and {} more", ids.len() - 8) } else { String::new() };
+    let more = if ids.len() > 8 {
+        format!(" and {} more", ids.len() - 8)
+    } else {
+        String::new()
+    };
     Some(InputError::at(
         &first.task.pos,
-        format!("the tasks wait for each other in a cycle (check `after:`): {}{more}", names.join(" ⇄ ")),
+        format!(
+            "the tasks wait for each other in a cycle (check `after:`): {}{more}",
+            names.join(" ⇄ ")
+        ),
     ))
 }

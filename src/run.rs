@@ -17,10 +17,10 @@ use serde_json::{json, Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
 use crate::facts;
-use crate::scope::{self, HostValues};
 use crate::inventory::{Inventory, Vars};
 use crate::report::{HostReport, RunReport, TaskResult, TaskStatus};
 use crate::resolve::{Resolved, TaskNode};
+use crate::scope::{self, HostValues};
 use crate::template::Templater;
 
 /// How to run.
@@ -71,15 +71,36 @@ impl Run {
     /// Prepares a run.
     pub fn new(inventory: Inventory, resolved: Resolved, options: RunOptions) -> Run {
         let globals = scope::globals(&inventory);
-        let done = resolved.nodes.iter().map(|_| watch::channel(None).0).collect();
-        let run_id = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
-        Run { inventory, resolved, templater: Templater::new(), options, run_id, globals, done }
+        let done = resolved
+            .nodes
+            .iter()
+            .map(|_| watch::channel(None).0)
+            .collect();
+        let run_id = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        );
+        Run {
+            inventory,
+            resolved,
+            templater: Templater::new(),
+            options,
+            run_id,
+            globals,
+            done,
+        }
     }
 
     /// Runs every host's chain; returns when all hosts are done.
     pub async fn execute(self: Arc<Self>, observer: Arc<dyn Observer>) -> RunReport {
         let started = Instant::now();
-        let forks = Arc::new(Semaphore::new(self.options.forks.unwrap_or(usize::MAX >> 4).max(1)));
+        let forks = Arc::new(Semaphore::new(
+            self.options.forks.unwrap_or(usize::MAX >> 4).max(1),
+        ));
         let mut handles = Vec::new();
         for (host, chain) in &self.resolved.chains {
             let run = self.clone();
@@ -87,7 +108,9 @@ impl Run {
             let forks = forks.clone();
             let host = host.clone();
             let chain = chain.clone();
-            handles.push(tokio::spawn(async move { run.host(&host, &chain, forks, observer).await }));
+            handles.push(tokio::spawn(async move {
+                run.host(&host, &chain, forks, observer).await
+            }));
         }
         let mut hosts = Vec::new();
         for handle in handles {
@@ -96,10 +119,20 @@ impl Run {
                 Err(e) => hosts.push(HostReport::crashed(format!("internal error: {e}"))),
             }
         }
-        RunReport { hosts, elapsed: started.elapsed(), check: self.options.check }
+        RunReport {
+            hosts,
+            elapsed: started.elapsed(),
+            check: self.options.check,
+        }
     }
 
-    async fn host(&self, name: &str, chain: &[usize], forks: Arc<Semaphore>, observer: Arc<dyn Observer>) -> HostReport {
+    async fn host(
+        &self,
+        name: &str,
+        chain: &[usize],
+        forks: Arc<Semaphore>,
+        observer: Arc<dyn Observer>,
+    ) -> HostReport {
         observer.host_started(name, chain.len());
         let mut report = HostReport::new(name);
         let mut permit = forks.clone().acquire_owned().await.ok();
@@ -131,7 +164,9 @@ impl Run {
             if let Some(reason) = &stopped {
                 self.finish(*id, false);
                 if node.selected && !node.is_handler {
-                    report.results.push(TaskResult::skipped(node, reason.clone()));
+                    report
+                        .results
+                        .push(TaskResult::skipped(node, reason.clone()));
                 }
                 continue;
             }
@@ -154,7 +189,9 @@ impl Run {
             }
             observer.task_started(name, position, &node.task.name);
             let started = Instant::now();
-            let mut result = self.task(node, &chain[position..], &session, &mut state).await;
+            let mut result = self
+                .task(node, &chain[position..], &session, &mut state)
+                .await;
             result.duration = started.elapsed();
             observer.task_finished(&result);
             let ok = result.status != TaskStatus::Failed || node.task.ignore_errors;
@@ -193,17 +230,31 @@ impl Run {
     }
 
     async fn connect(&self, name: &str) -> Result<Session, String> {
-        let host = self.inventory.host(name).ok_or_else(|| format!("host {name} is not in the inventory"))?;
+        let host = self
+            .inventory
+            .host(name)
+            .ok_or_else(|| format!("host {name} is not in the inventory"))?;
         let c = &host.connection;
-        let target = Target { name: name.to_string(), address: c.address.clone(), port: c.port, user: c.user.clone(), key_file: c.key_file.clone() };
-        let mut options = ConnectOptions { accept_new_host_keys: self.options.accept_new_host_keys, ..ConnectOptions::default() };
+        let target = Target {
+            name: name.to_string(),
+            address: c.address.clone(),
+            port: c.port,
+            user: c.user.clone(),
+            key_file: c.key_file.clone(),
+        };
+        let mut options = ConnectOptions {
+            accept_new_host_keys: self.options.accept_new_host_keys,
+            ..ConnectOptions::default()
+        };
         if let Some(known_hosts) = &c.known_hosts {
             options.known_hosts = known_hosts.clone();
         }
         if let Some(timeout) = self.options.connect_timeout {
             options.connect_timeout = timeout;
         }
-        Session::connect(&target, &options).await.map_err(|e| e.to_string())
+        Session::connect(&target, &options)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// The variables a node sees.
@@ -215,11 +266,21 @@ impl Run {
             &self.globals,
             &self.options.extra_vars,
             node,
-            HostValues { facts: crate::template::value(&state.facts), registered: crate::template::value(&state.registered), item: item.as_ref() },
+            HostValues {
+                facts: crate::template::value(&state.facts),
+                registered: crate::template::value(&state.registered),
+                item: item.as_ref(),
+            },
         )
     }
 
-    async fn task(&self, node: &TaskNode, rest: &[usize], session: &Session, state: &mut HostState) -> TaskResult {
+    async fn task(
+        &self,
+        node: &TaskNode,
+        rest: &[usize],
+        session: &Session,
+        state: &mut HostState,
+    ) -> TaskResult {
         if !node.selected {
             return TaskResult::skipped(node, "tags".into());
         }
@@ -228,7 +289,11 @@ impl Run {
             match self.templater.condition(condition, &vars) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.register(node, state, json!({"changed": false, "skipped": true, "failed": false}));
+                    self.register(
+                        node,
+                        state,
+                        json!({"changed": false, "skipped": true, "failed": false}),
+                    );
                     return TaskResult::skipped(node, format!("when: {condition}"));
                 }
                 Err(e) => return TaskResult::failed(node, format!("`when: {condition}`: {e}")),
@@ -241,24 +306,43 @@ impl Run {
         let mut changes: Vec<Change> = Vec::new();
         let mut per_item = Vec::new();
         for item in &items {
-            let item_vars = if item.is_some() { self.vars_for(node, state, item.as_ref()) } else { vars.clone() };
+            let item_vars = if item.is_some() {
+                self.vars_for(node, state, item.as_ref())
+            } else {
+                vars.clone()
+            };
             let resource = match self.resource(node, &item_vars) {
                 Ok(r) => r,
                 Err(e) => return TaskResult::failed(node, e),
             };
             let script = resource.probe();
-            if !state.probes.contains_key(&(script.clone(), node.become_root)) {
-                if let Err(e) = self.probe_batch(node, rest, session, state, &script, resource.as_ref()).await {
+            if !state
+                .probes
+                .contains_key(&(script.clone(), node.become_root))
+            {
+                if let Err(e) = self
+                    .probe_batch(node, rest, session, state, &script, resource.as_ref())
+                    .await
+                {
                     return TaskResult::failed(node, e);
                 }
             }
-            let probe = state.probes.get(&(script, node.become_root)).cloned().unwrap_or_default();
+            let probe = state
+                .probes
+                .get(&(script, node.become_root))
+                .cloned()
+                .unwrap_or_default();
             let plan = match resource.plan(&probe) {
                 Ok(p) => p,
                 Err(e) => return TaskResult::failed(node, format!("{e}")),
             };
             let outcome = if self.options.check {
-                ItemOutcome { rc: 0, stdout: String::new(), stderr: String::new(), ran: false }
+                ItemOutcome {
+                    rc: 0,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    ran: false,
+                }
             } else {
                 match self.apply(&plan, node, session, state).await {
                     Ok(o) => o,
@@ -270,7 +354,11 @@ impl Run {
                     }
                 }
             };
-            let (rc, stdout, stderr) = if outcome.ran { (outcome.rc, outcome.stdout, outcome.stderr) } else { (probe.status, probe.stdout.clone(), probe.stderr.clone()) };
+            let (rc, stdout, stderr) = if outcome.ran {
+                (outcome.rc, outcome.stdout, outcome.stderr)
+            } else {
+                (probe.status, probe.stdout.clone(), probe.stderr.clone())
+            };
             per_item.push(json!({
                 "changed": !plan.changes.is_empty(),
                 "rc": rc,
@@ -302,8 +390,13 @@ impl Run {
     }
 
     fn items(&self, node: &TaskNode, vars: &Value) -> Result<Vec<Option<Json>>, String> {
-        let Some(items) = &node.task.loop_items else { return Ok(vec![None]) };
-        let rendered = self.templater.render_json(&items.to_json(), vars).map_err(|e| format!("`loop`: {e}"))?;
+        let Some(items) = &node.task.loop_items else {
+            return Ok(vec![None]);
+        };
+        let rendered = self
+            .templater
+            .render_json(&items.to_json(), vars)
+            .map_err(|e| format!("`loop`: {e}"))?;
         match rendered {
             Json::Array(list) => Ok(list.into_iter().map(Some).collect()),
             other => Err(format!("`loop` must give a list, got {other}")),
@@ -311,14 +404,23 @@ impl Run {
     }
 
     fn resource(&self, node: &TaskNode, vars: &Value) -> Result<Box<dyn Resource>, String> {
-        let module = pgdeploy_modules::find(&node.task.module.0).ok_or_else(|| format!("unknown module `{}`", node.task.module.0))?;
+        let module = pgdeploy_modules::find(&node.task.module.0)
+            .ok_or_else(|| format!("unknown module `{}`", node.task.module.0))?;
         let raw = match node.task.params.to_json() {
             Json::String(s) => json!({"cmd": s}),
             Json::Null => json!({}),
             other => other,
         };
-        let params = self.templater.render_json(&raw, vars).map_err(|e| e.to_string())?;
-        let ctx = ModuleContext { templater: &self.templater, vars, node, run_id: &self.run_id };
+        let params = self
+            .templater
+            .render_json(&raw, vars)
+            .map_err(|e| e.to_string())?;
+        let ctx = ModuleContext {
+            templater: &self.templater,
+            vars,
+            node,
+            run_id: &self.run_id,
+        };
         module.resource(&params, &ctx).map_err(|e| e.to_string())
     }
 
@@ -336,7 +438,10 @@ impl Run {
         let mut scripts = vec![current.to_string()];
         for id in rest.iter().skip(1) {
             let next = &self.resolved.nodes[*id];
-            if !next.waits_on.is_empty() || next.become_root != node.become_root || scripts.len() >= 256 {
+            if !next.waits_on.is_empty()
+                || next.become_root != node.become_root
+                || scripts.len() >= 256
+            {
                 break;
             }
             if next.is_handler || !next.selected {
@@ -357,14 +462,22 @@ impl Run {
             if !when_ok {
                 continue;
             }
-            let Ok(items) = self.items(next, &vars) else { break };
+            let Ok(items) = self.items(next, &vars) else {
+                break;
+            };
             let mut complete = true;
             for item in &items {
-                let item_vars = if item.is_some() { self.vars_for(next, state, item.as_ref()) } else { vars.clone() };
+                let item_vars = if item.is_some() {
+                    self.vars_for(next, state, item.as_ref())
+                } else {
+                    vars.clone()
+                };
                 match self.resource(next, &item_vars) {
                     Ok(r) => {
                         let s = r.probe();
-                        if !state.probes.contains_key(&(s.clone(), node.become_root)) && !scripts.contains(&s) {
+                        if !state.probes.contains_key(&(s.clone(), node.become_root))
+                            && !scripts.contains(&s)
+                        {
                             scripts.push(s);
                         }
                     }
@@ -376,9 +489,16 @@ impl Run {
             }
         }
         let batch = batch_script(&scripts);
-        let out = session.exec(&batch, node.become_root, None).await.map_err(|e| e.to_string())?;
+        let out = session
+            .exec(&batch, node.become_root, None)
+            .await
+            .map_err(|e| e.to_string())?;
         if !out.success() && out.stdout.is_empty() {
-            return Err(format!("probing failed (exit {}): {}", out.status, out.stderr_str().trim()));
+            return Err(format!(
+                "probing failed (exit {}): {}",
+                out.status,
+                out.stderr_str().trim()
+            ));
         }
         let answers = parse_batch(&out.stdout_str(), scripts.len())?;
         for (script, answer) in scripts.into_iter().zip(answers) {
@@ -387,16 +507,46 @@ impl Run {
         Ok(())
     }
 
-    async fn apply(&self, plan: &Plan, node: &TaskNode, session: &Session, state: &mut HostState) -> Result<ItemOutcome, String> {
-        let mut outcome = ItemOutcome { rc: 0, stdout: String::new(), stderr: String::new(), ran: false };
+    async fn apply(
+        &self,
+        plan: &Plan,
+        node: &TaskNode,
+        session: &Session,
+        state: &mut HostState,
+    ) -> Result<ItemOutcome, String> {
+        let mut outcome = ItemOutcome {
+            rc: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            ran: false,
+        };
         for action in &plan.actions {
             // Whatever ran may have changed what later probes would see.
             state.probes.clear();
-            let out = session.exec(&action.script, node.become_root, action.stdin.as_deref()).await.map_err(|e| e.to_string())?;
-            outcome = ItemOutcome { rc: out.status, stdout: out.stdout_str().into_owned(), stderr: out.stderr_str().into_owned(), ran: true };
+            let out = session
+                .exec(&action.script, node.become_root, action.stdin.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            outcome = ItemOutcome {
+                rc: out.status,
+                stdout: out.stdout_str().into_owned(),
+                stderr: out.stderr_str().into_owned(),
+                ran: true,
+            };
             if !out.success() {
-                let detail = if outcome.stderr.trim().is_empty() { outcome.stdout.trim() } else { outcome.stderr.trim() };
-                let tail: Vec<&str> = detail.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+                let detail = if outcome.stderr.trim().is_empty() {
+                    outcome.stdout.trim()
+                } else {
+                    outcome.stderr.trim()
+                };
+                let tail: Vec<&str> = detail
+                    .lines()
+                    .rev()
+                    .take(12)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 return Err(format!("exit {}: {}", out.status, tail.join("\n")));
             }
         }
@@ -430,11 +580,14 @@ struct ModuleContext<'a> {
 impl pgdeploy_modules::Context for ModuleContext<'_> {
     fn render_template(&self, src: &str) -> Result<String, ModuleError> {
         let path = crate::validate::source_path(self.node, "templates", src);
-        self.templater.render_file(&path, self.vars).map_err(|e| ModuleError::Source(format!("template {}: {e}", path.display())))
+        self.templater
+            .render_file(&path, self.vars)
+            .map_err(|e| ModuleError::Source(format!("template {}: {e}", path.display())))
     }
     fn read_file(&self, src: &str) -> Result<Vec<u8>, ModuleError> {
         let path = crate::validate::source_path(self.node, "files", src);
-        std::fs::read(&path).map_err(|e| ModuleError::Source(format!("file {}: {e}", path.display())))
+        std::fs::read(&path)
+            .map_err(|e| ModuleError::Source(format!("file {}: {e}", path.display())))
     }
     fn run_id(&self) -> &str {
         self.run_id
@@ -449,7 +602,14 @@ const MARK: &str = "@@pgdeploy-probe";
 pub fn batch_script(probes: &[String]) -> String {
     let mut script = String::from("t=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$t\"' EXIT\n");
     for (i, probe) in probes.iter().enumerate() {
-        script.push_str(&format!("(\n{probe}\n) </dev/null >\"$t/{i}.o\" 2>\"$t/{i}.e\"; echo $? >\"$t/{i}.s\"\n"));
+        let probe = if probe.trim().is_empty() {
+            ":"
+        } else {
+            probe.as_str()
+        };
+        script.push_str(&format!(
+            "(\n{probe}\n) </dev/null >\"$t/{i}.o\" 2>\"$t/{i}.e\"; echo $? >\"$t/{i}.s\"\n"
+        ));
     }
     script.push_str(&format!(
         "i=0\nwhile [ $i -lt {} ]; do printf '{MARK} %s %s %s %s\\n' $i \"$(cat \"$t/$i.s\")\" \"$(base64 -w0 <\"$t/$i.o\")\" \"$(base64 -w0 <\"$t/$i.e\")\"; i=$((i+1)); done\n",
@@ -470,15 +630,26 @@ pub fn parse_batch(output: &str, expected: usize) -> Result<Vec<ProbeOutput>, St
     let mut answers = vec![None; expected];
     for line in output.lines().filter(|l| l.starts_with(MARK)) {
         let mut parts = line[MARK.len()..].trim_start().splitn(4, ' ');
-        let index: usize = parts.next().and_then(|s| s.parse().ok()).ok_or("bad probe index")?;
+        let index: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad probe index")?;
         let status: i32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(-1);
         let stdout = decode(parts.next().unwrap_or(""))?;
         let stderr = decode(parts.next().unwrap_or(""))?;
         if let Some(slot) = answers.get_mut(index) {
-            *slot = Some(ProbeOutput { status, stdout, stderr });
+            *slot = Some(ProbeOutput {
+                status,
+                stdout,
+                stderr,
+            });
         }
     }
-    answers.into_iter().enumerate().map(|(i, a)| a.ok_or_else(|| format!("probe {i} gave no answer"))).collect()
+    answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| a.ok_or_else(|| format!("probe {i} gave no answer")))
+        .collect()
 }
 
 impl TaskResult {
@@ -495,14 +666,27 @@ impl TaskResult {
         }
     }
     fn skipped(node: &TaskNode, reason: String) -> TaskResult {
-        TaskResult { message: Some(reason), ..Self::base(node, TaskStatus::Skipped) }
+        TaskResult {
+            message: Some(reason),
+            ..Self::base(node, TaskStatus::Skipped)
+        }
     }
     fn failed(node: &TaskNode, message: String) -> TaskResult {
-        TaskResult { message: Some(message), ..Self::base(node, TaskStatus::Failed) }
+        TaskResult {
+            message: Some(message),
+            ..Self::base(node, TaskStatus::Failed)
+        }
     }
     fn done(node: &TaskNode, changes: Vec<Change>) -> TaskResult {
-        let status = if changes.is_empty() { TaskStatus::Ok } else { TaskStatus::Changed };
-        TaskResult { changes, ..Self::base(node, status) }
+        let status = if changes.is_empty() {
+            TaskStatus::Ok
+        } else {
+            TaskStatus::Changed
+        };
+        TaskResult {
+            changes,
+            ..Self::base(node, status)
+        }
     }
 }
 
@@ -512,11 +696,33 @@ mod tests {
 
     #[test]
     fn a_batch_runs_locally_and_splits_back() {
-        let probes = vec!["echo one".to_string(), "printf 'two\\nlines'; echo err >&2; exit 3".to_string(), "true".to_string()];
-        let out = std::process::Command::new("sh").arg("-c").arg(batch_script(&probes)).output().expect("sh");
+        let probes = vec![
+            "echo one".to_string(),
+            "printf 'two\\nlines'; echo err >&2; exit 3".to_string(),
+            "true".to_string(),
+        ];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(batch_script(&probes))
+            .output()
+            .expect("sh");
         let answers = parse_batch(&String::from_utf8_lossy(&out.stdout), 3).expect("parse");
-        assert_eq!(answers[0], ProbeOutput { status: 0, stdout: "one\n".into(), stderr: String::new() });
-        assert_eq!(answers[1], ProbeOutput { status: 3, stdout: "two\nlines".into(), stderr: "err\n".into() });
+        assert_eq!(
+            answers[0],
+            ProbeOutput {
+                status: 0,
+                stdout: "one\n".into(),
+                stderr: String::new()
+            }
+        );
+        assert_eq!(
+            answers[1],
+            ProbeOutput {
+                status: 3,
+                stdout: "two\nlines".into(),
+                stderr: "err\n".into()
+            }
+        );
         assert_eq!(answers[2].stdout, "");
     }
 

@@ -22,7 +22,10 @@ pub fn globals(inventory: &Inventory) -> Value {
     let mut hostvars = Map::new();
     for host in &inventory.hosts {
         let mut vars = host.vars.clone();
-        vars.insert("address".into(), Json::from(host.connection.address.clone()));
+        vars.insert(
+            "address".into(),
+            Json::from(host.connection.address.clone()),
+        );
         vars.insert("inventory_hostname".into(), Json::from(host.name.clone()));
         hostvars.insert(host.name.clone(), Json::Object(vars));
     }
@@ -44,7 +47,10 @@ pub fn node_vars(
     let mut special = vec![
         ("facts", values.facts),
         ("inventory_hostname", Value::from(node.host.clone())),
-        ("group_names", crate::template::value(&host.map(|h| h.groups.clone()).unwrap_or_default())),
+        (
+            "group_names",
+            crate::template::value(&host.map(|h| h.groups.clone()).unwrap_or_default()),
+        ),
     ];
     if let Some(item) = values.item {
         special.push(("item", item.clone()));
@@ -55,7 +61,8 @@ pub fn node_vars(
         values.registered,
         crate::template::value(&node.task.vars),
         crate::template::value(&*node.scope_vars),
-        host.map(|h| crate::template::value(&h.vars)).unwrap_or_default(),
+        host.map(|h| crate::template::value(&h.vars))
+            .unwrap_or_default(),
         crate::template::value(&*resolved.defaults),
         globals.clone(),
     ])

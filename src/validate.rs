@@ -28,26 +28,49 @@ pub fn source_path(node: &TaskNode, kind: &str, src: &str) -> PathBuf {
     }
     match &node.role_dir {
         Some(dir) => dir.join(kind).join(src),
-        None => node.task.pos.file.parent().unwrap_or(Path::new(".")).join(kind).join(src),
+        None => node
+            .task
+            .pos
+            .file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(kind)
+            .join(src),
     }
 }
 
 /// Runs every check; returns all problems found.
-pub fn check(inventory: &Inventory, playbook: &Playbook, resolved: &Resolved, extra: &Vars) -> Result<(), InputErrors> {
+pub fn check(
+    inventory: &Inventory,
+    playbook: &Playbook,
+    resolved: &Resolved,
+    extra: &Vars,
+) -> Result<(), InputErrors> {
     let templater = Templater::new();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
+    let mut misshapen = HashSet::new();
     for task in all_tasks(playbook) {
         if seen.insert(Arc::as_ptr(&task)) {
+            let before = errors.len();
             check_task_shape(&task, &templater, &mut errors);
+            if errors.len() > before {
+                misshapen.insert(Arc::as_ptr(&task));
+            }
         }
     }
     for role in playbook.roles.values() {
         check_templates_syntax(&role.dir.join("templates"), &templater, &mut errors);
     }
-    if errors.is_empty() {
-        check_nodes(inventory, playbook, resolved, extra, &templater, &mut errors);
-    }
+    check_nodes(
+        inventory,
+        playbook,
+        resolved,
+        extra,
+        &templater,
+        &misshapen,
+        &mut errors,
+    );
     let mut unique = Vec::new();
     for e in errors {
         if !unique.contains(&e) {
@@ -77,8 +100,17 @@ fn all_tasks(playbook: &Playbook) -> Vec<Arc<TaskDef>> {
 fn check_task_shape(task: &TaskDef, templater: &Templater, errors: &mut Vec<InputError>) {
     let (name, pos) = &task.module;
     let Some(module) = pgdeploy_modules::find(name) else {
-        let names: Vec<&str> = pgdeploy_modules::registry().iter().map(|m| m.name()).collect();
-        errors.push(InputError::at(pos, format!("unknown module `{name}`{}", suggestion(name, names.iter().copied()))));
+        let names: Vec<&str> = pgdeploy_modules::registry()
+            .iter()
+            .map(|m| m.name())
+            .collect();
+        errors.push(InputError::at(
+            pos,
+            format!(
+                "unknown module `{name}`{}",
+                suggestion(name, names.iter().copied())
+            ),
+        ));
         return;
     };
     let specs = module.params();
@@ -98,56 +130,89 @@ fn check_task_shape(task: &TaskDef, templater: &Templater, errors: &mut Vec<Inpu
             }
             for spec in specs.iter().filter(|s| s.required) {
                 if !entries.iter().any(|(k, _)| k.name == spec.name) {
-                    errors.push(InputError::at(&task.params.pos, format!("module `{name}` needs parameter `{}`", spec.name)));
+                    errors.push(InputError::at(
+                        &task.params.pos,
+                        format!("module `{name}` needs parameter `{}`", spec.name),
+                    ));
                 }
             }
         }
         YamlValue::Str(_) if specs.iter().any(|s| s.name == "cmd") => {}
         _ => errors.push(InputError::at(
             &task.params.pos,
-            format!("the parameters of module `{name}` must be a mapping, found {}", task.params.type_name()),
+            format!(
+                "the parameters of module `{name}` must be a mapping, found {}",
+                task.params.type_name()
+            ),
         )),
     }
     for (condition, pos) in &task.when {
-        let expr = condition.trim().trim_start_matches("{{").trim_end_matches("}}");
+        let expr = condition
+            .trim()
+            .trim_start_matches("{{")
+            .trim_end_matches("}}");
         if let Err(e) = templater.check_syntax(&format!("{{{{ {expr} }}}}")) {
-            errors.push(InputError::at(pos, format!("`when: {condition}` is not a valid expression: {e}")));
+            errors.push(InputError::at(
+                pos,
+                format!("`when: {condition}` is not a valid expression: {e}"),
+            ));
         }
     }
     check_strings_syntax(&task.params, templater, errors);
 }
 
-fn check_strings_syntax(node: &crate::yaml::Node, templater: &Templater, errors: &mut Vec<InputError>) {
+fn check_strings_syntax(
+    node: &crate::yaml::Node,
+    templater: &Templater,
+    errors: &mut Vec<InputError>,
+) {
     match &node.value {
         YamlValue::Str(s) if s.contains("{{") || s.contains("{%") => {
             if let Err(e) = templater.check_syntax(s) {
                 errors.push(InputError::at(&node.pos, format!("template syntax: {e}")));
             }
         }
-        YamlValue::Seq(items) => items.iter().for_each(|n| check_strings_syntax(n, templater, errors)),
-        YamlValue::Map(entries) => entries.iter().for_each(|(_, n)| check_strings_syntax(n, templater, errors)),
+        YamlValue::Seq(items) => items
+            .iter()
+            .for_each(|n| check_strings_syntax(n, templater, errors)),
+        YamlValue::Map(entries) => entries
+            .iter()
+            .for_each(|(_, n)| check_strings_syntax(n, templater, errors)),
         _ => {}
     }
 }
 
 fn check_templates_syntax(dir: &Path, templater: &Templater, errors: &mut Vec<InputError>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             check_templates_syntax(&path, templater, errors);
             continue;
         }
-        let Ok(source) = std::fs::read_to_string(&path) else { continue };
+        let Ok(source) = std::fs::read_to_string(&path) else {
+            continue;
+        };
         if let Err(e) = templater.check_syntax(&source) {
-            let line = e.message.strip_prefix("line ").and_then(|r| r.split(':').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
-            let pos = crate::yaml::Pos { file: Arc::new(path.clone()), line, column: 0 };
+            let line = e
+                .message
+                .strip_prefix("line ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let pos = crate::yaml::Pos {
+                file: Arc::new(path.clone()),
+                line,
+                column: 0,
+            };
             errors.push(InputError::at(&pos, format!("template syntax: {e}")));
         }
     }
 }
 
-/// Renders every node's parameters, conditions and templates with the real
+/// Renders every well-formed node's parameters, conditions and templates with the real
 /// vars and placeholders for what only the host knows.
 fn check_nodes(
     inventory: &Inventory,
@@ -155,16 +220,32 @@ fn check_nodes(
     resolved: &Resolved,
     extra: &Vars,
     templater: &Templater,
+    misshapen: &HashSet<*const TaskDef>,
     errors: &mut Vec<InputError>,
 ) {
     let globals = scope::globals(inventory);
-    let registered_names: BTreeSet<String> = all_tasks(playbook).iter().filter_map(|t| t.register.clone()).collect();
-    let registered = Value::from_pairs(registered_names.iter().map(|n| (n.clone(), Value::from_object(Unknown))));
+    let registered_names: BTreeSet<String> = all_tasks(playbook)
+        .iter()
+        .filter_map(|t| t.register.clone())
+        .collect();
+    let registered = Value::from_pairs(
+        registered_names
+            .iter()
+            .map(|n| (n.clone(), Value::from_object(Unknown))),
+    );
     let unknown = Value::from_object(Unknown);
     let mut required_checked = HashSet::new();
-    for node in resolved.nodes.iter().filter(|n| n.selected) {
+    for node in resolved
+        .nodes
+        .iter()
+        .filter(|n| n.selected && !misshapen.contains(&Arc::as_ptr(&n.task)))
+    {
         let item = node.task.loop_items.as_ref().map(|_| unknown.clone());
-        let values = HostValues { facts: unknown.clone(), registered: registered.clone(), item: item.as_ref() };
+        let values = HostValues {
+            facts: unknown.clone(),
+            registered: registered.clone(),
+            item: item.as_ref(),
+        };
         let vars = scope::node_vars(inventory, resolved, &globals, extra, node, values);
         if let Some(role) = node.role.as_ref().and_then(|r| playbook.roles.get(r)) {
             if required_checked.insert((node.host.clone(), role.name.clone())) {
@@ -182,7 +263,10 @@ fn check_nodes(
         for (condition, pos) in &node.task.when {
             match templater.condition(condition, &vars) {
                 Ok(false) => skip = true,
-                Err(e) if e.undefined => errors.push(InputError::at(pos, format!("host `{}`: `when: {condition}`: {e}", node.host))),
+                Err(e) if e.undefined => errors.push(InputError::at(
+                    pos,
+                    format!("host `{}`: `when: {condition}`: {e}", node.host),
+                )),
                 _ => {}
             }
         }
@@ -201,23 +285,46 @@ fn check_nodes(
     }
 }
 
-fn check_sources(node: &TaskNode, params: &Json, vars: &Value, templater: &Templater, errors: &mut Vec<InputError>) {
-    let Some(src) = params.get("src").and_then(Json::as_str) else { return };
+fn check_sources(
+    node: &TaskNode,
+    params: &Json,
+    vars: &Value,
+    templater: &Templater,
+    errors: &mut Vec<InputError>,
+) {
+    let Some(src) = params.get("src").and_then(Json::as_str) else {
+        return;
+    };
     let kind = match node.task.module.0.as_str() {
         "template" => "templates",
         "copy" => "files",
         _ => return,
     };
     let path = source_path(node, kind, src);
-    let pos = node.task.params.get("src").map(|n| n.pos.clone()).unwrap_or_else(|| node.task.params.pos.clone());
+    let pos = node
+        .task
+        .params
+        .get("src")
+        .map(|n| n.pos.clone())
+        .unwrap_or_else(|| node.task.params.pos.clone());
     if !path.is_file() {
-        errors.push(InputError::at(&pos, format!("{} `{src}` not found at {}", &kind[..kind.len() - 1], path.display())));
+        errors.push(InputError::at(
+            &pos,
+            format!(
+                "{} `{src}` not found at {}",
+                &kind[..kind.len() - 1],
+                path.display()
+            ),
+        ));
         return;
     }
     if kind == "templates" {
         if let Err(e) = templater.render_file(&path, vars) {
             if e.undefined {
-                errors.push(InputError::at(&pos, format!("host `{}`: template {}: {e}", node.host, path.display())));
+                errors.push(InputError::at(
+                    &pos,
+                    format!("host `{}`: template {}: {e}", node.host, path.display()),
+                ));
             }
         }
     }

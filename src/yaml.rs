@@ -28,7 +28,11 @@ impl Pos {
     /// A position for things that do not come from a file (`-e` on the
     /// command line, built-in defaults).
     pub fn synthetic(what: &str) -> Self {
-        Self { file: Arc::new(PathBuf::from(what)), line: 0, column: 0 }
+        Self {
+            file: Arc::new(PathBuf::from(what)),
+            line: 0,
+            column: 0,
+        }
     }
 }
 
@@ -103,7 +107,10 @@ impl Node {
         match &self.value {
             Value::Map(entries) => Ok(entries),
             Value::Null => Ok(&[]),
-            _ => Err(self.error(format!("{what} must be a mapping, found {}", self.type_name()))),
+            _ => Err(self.error(format!(
+                "{what} must be a mapping, found {}",
+                self.type_name()
+            ))),
         }
     }
 
@@ -124,7 +131,10 @@ impl Node {
             Value::Int(i) => Ok(i.to_string()),
             Value::Float(x) => Ok(x.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
-            _ => Err(self.error(format!("{what} must be a string, found {}", self.type_name()))),
+            _ => Err(self.error(format!(
+                "{what} must be a string, found {}",
+                self.type_name()
+            ))),
         }
     }
 
@@ -143,7 +153,10 @@ impl Node {
             Value::Bool(b) => Ok(*b),
             Value::Str(s) if matches!(s.as_str(), "yes" | "true" | "True") => Ok(true),
             Value::Str(s) if matches!(s.as_str(), "no" | "false" | "False") => Ok(false),
-            _ => Err(self.error(format!("{what} must be true or false, found {}", self.type_name()))),
+            _ => Err(self.error(format!(
+                "{what} must be true or false, found {}",
+                self.type_name()
+            ))),
         }
     }
 
@@ -163,12 +176,17 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(x) => serde_json::Number::from_f64(*x).map(J::Number).unwrap_or(J::Null),
+            Value::Float(x) => serde_json::Number::from_f64(*x)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => {
-                J::Object(entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect())
-            }
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -183,17 +201,31 @@ pub fn parse(text: &str, file: &Path) -> Result<Node, InputError> {
         ));
     }
     let raw: RawNode = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line() as u32, l.column() as u32)).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as u32, l.column() as u32))
+            .unwrap_or((0, 0));
         let message = first_line(&e.to_string());
-        InputError::at(&Pos { file: file.clone(), line, column }, format!("invalid YAML: {message}"))
+        InputError::at(
+            &Pos {
+                file: file.clone(),
+                line,
+                column,
+            },
+            format!("invalid YAML: {message}"),
+        )
     })?;
     Ok(raw.into_node(&file))
 }
 
 /// Reads and parses a YAML file.
 pub fn load(path: &Path) -> Result<Node, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::at(&Pos::synthetic(&path.display().to_string()), format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError::at(
+            &Pos::synthetic(&path.display().to_string()),
+            format!("cannot read: {e}"),
+        )
+    })?;
     parse(&text, path)
 }
 
@@ -209,7 +241,10 @@ fn first_line(message: &str) -> String {
 
 fn find_tab_indent(text: &str) -> Option<(u32, u32)> {
     for (n, line) in text.lines().enumerate() {
-        let indent: String = line.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+        let indent: String = line
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .collect();
         if let Some(i) = indent.find('\t') {
             let rest = line.trim_start();
             if !rest.is_empty() && !rest.starts_with('#') {
@@ -239,19 +274,29 @@ enum RawValue {
 
 impl RawNode {
     fn into_node(self, file: &Arc<PathBuf>) -> Node {
-        let pos = Pos { file: file.clone(), line: self.line, column: self.column };
+        let pos = Pos {
+            file: file.clone(),
+            line: self.line,
+            column: self.column,
+        };
         let value = match self.value {
             RawValue::Null => Value::Null,
             RawValue::Bool(b) => Value::Bool(b),
             RawValue::Int(i) => Value::Int(i),
             RawValue::Float(x) => Value::Float(x),
             RawValue::Str(s) => Value::Str(s),
-            RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect()),
+            RawValue::Seq(items) => {
+                Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
+            }
             RawValue::Map(entries) => Value::Map(
                 entries
                     .into_iter()
                     .map(|(k, v)| {
-                        let key_pos = Pos { file: file.clone(), line: k.line, column: k.column };
+                        let key_pos = Pos {
+                            file: file.clone(),
+                            line: k.line,
+                            column: k.column,
+                        };
                         let name = match k.value {
                             RawValue::Str(s) => s,
                             RawValue::Int(i) => i.to_string(),
@@ -310,7 +355,9 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(RawValue::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
-        i64::try_from(v).map(RawValue::Int).map_err(|_| E::custom("integer too large"))
+        i64::try_from(v)
+            .map(RawValue::Int)
+            .map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
         Ok(RawValue::Float(v))
@@ -348,8 +395,13 @@ mod tests {
 
     #[test]
     fn nodes_keep_their_positions() {
-        let node = parse_str("all:\n  hosts:\n    node1:\n      ansible_host: 10.0.0.1\n").expect("parses");
-        let host = node.get("all").and_then(|n| n.get("hosts")).and_then(|n| n.get("node1")).expect("node1");
+        let node = parse_str("all:\n  hosts:\n    node1:\n      ansible_host: 10.0.0.1\n")
+            .expect("parses");
+        let host = node
+            .get("all")
+            .and_then(|n| n.get("hosts"))
+            .and_then(|n| n.get("node1"))
+            .expect("node1");
         let addr = host.get("ansible_host").expect("address");
         assert_eq!((addr.pos.line, addr.pos.column), (4, 21));
         let (key, _) = &host.as_map("host").expect("map")[0];
@@ -381,6 +433,9 @@ mod tests {
     fn scalars_keep_their_types() {
         let node = parse_str("a: 1\nb: true\nc: x\nd: ~\ne: 1.5\n").expect("parses");
         let json = node.to_json();
-        assert_eq!(json, serde_json::json!({"a": 1, "b": true, "c": "x", "d": null, "e": 1.5}));
+        assert_eq!(
+            json,
+            serde_json::json!({"a": 1, "b": true, "c": "x", "d": null, "e": 1.5})
+        );
     }
 }

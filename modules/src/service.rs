@@ -1,0 +1,336 @@
+//! The `service` module: a systemd unit's state, enablement and masking.
+//!
+//! `started`/`stopped` are idempotent; `restarted`/`reloaded` always run (a
+//! `!` change; handlers use them). A unit that does not exist yet (its
+//! package comes earlier in the same run) is planned as created (`+`); the
+//! action fails at apply time if it still does not exist. When systemd says
+//! a unit file changed on disk (`NeedDaemonReload=yes`), the plan reloads
+//! systemd first; `daemon_reload: true` does that whenever anything else
+//! changes.
+
+use serde::Deserialize;
+
+use crate::params::{self, opt_bool};
+use crate::probe::{self, Kv};
+use crate::shell::quote;
+use crate::{
+    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
+    Resource,
+};
+
+/// The `service` module.
+pub struct Service;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::required("name"),
+    ParamSpec::optional("state"),
+    ParamSpec::optional("enabled"),
+    ParamSpec::optional("daemon_reload"),
+    ParamSpec::optional("masked"),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    name: String,
+    state: Option<State>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    daemon_reload: Option<bool>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    masked: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+impl Module for Service {
+    fn name(&self) -> &'static str {
+        "service"
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+    fn resource(
+        &self,
+        params: &serde_json::Value,
+        _ctx: &dyn Context,
+    ) -> Result<Box<dyn Resource>, ModuleError> {
+        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        params::no_leading_dash("name", &p.name)?;
+        if p.name.contains(char::is_whitespace) || p.name.contains('/') {
+            return Err(ModuleError::Params(format!(
+                "{:?} is not a unit name",
+                p.name
+            )));
+        }
+        if p.state.is_none()
+            && p.enabled.is_none()
+            && p.masked.is_none()
+            && p.daemon_reload != Some(true)
+        {
+            return Err(ModuleError::Params(
+                "give at least one of `state`, `enabled`, `masked`, `daemon_reload`".into(),
+            ));
+        }
+        if p.masked == Some(true)
+            && (p.enabled == Some(true)
+                || matches!(
+                    p.state,
+                    Some(State::Started | State::Restarted | State::Reloaded)
+                ))
+        {
+            return Err(ModuleError::Params(
+                "a masked unit cannot be enabled or started".into(),
+            ));
+        }
+        Ok(Box::new(ServiceResource {
+            name: p.name,
+            state: p.state,
+            enabled: p.enabled,
+            daemon_reload: p.daemon_reload.unwrap_or(false),
+            masked: p.masked,
+        }))
+    }
+}
+
+struct ServiceResource {
+    name: String,
+    state: Option<State>,
+    enabled: Option<bool>,
+    daemon_reload: bool,
+    masked: Option<bool>,
+}
+
+impl Resource for ServiceResource {
+    fn probe(&self) -> String {
+        probe::wrap(&format!(
+            "systemctl show -p ActiveState,UnitFileState,LoadState,NeedDaemonReload -- {}",
+            quote(&self.name)
+        ))
+    }
+
+    fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
+        let kv = Kv::parse(out);
+        let load = kv.get("LoadState").unwrap_or("not-found");
+        let active = kv.get("ActiveState").unwrap_or("inactive");
+        let file_state = kv.get("UnitFileState").unwrap_or("");
+        let exists = load != "not-found";
+        let is_masked = load == "masked" || file_state.starts_with("masked");
+        let running = matches!(active, "active" | "activating" | "reloading" | "refreshing");
+        let n = quote(&self.name);
+        let subject = format!("service {}", self.name);
+
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        let mut commands = Vec::new();
+        if let Some(masked) = self.masked {
+            if masked != is_masked {
+                before.push(if is_masked { "masked" } else { "unmasked" }.to_string());
+                after.push(if masked { "masked" } else { "unmasked" }.to_string());
+                commands.push(format!(
+                    "systemctl {} -- {n}",
+                    if masked { "mask" } else { "unmask" }
+                ));
+            }
+        } else if is_masked
+            && (self.enabled == Some(true) || matches!(self.state, Some(State::Started)))
+        {
+            return Err(ModuleError::Probe(format!(
+                "unit {} is masked; set `masked: false` to unmask it",
+                self.name
+            )));
+        }
+        if let Some(enabled) = self.enabled {
+            // static, indirect, generated and transient units cannot be
+            // enabled or disabled: nothing to do for them.
+            let now = match file_state {
+                "enabled" | "enabled-runtime" | "alias" => Some(true),
+                "disabled" | "" => Some(false),
+                _ => None,
+            };
+            if let Some(now) = now {
+                if now != enabled {
+                    before.push(if now { "enabled" } else { "disabled" }.to_string());
+                    after.push(if enabled { "enabled" } else { "disabled" }.to_string());
+                    commands.push(format!(
+                        "systemctl {} -- {n}",
+                        if enabled { "enable" } else { "disable" }
+                    ));
+                }
+            }
+        }
+        let mut run_change = None;
+        match self.state {
+            Some(State::Started) if !running => {
+                before.push(active.to_string());
+                after.push("started".into());
+                commands.push(format!("systemctl start -- {n}"));
+            }
+            Some(State::Stopped) if running => {
+                before.push(active.to_string());
+                after.push("stopped".into());
+                commands.push(format!("systemctl stop -- {n}"));
+            }
+            Some(State::Restarted) => {
+                run_change = Some(Change::new(ChangeKind::Run, format!("{subject} restarted")));
+                commands.push(format!("systemctl restart -- {n}"));
+            }
+            Some(State::Reloaded) => {
+                run_change = Some(Change::new(ChangeKind::Run, format!("{subject} reloaded")));
+                commands.push(format!("if systemctl is-active -q -- {n}; then systemctl reload -- {n}; else systemctl start -- {n}; fi"));
+            }
+            _ => {}
+        }
+        let need_reload = kv.get("NeedDaemonReload") == Some("yes");
+        let mut plan = Plan::none();
+        if need_reload {
+            plan.changes.push(
+                Change::new(ChangeKind::Run, "systemd daemon-reload")
+                    .states("unit files changed on disk", "reloaded"),
+            );
+        }
+        if !before.is_empty() {
+            let kind = if exists {
+                ChangeKind::Update
+            } else {
+                ChangeKind::Create
+            };
+            let before = if exists {
+                before.join(", ")
+            } else {
+                "absent".to_string()
+            };
+            plan.changes
+                .push(Change::new(kind, subject).states(before, after.join(", ")));
+        }
+        if let Some(change) = run_change {
+            plan.changes.push(change);
+        }
+        if plan.changes.is_empty() {
+            return Ok(plan);
+        }
+        let mut script = String::from("set -e\n");
+        if need_reload || self.daemon_reload || !exists {
+            script.push_str("systemctl daemon-reload\n");
+        } else {
+            // A unit file written since the probe (same run) needs it too.
+            script.push_str(&format!(
+                "if [ \"$(systemctl show -p NeedDaemonReload --value -- {n})\" = yes ]; then systemctl daemon-reload; fi\n"
+            ));
+        }
+        for c in commands {
+            script.push_str(&c);
+            script.push('\n');
+        }
+        plan.actions.push(Action::run(script));
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{build, probe_out};
+    use crate::ChangeKind;
+    use serde_json::json;
+
+    fn show(active: &str, file: &str, load: &str, reload: &str) -> crate::ProbeOutput {
+        probe_out(&format!("ActiveState={active}\nUnitFileState={file}\nLoadState={load}\nNeedDaemonReload={reload}\n"))
+    }
+
+    #[test]
+    fn started_and_enabled() {
+        let r = build(
+            "service",
+            json!({"name": "patroni", "state": "started", "enabled": true}),
+        )
+        .expect("valid");
+        assert!(r
+            .plan(&show("active", "enabled", "loaded", "no"))
+            .expect("plan")
+            .is_empty());
+        let plan = r
+            .plan(&show("inactive", "disabled", "loaded", "no"))
+            .expect("plan");
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].kind, ChangeKind::Update);
+        assert_eq!(
+            plan.changes[0].before.as_deref(),
+            Some("disabled, inactive")
+        );
+        assert_eq!(plan.changes[0].after.as_deref(), Some("enabled, started"));
+        let script = &plan.actions[0].script;
+        assert!(
+            script.contains("systemctl enable -- patroni\nsystemctl start -- patroni"),
+            "{script}"
+        );
+        // Not installed yet: created.
+        let plan = r
+            .plan(&show("inactive", "", "not-found", "no"))
+            .expect("plan");
+        assert_eq!(plan.changes[0].kind, ChangeKind::Create);
+        assert!(plan.actions[0].script.contains("systemctl daemon-reload\n"));
+        // Static units cannot be enabled: only started.
+        let plan = r
+            .plan(&show("inactive", "static", "loaded", "no"))
+            .expect("plan");
+        assert_eq!(plan.changes[0].after.as_deref(), Some("started"));
+    }
+
+    #[test]
+    fn daemon_reload_when_unit_files_changed() {
+        let r = build("service", json!({"name": "patroni", "state": "started"})).expect("valid");
+        let plan = r
+            .plan(&show("active", "enabled", "loaded", "yes"))
+            .expect("plan");
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].subject, "systemd daemon-reload");
+        assert!(plan.actions[0].script.contains("systemctl daemon-reload\n"));
+    }
+
+    #[test]
+    fn restarted_always_runs_and_stopped_and_masked() {
+        let r = build("service", json!({"name": "haproxy", "state": "restarted"})).expect("valid");
+        let plan = r
+            .plan(&show("active", "enabled", "loaded", "no"))
+            .expect("plan");
+        assert_eq!(plan.changes[0].kind, ChangeKind::Run);
+        assert_eq!(plan.changes[0].subject, "service haproxy restarted");
+        let r = build(
+            "service",
+            json!({"name": "postgresql", "state": "stopped", "enabled": false, "masked": true}),
+        )
+        .expect("valid");
+        let plan = r
+            .plan(&show("active", "enabled", "loaded", "no"))
+            .expect("plan");
+        assert!(plan.actions[0]
+            .script
+            .contains("systemctl mask -- postgresql"));
+        assert!(r
+            .plan(&show("inactive", "masked", "masked", "no"))
+            .expect("plan")
+            .is_empty());
+        let r = build("service", json!({"name": "postgresql", "state": "started"})).expect("valid");
+        assert!(r.plan(&show("inactive", "masked", "masked", "no")).is_err());
+    }
+
+    #[test]
+    fn bad_params() {
+        let err = build("service", json!({"name": "x", "enable": true}))
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(err.contains("did you mean `enabled`?"), "{err}");
+        assert!(build("service", json!({"name": "x"})).is_err());
+        assert!(build("service", json!({"name": "x", "state": "running"})).is_err());
+        assert!(build("service", json!({"name": "x; reboot", "state": "started"})).is_err());
+    }
+}

@@ -1,0 +1,583 @@
+//! The `ufw` module: firewall rules, default policies and whether ufw is
+//! enabled. A task does one of three things:
+//!
+//! - a rule: `rule` (allow, deny, reject, limit) with `port`, `proto` (tcp,
+//!   udp, any; default any), `from` and `to` (address or CIDR; default any),
+//!   `direction` (in, out; default in), `comment`, and `delete: true` to
+//!   remove it;
+//! - a default policy: `default` (allow, deny, reject; `policy` is the same)
+//!   with `direction` (incoming, outgoing, routed; default incoming);
+//! - `state: enabled` or `state: disabled`.
+//!
+//! Rules are read from `/etc/ufw/user.rules` and `user6.rules` (their
+//! `### tuple ###` lines exist even while ufw is disabled), policies from
+//! `/etc/default/ufw`, the enabled state from `/etc/ufw/ufw.conf`. Comments
+//! are not compared.
+//!
+//! **SSH guard**: enabling ufw uses `ufw --force enable`, which keeps
+//! established connections, and the action first checks that the rules
+//! allow (or limit) incoming TCP to every port `sshd -T` reports (22 if it
+//! reports none); otherwise it fails without enabling, so a run can never
+//! lock itself out. The guard runs at apply time, so a rule added earlier in
+//! the same run counts.
+
+use serde::Deserialize;
+
+use crate::params::{self, opt_bool, opt_scalar_string};
+use crate::probe::{self, Kv};
+use crate::shell::quote;
+use crate::{
+    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
+    Resource,
+};
+
+/// The `ufw` module.
+pub struct Ufw;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::optional("rule"),
+    ParamSpec::optional("port"),
+    ParamSpec::optional("proto"),
+    ParamSpec::optional("from"),
+    ParamSpec::optional("to"),
+    ParamSpec::optional("direction"),
+    ParamSpec::optional("comment"),
+    ParamSpec::optional("delete"),
+    ParamSpec::optional("default"),
+    ParamSpec::optional("policy"),
+    ParamSpec::optional("state"),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    rule: Option<Verb>,
+    #[serde(default, deserialize_with = "opt_scalar_string")]
+    port: Option<String>,
+    proto: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    direction: Option<String>,
+    comment: Option<String>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    delete: Option<bool>,
+    default: Option<Policy>,
+    policy: Option<Policy>,
+    state: Option<State>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Verb {
+    Allow,
+    Deny,
+    Reject,
+    Limit,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Policy {
+    Allow,
+    Deny,
+    Reject,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Enabled,
+    Disabled,
+}
+
+fn verb_name(v: Verb) -> &'static str {
+    match v {
+        Verb::Allow => "allow",
+        Verb::Deny => "deny",
+        Verb::Reject => "reject",
+        Verb::Limit => "limit",
+    }
+}
+
+fn policy_name(p: Policy) -> (&'static str, &'static str) {
+    match p {
+        Policy::Allow => ("allow", "ACCEPT"),
+        Policy::Deny => ("deny", "DROP"),
+        Policy::Reject => ("reject", "REJECT"),
+    }
+}
+
+/// Normalizes an address as ufw stores it: `any` → the family's `/0`, host
+/// masks dropped, network bits masked.
+fn normalize_addr(addr: Option<&str>, v6: bool) -> Result<String, ModuleError> {
+    let addr = addr.unwrap_or("any");
+    if addr == "any" {
+        return Ok(if v6 { "::/0" } else { "0.0.0.0/0" }.into());
+    }
+    let (ip, len) = match addr.split_once('/') {
+        Some((ip, len)) => (
+            ip,
+            Some(
+                len.parse::<u8>()
+                    .map_err(|_| ModuleError::Params(format!("bad prefix length in {addr:?}")))?,
+            ),
+        ),
+        None => (addr, None),
+    };
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| ModuleError::Params(format!("{addr:?} is not an address or CIDR")))?;
+    match (ip, len) {
+        (std::net::IpAddr::V4(_), Some(32)) | (std::net::IpAddr::V6(_), Some(128)) | (_, None) => {
+            Ok(ip.to_string())
+        }
+        (std::net::IpAddr::V4(v4), Some(len)) if len <= 32 => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            Ok(format!(
+                "{}/{len}",
+                std::net::Ipv4Addr::from(u32::from(v4) & mask)
+            ))
+        }
+        (std::net::IpAddr::V6(v6), Some(len)) if len <= 128 => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            Ok(format!(
+                "{}/{len}",
+                std::net::Ipv6Addr::from(u128::from(v6) & mask)
+            ))
+        }
+        _ => Err(ModuleError::Params(format!(
+            "bad prefix length in {addr:?}"
+        ))),
+    }
+}
+
+impl Module for Ufw {
+    fn name(&self) -> &'static str {
+        "ufw"
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+    fn resource(
+        &self,
+        params: &serde_json::Value,
+        _ctx: &dyn Context,
+    ) -> Result<Box<dyn Resource>, ModuleError> {
+        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let policy = match (p.default, p.policy) {
+            (Some(_), Some(_)) => {
+                return Err(ModuleError::Params(
+                    "give `default` or `policy`, not both".into(),
+                ))
+            }
+            (a, b) => a.or(b),
+        };
+        let modes = [p.rule.is_some(), policy.is_some(), p.state.is_some()]
+            .iter()
+            .filter(|m| **m)
+            .count();
+        if modes != 1 {
+            return Err(ModuleError::Params(
+                "module `ufw` needs exactly one of `rule`, `default` and `state`".into(),
+            ));
+        }
+        let rule_only = p.port.is_some()
+            || p.proto.is_some()
+            || p.from.is_some()
+            || p.to.is_some()
+            || p.comment.is_some()
+            || p.delete.is_some();
+        if let Some(state) = p.state {
+            if rule_only || p.direction.is_some() {
+                return Err(ModuleError::Params(
+                    "`state` takes no other parameter".into(),
+                ));
+            }
+            return Ok(Box::new(UfwState(state)));
+        }
+        if let Some(policy) = policy {
+            if rule_only {
+                return Err(ModuleError::Params(
+                    "`default` takes only `direction`".into(),
+                ));
+            }
+            let chain = match p.direction.as_deref().unwrap_or("incoming") {
+                "incoming" | "in" => ("incoming", "INPUT"),
+                "outgoing" | "out" => ("outgoing", "OUTPUT"),
+                "routed" => ("routed", "FORWARD"),
+                other => {
+                    return Err(ModuleError::Params(format!(
+                        "direction {other:?} must be incoming, outgoing or routed"
+                    )))
+                }
+            };
+            return Ok(Box::new(UfwDefault {
+                policy,
+                direction: chain.0,
+                chain: chain.1,
+            }));
+        }
+        let verb = p
+            .rule
+            .ok_or_else(|| ModuleError::Params("`rule` is missing".into()))?;
+        let proto = p.proto.unwrap_or_else(|| "any".into());
+        if !matches!(proto.as_str(), "tcp" | "udp" | "any") {
+            return Err(ModuleError::Params(format!(
+                "proto {proto:?} must be tcp, udp or any"
+            )));
+        }
+        let direction = match p.direction.as_deref().unwrap_or("in") {
+            "in" | "incoming" => "in",
+            "out" | "outgoing" => "out",
+            other => {
+                return Err(ModuleError::Params(format!(
+                    "direction {other:?} of a rule must be in or out"
+                )))
+            }
+        };
+        if let Some(port) = &p.port {
+            let ok = !port.is_empty()
+                && port
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ':' || c == ',');
+            if !ok {
+                return Err(ModuleError::Params(format!(
+                    "port {port:?} must be a number, a range a:b or a list a,b"
+                )));
+            }
+            if (port.contains(':') || port.contains(',')) && proto == "any" {
+                return Err(ModuleError::Params(
+                    "port ranges and lists need `proto: tcp` or `proto: udp`".into(),
+                ));
+            }
+        }
+        if p.port.is_none() && p.from.is_none() && p.to.is_none() {
+            return Err(ModuleError::Params(
+                "a rule needs at least one of `port`, `from`, `to`".into(),
+            ));
+        }
+        let v6 = p.from.as_deref().is_some_and(|a| a.contains(':'))
+            || p.to.as_deref().is_some_and(|a| a.contains(':'));
+        let tuple = Tuple {
+            action: verb_name(verb).into(),
+            proto: proto.clone(),
+            dport: p.port.clone().unwrap_or_else(|| "any".into()),
+            dst: normalize_addr(p.to.as_deref(), v6)?,
+            src: normalize_addr(p.from.as_deref(), v6)?,
+            direction: direction.into(),
+        };
+        let mut command = vec![verb_name(verb).to_string(), direction.to_string()];
+        if proto != "any" {
+            command.extend(["proto".into(), proto]);
+        }
+        command.extend([
+            "from".into(),
+            p.from.unwrap_or_else(|| "any".into()),
+            "to".into(),
+            p.to.unwrap_or_else(|| "any".into()),
+        ]);
+        if let Some(port) = p.port {
+            command.extend(["port".into(), port]);
+        }
+        let comment = p
+            .comment
+            .map(|c| vec!["comment".to_string(), c])
+            .unwrap_or_default();
+        Ok(Box::new(UfwRule {
+            tuple,
+            v6,
+            command,
+            comment,
+            delete: p.delete.unwrap_or(false),
+        }))
+    }
+}
+
+const PROBE_RULES: &str = "command -v ufw >/dev/null && echo installed=yes\n\
+sed -n 's/^### tuple ### /v4=/p' /etc/ufw/user.rules\n\
+sed -n 's/^### tuple ### /v6=/p' /etc/ufw/user6.rules\n\
+sed -n 's/^DEFAULT_\\([A-Z]*\\)_POLICY=\"\\{0,1\\}\\([A-Z]*\\)\"\\{0,1\\}.*/default_\\1=\\2/p' /etc/default/ufw\n\
+sed -n 's/^ENABLED=\\(.*\\)/enabled=\\1/p' /etc/ufw/ufw.conf";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tuple {
+    action: String,
+    proto: String,
+    dport: String,
+    dst: String,
+    src: String,
+    direction: String,
+}
+
+impl Tuple {
+    /// Parses a `### tuple ###` line's rest: `action proto dport dst sport
+    /// src [dapp sapp] direction[_iface] [comment=hex]`.
+    fn parse(line: &str) -> Option<Self> {
+        let fields: Vec<&str> = line
+            .split_whitespace()
+            .filter(|f| !f.starts_with("comment="))
+            .collect();
+        if fields.len() < 7 {
+            return None;
+        }
+        let action = fields[0].split('_').next()?.to_string();
+        let direction = fields.last()?.split('_').next()?.to_string();
+        Some(Tuple {
+            action,
+            proto: fields[1].into(),
+            dport: fields[2].into(),
+            dst: fields[3].into(),
+            src: fields[5].into(),
+            direction,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {} {}/{} from {} to {}",
+            self.action, self.direction, self.dport, self.proto, self.src, self.dst
+        )
+    }
+}
+
+struct UfwRule {
+    tuple: Tuple,
+    v6: bool,
+    /// The rule's words for `ufw` (without `delete` and the comment).
+    command: Vec<String>,
+    comment: Vec<String>,
+    delete: bool,
+}
+
+impl Resource for UfwRule {
+    fn probe(&self) -> String {
+        probe::wrap(PROBE_RULES)
+    }
+
+    fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
+        let kv = Kv::parse(out);
+        let key = if self.v6 { "v6" } else { "v4" };
+        let present = kv
+            .all(key)
+            .iter()
+            .filter_map(|l| Tuple::parse(l))
+            .any(|t| t == self.tuple);
+        let subject = format!("ufw rule {}", self.tuple.describe());
+        let words: Vec<String> = self.command.iter().map(|w| quote(w)).collect();
+        match (present, self.delete) {
+            (false, false) => {
+                let comment: Vec<String> = self.comment.iter().map(|w| quote(w)).collect();
+                let script = format!("ufw {} {}\n", words.join(" "), comment.join(" "));
+                Ok(Plan::none().with(
+                    Change::new(ChangeKind::Create, subject).states("absent", "present"),
+                    [Action::run(script)],
+                ))
+            }
+            (true, true) => {
+                let script = format!("ufw delete {}\n", words.join(" "));
+                Ok(Plan::none().with(
+                    Change::new(ChangeKind::Remove, subject).states("present", "absent"),
+                    [Action::run(script)],
+                ))
+            }
+            _ => Ok(Plan::none()),
+        }
+    }
+}
+
+struct UfwDefault {
+    policy: Policy,
+    direction: &'static str,
+    chain: &'static str,
+}
+
+impl Resource for UfwDefault {
+    fn probe(&self) -> String {
+        probe::wrap(PROBE_RULES)
+    }
+
+    fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
+        let kv = Kv::parse(out);
+        let (word, target) = policy_name(self.policy);
+        let now = kv
+            .get(&format!("default_{}", self.chain))
+            .unwrap_or("unknown");
+        if now == target {
+            return Ok(Plan::none());
+        }
+        let change = Change::new(
+            ChangeKind::Update,
+            format!("ufw default {}", self.direction),
+        )
+        .states(now, target);
+        Ok(Plan::none().with(
+            change,
+            [Action::run(format!(
+                "ufw default {word} {}\n",
+                self.direction
+            ))],
+        ))
+    }
+}
+
+struct UfwState(State);
+
+/// Fails unless the rules allow incoming TCP to every SSH port.
+const SSH_GUARD: &str = r####"ports=$(sshd -T 2>/dev/null | awk '$1 == "port" { print $2 }')
+[ -n "$ports" ] || ports=22
+for port in $ports; do
+  if ! cat /etc/ufw/user.rules /etc/ufw/user6.rules 2>/dev/null | awk -v port="$port" '
+    $1 == "###" && $2 == "tuple" {
+      dir = $NF; if (dir ~ /^comment=/) dir = $(NF-1)
+      if ($4 !~ /^(allow|limit)/ || ($5 != "tcp" && $5 != "any") || dir !~ /^in/) next
+      if ($6 == "any") { found = 1; next }
+      n = split($6, parts, ",")
+      for (i = 1; i <= n; i++) {
+        if (split(parts[i], r, ":") == 2) { if (port + 0 >= r[1] + 0 && port + 0 <= r[2] + 0) found = 1 }
+        else if (parts[i] == port) found = 1
+      }
+    }
+    END { exit found ? 0 : 1 }'; then
+    echo "refusing to enable ufw: no rule allows incoming tcp to the ssh port $port (add one first, e.g. rule: allow, port: $port, proto: tcp)" >&2
+    exit 1
+  fi
+done
+"####;
+
+impl Resource for UfwState {
+    fn probe(&self) -> String {
+        probe::wrap(PROBE_RULES)
+    }
+
+    fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
+        let kv = Kv::parse(out);
+        let enabled = kv
+            .get("enabled")
+            .is_some_and(|v| v.trim_matches('"') == "yes");
+        match (self.0, enabled) {
+            (State::Enabled, false) => Ok(Plan::none().with(
+                Change::new(ChangeKind::Update, "ufw").states("disabled", "enabled"),
+                [Action::run(format!(
+                    "set -e\n{SSH_GUARD}ufw --force enable\n"
+                ))],
+            )),
+            (State::Disabled, true) => Ok(Plan::none().with(
+                Change::new(ChangeKind::Update, "ufw").states("enabled", "disabled"),
+                [Action::run("ufw disable\n")],
+            )),
+            _ => Ok(Plan::none()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{build, probe_out, sh};
+    use crate::ChangeKind;
+    use serde_json::json;
+
+    const PROBE: &str = "installed=yes\n\
+        v4=allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n\
+        v4=allow tcp 5432 0.0.0.0/0 any 10.0.0.0/8 in comment=706f737467726573\n\
+        v6=allow tcp 22 ::/0 any ::/0 in\n\
+        default_INPUT=DROP\ndefault_OUTPUT=ACCEPT\nenabled=no\n";
+
+    #[test]
+    fn rules() {
+        let r = build("ufw", json!({"rule": "allow", "port": 5432, "proto": "tcp", "from": "10.1.2.3/8", "comment": "postgres"})).expect("valid");
+        assert!(r.plan(&probe_out(PROBE)).expect("plan").is_empty());
+        let r = build(
+            "ufw",
+            json!({"rule": "allow", "port": "8008", "proto": "tcp", "from": "10.0.0.0/8"}),
+        )
+        .expect("valid");
+        let plan = r.plan(&probe_out(PROBE)).expect("plan");
+        assert_eq!(plan.changes[0].kind, ChangeKind::Create);
+        assert_eq!(
+            plan.actions[0].script,
+            "ufw allow in proto tcp from 10.0.0.0/8 to any port 8008 \n"
+        );
+        let r = build(
+            "ufw",
+            json!({"rule": "allow", "port": 22, "proto": "tcp", "delete": true}),
+        )
+        .expect("valid");
+        let plan = r.plan(&probe_out(PROBE)).expect("plan");
+        assert_eq!(plan.changes[0].kind, ChangeKind::Remove);
+        assert!(plan.actions[0]
+            .script
+            .starts_with("ufw delete allow in proto tcp from any to any port 22"));
+        let r = build(
+            "ufw",
+            json!({"rule": "allow", "port": 22, "proto": "tcp", "from": "::/0"}),
+        )
+        .expect("valid");
+        assert!(r.plan(&probe_out(PROBE)).expect("plan").is_empty());
+    }
+
+    #[test]
+    fn defaults_and_state() {
+        let r = build("ufw", json!({"default": "deny", "direction": "incoming"})).expect("valid");
+        assert!(r.plan(&probe_out(PROBE)).expect("plan").is_empty());
+        let r = build("ufw", json!({"policy": "deny", "direction": "outgoing"})).expect("valid");
+        assert_eq!(
+            r.plan(&probe_out(PROBE)).expect("plan").actions[0].script,
+            "ufw default deny outgoing\n"
+        );
+        let r = build("ufw", json!({"state": "enabled"})).expect("valid");
+        let plan = r.plan(&probe_out(PROBE)).expect("plan");
+        assert!(plan.actions[0].script.contains("ufw --force enable"));
+        assert!(r
+            .plan(&probe_out("enabled=yes\n"))
+            .expect("plan")
+            .is_empty());
+    }
+
+    #[test]
+    fn ssh_guard() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("user.rules");
+        let guard = super::SSH_GUARD
+            .replace(
+                "/etc/ufw/user.rules /etc/ufw/user6.rules",
+                &rules.display().to_string(),
+            )
+            .replace("sshd -T", "false");
+        std::fs::write(
+            &rules,
+            "### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in\n",
+        )
+        .expect("write");
+        assert_ne!(sh(&guard, None).status, 0);
+        for ok in [
+            "limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in",
+            "allow any 20:30 0.0.0.0/0 any 10.0.0.0/8 in",
+            "allow tcp 80,22 0.0.0.0/0 any 0.0.0.0/0 in comment=6162",
+        ] {
+            std::fs::write(&rules, format!("### tuple ### {ok}\n")).expect("write");
+            assert_eq!(sh(&guard, None).status, 0, "{ok}");
+        }
+    }
+
+    #[test]
+    fn bad_params() {
+        assert!(build("ufw", json!({})).is_err());
+        assert!(build("ufw", json!({"rule": "allow", "port": "22; reboot"})).is_err());
+        assert!(build("ufw", json!({"rule": "allow", "port": "1:2"})).is_err());
+        assert!(build(
+            "ufw",
+            json!({"rule": "allow", "port": 22, "from": "10.0.0.300"})
+        )
+        .is_err());
+        assert!(build("ufw", json!({"rule": "permit", "port": 22})).is_err());
+        let err = build("ufw", json!({"rule": "allow", "proot": "tcp", "port": 22}))
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(err.contains("did you mean `proto`?"), "{err}");
+    }
+}

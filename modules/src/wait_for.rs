@@ -1,0 +1,226 @@
+//! The `wait_for` module: wait until a TCP port accepts connections (or stops
+//! accepting them), an HTTP URL answers with `status` (default 200), or a
+//! command exits 0.
+//!
+//! The probe checks once; if the condition holds the plan is empty, else it
+//! has no change and one action that polls every second until the condition
+//! holds or `timeout` seconds (default 60) pass, then fails with a message.
+//! Ports are checked with bash's `/dev/tcp`, URLs with `python3` (no curl on
+//! minimal Debian); `command` is an `sh` script.
+
+use serde::Deserialize;
+
+use crate::params::{self, opt_scalar_string, opt_u64};
+use crate::probe::{self, Kv};
+use crate::shell::quote;
+use crate::{Action, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput, Resource};
+
+/// The `wait_for` module.
+pub struct WaitFor;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec::optional("port"),
+    ParamSpec::optional("host"),
+    ParamSpec::optional("url"),
+    ParamSpec::optional("status"),
+    ParamSpec::optional("command"),
+    ParamSpec::optional("timeout"),
+    ParamSpec::optional("state"),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default, deserialize_with = "opt_u64")]
+    port: Option<u64>,
+    #[serde(default, deserialize_with = "opt_scalar_string")]
+    host: Option<String>,
+    url: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    status: Option<u64>,
+    command: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    timeout: Option<u64>,
+    #[serde(default)]
+    state: State,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    #[default]
+    Started,
+    Stopped,
+}
+
+const URL_CHECK: &str = "import sys, urllib.request, urllib.error\n\
+try:\n    code = urllib.request.urlopen(sys.argv[1], timeout=5).status\n\
+except urllib.error.HTTPError as e:\n    code = e.code\n\
+except Exception:\n    code = 0\n\
+sys.exit(0 if code == int(sys.argv[2]) else 1)\n";
+
+impl Module for WaitFor {
+    fn name(&self) -> &'static str {
+        "wait_for"
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+    fn resource(
+        &self,
+        params: &serde_json::Value,
+        _ctx: &dyn Context,
+    ) -> Result<Box<dyn Resource>, ModuleError> {
+        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let given = [p.port.is_some(), p.url.is_some(), p.command.is_some()]
+            .iter()
+            .filter(|g| **g)
+            .count();
+        if given != 1 {
+            return Err(ModuleError::Params(
+                "module `wait_for` needs exactly one of `port`, `url` and `command`".into(),
+            ));
+        }
+        if p.host.is_some() && p.port.is_none() {
+            return Err(ModuleError::Params("`host` goes with `port`".into()));
+        }
+        if p.status.is_some() && p.url.is_none() {
+            return Err(ModuleError::Params("`status` goes with `url`".into()));
+        }
+        let (check, what) = if let Some(port) = p.port {
+            if port == 0 || port > 65535 {
+                return Err(ModuleError::Params(format!("port {port} is out of range")));
+            }
+            let host = p.host.unwrap_or_else(|| "127.0.0.1".into());
+            let check = format!(
+                "timeout 3 bash -c 'exec 3<>\"/dev/tcp/$1/$2\"' _ {} {port} >/dev/null 2>&1",
+                quote(&host)
+            );
+            (check, format!("port {host}:{port}"))
+        } else if let Some(url) = p.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ModuleError::Params(format!(
+                    "url {url:?} must start with http:// or https://"
+                )));
+            }
+            let status = p.status.unwrap_or(200);
+            let check = format!(
+                "python3 -c {} {} {status} >/dev/null 2>&1",
+                quote(URL_CHECK),
+                quote(&url)
+            );
+            (check, format!("{url} (status {status})"))
+        } else {
+            let command = p.command.unwrap_or_default();
+            let check = format!("sh -c {} >/dev/null 2>&1 </dev/null", quote(&command));
+            (check, format!("`{command}`"))
+        };
+        let check = match p.state {
+            State::Started => check,
+            State::Stopped => format!("! {check}"),
+        };
+        let what = match p.state {
+            State::Started => what,
+            State::Stopped => format!("{what} to stop"),
+        };
+        Ok(Box::new(WaitResource {
+            check,
+            what,
+            timeout: p.timeout.unwrap_or(60),
+        }))
+    }
+}
+
+struct WaitResource {
+    /// A command that succeeds when the condition holds.
+    check: String,
+    what: String,
+    timeout: u64,
+}
+
+impl Resource for WaitResource {
+    fn probe(&self) -> String {
+        probe::wrap(&format!(
+            "if {}; then echo ready=yes; else echo ready=no; fi",
+            self.check
+        ))
+    }
+
+    fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
+        if Kv::parse(out).get("ready") == Some("yes") {
+            return Ok(Plan::none());
+        }
+        let script = format!(
+            "end=$(( $(date +%s) + {t} ))\nwhile ! {check}; do\n  if [ \"$(date +%s)\" -ge \"$end\" ]; then echo {msg} >&2; exit 1; fi\n  sleep 1\ndone\n",
+            t = self.timeout,
+            check = self.check,
+            msg = quote(&format!("timed out after {} s waiting for {}", self.timeout, self.what)),
+        );
+        Ok(Plan {
+            changes: Vec::new(),
+            actions: vec![Action::run(script)],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{apply_local, build, probe_local, probe_out};
+    use serde_json::json;
+
+    #[test]
+    fn ready_means_nothing_to_do() {
+        let r = build("wait_for", json!({"port": 5432})).expect("valid");
+        assert!(r.plan(&probe_out("ready=yes\n")).expect("plan").is_empty());
+        let plan = r.plan(&probe_out("ready=no\n")).expect("plan");
+        assert!(plan.changes.is_empty());
+        assert_eq!(plan.actions.len(), 1);
+    }
+
+    #[test]
+    fn ports_locally() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let r = build("wait_for", json!({"port": port, "timeout": 2})).expect("valid");
+        assert!(r.plan(&probe_local(r.as_ref())).expect("plan").is_empty());
+        drop(listener);
+        let r = build("wait_for", json!({"port": port, "timeout": 1})).expect("valid");
+        let plan = r.plan(&probe_local(r.as_ref())).expect("plan");
+        assert!(!apply_local(&plan), "nothing listens: times out");
+        let r = build("wait_for", json!({"port": port, "state": "stopped"})).expect("valid");
+        assert!(r.plan(&probe_local(r.as_ref())).expect("plan").is_empty());
+    }
+
+    #[test]
+    fn commands_locally() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = dir.path().join("flag");
+        let r = build(
+            "wait_for",
+            json!({"command": format!("test -e {}", flag.display()), "timeout": 5}),
+        )
+        .expect("valid");
+        let plan = r.plan(&probe_local(r.as_ref())).expect("plan");
+        assert_eq!(plan.actions.len(), 1);
+        let f = flag.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1200));
+            std::fs::write(f, "").expect("write");
+        });
+        assert!(apply_local(&plan));
+        t.join().expect("join");
+    }
+
+    #[test]
+    fn bad_params() {
+        assert!(build("wait_for", json!({})).is_err());
+        assert!(build("wait_for", json!({"port": 1, "url": "http://x"})).is_err());
+        assert!(build("wait_for", json!({"url": "ftp://x"})).is_err());
+        assert!(build("wait_for", json!({"port": 70000})).is_err());
+        let err = build("wait_for", json!({"port": 1, "timout": 3}))
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(err.contains("did you mean `timeout`?"), "{err}");
+    }
+}

@@ -1,0 +1,146 @@
+//! Helpers shared by the end-to-end tests: they drive the real `pgdeploy`
+//! binary against the lab's real hosts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The lab's inventory, written by `lab up`.
+pub fn lab_inventory() -> PathBuf {
+    root().join("inventories/lab.yaml")
+}
+
+/// Runs `pgdeploy ARGS` from the repository root.
+pub fn pgdeploy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("pgdeploy runs")
+}
+
+/// Text of both streams, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `pgdeploy ARGS` and fails the test unless it exits 0.
+pub fn pgdeploy_ok(args: &[&str]) -> Output {
+    let out = pgdeploy(args);
+    assert!(
+        out.status.success(),
+        "pgdeploy {args:?} failed:\n{}",
+        text(&out)
+    );
+    out
+}
+
+/// Brings the lab up (idempotent) with `nodes` hosts.
+pub fn lab_up(nodes: usize) {
+    pgdeploy_ok(&["lab", "up", "--nodes", &nodes.to_string()]);
+}
+
+/// The lab address of `nodeN`.
+pub fn address(host: &str) -> String {
+    let n: u32 = host.trim_start_matches("node").parse().expect("nodeN");
+    format!("10.213.47.{}", 10 + n)
+}
+
+/// Runs a shell command on a lab host as root (through the lab's key), and
+/// returns its stdout; fails the test on a non-zero exit.
+pub fn ssh(host: &str, command: &str) -> String {
+    let out = ssh_output(host, command);
+    assert!(
+        out.status.success(),
+        "ssh {host} {command:?} failed:\n{}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a shell command on a lab host and returns the whole output.
+pub fn ssh_output(host: &str, command: &str) -> Output {
+    Command::new("ssh")
+        .args([
+            "-i",
+            "/var/lib/pgdeploy/lab/id_ed25519",
+            "-o",
+            "UserKnownHostsFile=/var/lib/pgdeploy/lab/known_hosts",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            &format!("admin@{}", address(host)),
+            &format!("sudo sh -c {}", shell_quote(command)),
+        ])
+        .output()
+        .expect("ssh runs")
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A fingerprint of everything a run could change on a host: every file
+/// under /etc and /opt (path, mode, owner, content), the package list,
+/// users, live sysctls we touch, and unit states.
+pub fn host_fingerprint(host: &str) -> String {
+    ssh(
+        host,
+        "{ find /etc /opt -xdev \\( -type f -o -type l -o -type d \\) -printf '%p %m %u %g %y\\n' 2>/dev/null | sort; \
+           find /etc /opt -xdev -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum 2>/dev/null; \
+           dpkg-query -W -f='${Package} ${Status} ${Version}\\n'; getent passwd; getent group; \
+           sysctl net.ipv4.tcp_keepalive_time; systemctl list-units --all --no-legend --plain | awk '{print $1, $3, $4}'; } | sha256sum",
+    )
+}
+
+/// Reads a JSON document printed by `--output json`.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(out)))
+}
+
+/// Per host, the (kind, subject) of every change in a JSON report, in order.
+pub fn changes(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut list = Vec::new();
+    for host in report["hosts"].as_array().into_iter().flatten() {
+        for result in host["results"].as_array().into_iter().flatten() {
+            for change in result["changes"].as_array().into_iter().flatten() {
+                list.push((
+                    host["host"].as_str().unwrap_or("").to_string(),
+                    change["kind"].as_str().unwrap_or("").to_string(),
+                    change["subject"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    list
+}
+
+/// A path inside the test fixtures.
+pub fn fixture(rel: &str) -> String {
+    root()
+        .join("tests/fixtures")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether the machine can run the lab (root, nspawn). The end-to-end tests
+/// need it; `.ci/run` installs everything.
+pub fn require_lab_prerequisites() {
+    assert!(
+        Path::new("/usr/bin/systemd-nspawn").exists(),
+        "the end-to-end tests need the lab: run as root with systemd-container, debootstrap and nftables installed (see .ci/run)"
+    );
+}

@@ -1,0 +1,202 @@
+//! End-to-end tests of the engine on the lab's real hosts. One test runs the
+//! scenarios one after another, since they share the lab.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn engine_on_the_lab() {
+    require_lab_prerequisites();
+    lab_up(7);
+    let inventory = lab_inventory();
+    let inventory = inventory.to_str().expect("utf8 path");
+    // Start from hosts that have not seen these fixtures.
+    for host in ["node5", "node6", "node7"] {
+        ssh(
+            host,
+            "systemctl disable --now pgd-e2e 2>/dev/null; ufw --force disable >/dev/null 2>&1; \
+             DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tree ufw >/dev/null 2>&1; \
+             rm -rf /opt/pgd-e2e* /etc/pgd-e2e* /etc/systemd/system/pgd-e2e.service /etc/sysctl.d/90-pgd-e2e.conf /tmp/pgd-*; \
+             userdel pgde2e 2>/dev/null; groupdel pgde2e 2>/dev/null; systemctl daemon-reload; true",
+        );
+    }
+
+    check_predicts_apply_exactly(inventory, "engine/phase1.yaml");
+    assert_eq!(
+        ssh("node5", "cat /etc/pgd-e2e-registered").trim(),
+        "node5",
+        "a registered result reaches a later task"
+    );
+    assert!(
+        ssh("node5", "test -f /opt/pgd-e2e-handler-ran && echo yes").contains("yes"),
+        "the notified handler ran"
+    );
+    check_predicts_apply_exactly(inventory, "engine/phase2.yaml");
+    assert_eq!(ssh("node6", "systemctl is-active pgd-e2e").trim(), "active");
+    let ufw = ssh("node6", "ufw status verbose");
+    assert!(
+        ufw.contains("Status: active") && ufw.contains("Default: reject (incoming)"),
+        "{ufw}"
+    );
+
+    drift_is_planned_and_repaired(inventory);
+    slow_host_does_not_hold_up_others(inventory);
+    unreachable_host_does_not_stop_others();
+    bad_input_names_file_and_line(inventory);
+}
+
+/// `--check` changes nothing on the hosts and predicts exactly the changes
+/// that `apply` then makes; a second apply changes nothing.
+fn check_predicts_apply_exactly(inventory: &str, playbook: &str) {
+    let playbook = fixture(playbook);
+    let before: Vec<String> = ["node5", "node6"]
+        .iter()
+        .map(|h| host_fingerprint(h))
+        .collect();
+    let check = pgdeploy_ok(&[
+        "apply", "--check", "-i", inventory, &playbook, "--output", "json",
+    ]);
+    let after: Vec<String> = ["node5", "node6"]
+        .iter()
+        .map(|h| host_fingerprint(h))
+        .collect();
+    assert_eq!(before, after, "--check changed a host");
+    let predicted = changes(&json(&check));
+    assert!(!predicted.is_empty(), "a fresh host needs changes");
+
+    let apply = pgdeploy_ok(&["apply", "-i", inventory, &playbook, "--output", "json"]);
+    let applied = changes(&json(&apply));
+    assert_eq!(
+        predicted, applied,
+        "check predicted something else than apply did"
+    );
+    for result in json(&apply)["hosts"][0]["results"]
+        .as_array()
+        .expect("results")
+    {
+        if !result["handler"].as_bool().unwrap_or(false)
+            && result["task"] != "read the hostname"
+            && result["task"] != "ssh is listening"
+        {
+            assert_eq!(
+                result["status"], "changed",
+                "every module changes a fresh host: {result}"
+            );
+        }
+    }
+
+    let again = pgdeploy_ok(&["apply", "-i", inventory, &playbook]);
+    let out = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        out.contains("No changes: the hosts match the playbook."),
+        "second apply changed something:\n{}",
+        text(&again)
+    );
+}
+
+/// A hand edit shows up in `plan` with its diff (nothing changed on the host),
+/// `--detailed-exitcode` says 2, and `apply` puts it back.
+fn drift_is_planned_and_repaired(inventory: &str) {
+    let playbook = fixture("engine/phase1.yaml");
+    ssh("node5", "echo 'hand edit' >> /etc/pgd-e2e-motd");
+    let plan = pgdeploy(&["plan", "-i", inventory, &playbook, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(out.contains("~ file /etc/pgd-e2e-motd"), "{out}");
+    assert!(
+        out.contains("-hand edit"),
+        "the plan shows the diff:\n{out}"
+    );
+    assert!(out.contains("1 host") || out.contains("to change"), "{out}");
+    assert!(
+        ssh("node5", "cat /etc/pgd-e2e-motd").contains("hand edit"),
+        "plan changed the file"
+    );
+    pgdeploy_ok(&["apply", "-i", inventory, &playbook]);
+    assert!(!ssh("node5", "cat /etc/pgd-e2e-motd").contains("hand edit"));
+    let clean = pgdeploy(&["plan", "-i", inventory, &playbook, "--detailed-exitcode"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+}
+
+/// node5 sleeps in one task; node6's tasks finish long before; node7 waits
+/// (explicit `after:`) for node5.
+fn slow_host_does_not_hold_up_others(inventory: &str) {
+    pgdeploy_ok(&["apply", "-i", inventory, &fixture("engine/slow.yaml")]);
+    let stamp = |host: &str, file: &str| -> f64 {
+        ssh(host, &format!("cat {file}"))
+            .trim()
+            .parse()
+            .expect("a timestamp")
+    };
+    let slow_done = stamp("node5", "/tmp/pgd-slow-done");
+    let fast_done_elsewhere = stamp("node6", "/tmp/pgd-fast-done");
+    let waiter_done = stamp("node7", "/tmp/pgd-waiter-done");
+    assert!(
+        fast_done_elsewhere < slow_done - 3.0,
+        "node6 waited for node5: {fast_done_elsewhere} vs {slow_done}"
+    );
+    assert!(
+        waiter_done >= slow_done,
+        "node7 did not wait for node5: {waiter_done} vs {slow_done}"
+    );
+}
+
+/// A host nobody answers for is reported unreachable, the others are done,
+/// and the exit code is 1.
+fn unreachable_host_does_not_stop_others() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inventory = dir.path().join("inv.yaml");
+    let lab = std::fs::read_to_string(lab_inventory()).expect("lab inventory");
+    let with_ghost = lab.replacen(
+        "  hosts:\n",
+        "  hosts:\n    ghost: {ansible_host: 10.213.47.99}\n",
+        1,
+    );
+    std::fs::write(&inventory, with_ghost).expect("write");
+    let playbook = dir.path().join("p.yaml");
+    std::fs::write(&playbook, "- hosts: ghost:node6\n  tasks:\n    - copy: {dest: /tmp/pgd-reached, content: \"yes\\n\"}\n").expect("write");
+    let out = pgdeploy(&[
+        "apply",
+        "-i",
+        inventory.to_str().expect("utf8"),
+        playbook.to_str().expect("utf8"),
+        "--connect-timeout",
+        "3",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(report["recap"]["ghost"]["unreachable"], true, "{report}");
+    assert_eq!(report["recap"]["node6"]["changed"], 1, "{report}");
+    assert_eq!(ssh("node6", "cat /tmp/pgd-reached").trim(), "yes");
+}
+
+/// Broken input: exit 2, each error names file and line, nothing applied.
+fn bad_input_names_file_and_line(inventory: &str) {
+    let out = pgdeploy(&["validate", "-i", inventory, &fixture("engine/broken.yaml")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.yaml:4:7: unknown module `pakage` (did you mean `package`?)"),
+        "{err}"
+    );
+    assert!(err.contains("broken.yaml:6:"), "{err}");
+    assert!(err.contains("did you mean `content`"), "{err}");
+    assert!(err.contains("no_such_var"), "{err}");
+
+    let apply = pgdeploy(&["apply", "-i", inventory, &fixture("engine/broken.yaml")]);
+    assert_eq!(apply.status.code(), Some(2));
+    assert!(text(&apply).contains("nothing was applied"));
+
+    let cycle = pgdeploy(&["validate", "-i", inventory, &fixture("engine/cycle.yaml")]);
+    assert_eq!(cycle.status.code(), Some(2), "{}", text(&cycle));
+    let err = String::from_utf8_lossy(&cycle.stderr);
+    assert!(
+        err.contains("cycle")
+            && err.contains("node5: fast / stamp")
+            && err.contains("node6: waiter / stamp after node5"),
+        "{err}"
+    );
+}

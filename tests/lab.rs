@@ -1,0 +1,564 @@
+//! End-to-end test of `pgdeploy lab`: real containers, real SSH, real
+//! network. The lab is a singleton on the machine, so ONE test function
+//! runs every scenario in order on a lab of its own (it starts by taking
+//! the lab down, and at the end puts back a lab of the size it found).
+//! Needs root and the Debian packages debootstrap, systemd-container,
+//! nftables and openssh-client; without root it says so and passes.
+//! A second test checks the Vagrant topology with `vagrant validate`.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LAB_DIR: &str = "/var/lib/pgdeploy/lab";
+const KEY: &str = "/var/lib/pgdeploy/lab/id_ed25519";
+const KNOWN_HOSTS: &str = "/var/lib/pgdeploy/lab/known_hosts";
+const ROOTFS: &str = "/var/cache/pgdeploy/lab/rootfs-bookworm";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn pgdeploy_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let started = Instant::now();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgdeploy"));
+    c.args(args).current_dir(repo()).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("pgdeploy runs");
+    eprintln!(
+        "[lab test] pgdeploy {} -> {} in {:.1} s",
+        args.join(" "),
+        o.status,
+        started.elapsed().as_secs_f64()
+    );
+    o
+}
+
+fn pgdeploy(args: &[&str]) -> Output {
+    pgdeploy_env(args, &[])
+}
+
+fn pgdeploy_ok(args: &[&str]) -> String {
+    let o = pgdeploy(args);
+    assert!(
+        o.status.success(),
+        "pgdeploy {args:?} failed:\n{}",
+        text(&o)
+    );
+    text(&o)
+}
+
+fn addr(n: usize) -> String {
+    format!("10.213.47.{}", 10 + n)
+}
+
+fn ssh_as(user: &str, n: usize, cmd: &str) -> Output {
+    Command::new("ssh")
+        .args(["-F", "/dev/null", "-i", KEY])
+        .args(["-o", &format!("UserKnownHostsFile={KNOWN_HOSTS}")])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=4",
+        ])
+        .arg(format!("{user}@{}", addr(n)))
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh runs")
+}
+
+/// Runs `cmd` on node `n` as admin; panics unless it succeeds; returns stdout.
+fn ssh(n: usize, cmd: &str) -> String {
+    let o = ssh_as("admin", n, cmd);
+    assert!(
+        o.status.success(),
+        "ssh node{n} {cmd:?} failed:\n{}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn sh(cmd: &str) -> String {
+    let o = Command::new("bash")
+        .args(["-c", cmd])
+        .output()
+        .expect("bash runs");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn is_root() -> bool {
+    sh("id -u") == "0"
+}
+
+/// Everything the lab could leave behind on the machine, as a list of findings.
+fn leftovers() -> Vec<String> {
+    let mut v = Vec::new();
+    if Path::new("/sys/class/net/pgdlab0").exists() {
+        v.push("bridge pgdlab0".into());
+    }
+    let links = sh("ip -o link show | grep -o 'vb-node[0-9]*' || true");
+    if !links.is_empty() {
+        v.push(format!("veths {links}"));
+    }
+    if Command::new("nft")
+        .args(["list", "table", "ip", "pgdeploy_lab"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        v.push("nft table ip pgdeploy_lab".into());
+    }
+    let mounts = sh(&format!("grep ' {LAB_DIR}' /proc/self/mounts || true"));
+    if !mounts.is_empty() {
+        v.push(format!("mounts {mounts}"));
+    }
+    let procs = sh(&format!(
+        "pgrep -af 'systemd-nspawn.*{LAB_DIR}' | grep -v pgrep || true"
+    ));
+    let procs: Vec<&str> = procs
+        .lines()
+        .filter(|l| {
+            !sh(&format!(
+                "ps -o stat= -p {}",
+                l.split(' ').next().unwrap_or("0")
+            ))
+            .starts_with('Z')
+        })
+        .collect();
+    if !procs.is_empty() {
+        v.push(format!("processes {procs:?}"));
+    }
+    for f in [KEY, KNOWN_HOSTS, "/var/lib/pgdeploy/lab/state.json"] {
+        if Path::new(f).exists() {
+            v.push(f.to_string());
+        }
+    }
+    v
+}
+
+/// Parsed `pgdeploy lab status`: (host, state, ssh, network).
+fn status() -> Vec<(String, String, String, String)> {
+    pgdeploy_ok(&["lab", "status"])
+        .lines()
+        .filter(|l| l.starts_with("node"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[0].into(), w[2].into(), w[3].into(), w[4].into())
+        })
+        .collect()
+}
+
+fn host_status(name: &str) -> (String, String, String) {
+    let s = status();
+    let h = s
+        .iter()
+        .find(|h| h.0 == name)
+        .unwrap_or_else(|| panic!("{name} not in lab status: {s:?}"));
+    (h.1.clone(), h.2.clone(), h.3.clone())
+}
+
+/// The pid of a host's init, from /proc (a PID 1 whose root overlay is the host's).
+fn init_pid(name: &str) -> Option<u32> {
+    let upper = format!("upperdir={LAB_DIR}/{name}/upper,");
+    for e in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let nspid = status
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .unwrap_or("");
+        if nspid.split_whitespace().count() < 3 || !nspid.ends_with("\t1") {
+            continue;
+        }
+        let mi = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+        if mi
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/") && l.contains(&upper))
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// TCP connect from inside host `from` (its own network namespace, entered
+/// from the machine, so it works while the host is isolated) to node `to`.
+fn tcp_from_netns(from: &str, to: usize) -> bool {
+    let pid = init_pid(from).unwrap_or_else(|| panic!("{from} has no init"));
+    Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "timeout", "3", "bash", "-c"])
+        .arg(format!("</dev/tcp/{}/22", addr(to)))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wait_system_running(n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let o = ssh_as("admin", n, "systemctl is-system-running");
+        let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if state != "starting" && state != "initializing" {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node{n} still {state} after 90 s"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Serialises tests that take the whole lab.
+struct TestLock(#[allow(dead_code)] fs::File);
+
+fn test_lock() -> TestLock {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/pgdeploy-lab-tests.lock")
+        .expect("open the lab test lock");
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc_flock(f.as_raw_fd()) },
+        0,
+        "lock the lab test lock"
+    );
+    TestLock(f)
+}
+
+extern "C" {
+    fn flock(fd: i32, op: i32) -> i32;
+}
+
+unsafe fn libc_flock(fd: i32) -> i32 {
+    const LOCK_EX: i32 = 2;
+    flock(fd, LOCK_EX)
+}
+
+#[test]
+fn lab_end_to_end() {
+    if !is_root() {
+        eprintln!("lab_end_to_end: skipped: the lab needs root");
+        return;
+    }
+    let _lock = test_lock();
+    let t0 = Instant::now();
+    // Put back a lab of the size found, at the end (other tests and people share it).
+    let before: usize = status().iter().filter(|h| h.1 == "running").count();
+
+    // 0. Start from nothing.
+    pgdeploy_ok(&["lab", "down"]);
+    assert!(leftovers().is_empty(), "after down: {:?}", leftovers());
+    let o = pgdeploy(&["lab", "down"]);
+    assert!(
+        o.status.success() && text(&o).contains("nothing to do"),
+        "second down: {}",
+        text(&o)
+    );
+
+    // 1. A missing prerequisite is one clear line.
+    if sh("command -v setpriv").is_empty() {
+        eprintln!("[lab test] no setpriv: not-root check skipped");
+    } else {
+        let o = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_pgdeploy"),
+                "lab",
+                "up",
+            ])
+            .output()
+            .expect("setpriv runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "lab up as nobody must fail");
+        assert!(
+            err.contains("must run as root") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+
+    // 2. A failure part way cleans up what it made (the cache is built if missing).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inv = tmp.path().join("lab.yaml");
+    let inv_s = inv.to_str().expect("utf-8 path");
+    for step in ["bridge", "boot"] {
+        let o = pgdeploy_env(
+            &["lab", "up", "--inventory", inv_s],
+            &[("PGDEPLOY_LAB_FAIL_AFTER", step)],
+        );
+        assert!(
+            !o.status.success(),
+            "injected failure after {step} must fail: {}",
+            text(&o)
+        );
+        assert!(text(&o).contains("injected failure"), "{}", text(&o));
+        assert!(
+            leftovers().is_empty(),
+            "failure after {step} left: {:?}",
+            leftovers()
+        );
+        assert!(!inv.exists(), "no inventory after a failed up");
+    }
+    assert!(
+        Path::new(ROOTFS).join(".pgdeploy-lab-rootfs").exists(),
+        "the cache stays"
+    );
+
+    // 3. Up: 4 hosts, SSH, inventory; a second up does nothing.
+    let t = Instant::now();
+    let out = pgdeploy_ok(&["lab", "up", "--inventory", inv_s]);
+    eprintln!(
+        "[lab test] warm up of 4 hosts: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("lab is up: 4 hosts"), "{out}");
+    let y = fs::read_to_string(&inv).expect("inventory written");
+    for n in 1..=4 {
+        assert!(
+            y.contains(&format!("    node{n}: {{ansible_host: {}}}\n", addr(n))),
+            "{y}"
+        );
+    }
+    assert!(y.contains("    vip_address: 10.213.47.250\n"), "{y}");
+    assert!(y.contains("    backup: {hosts: {node4: {}}}\n"), "{y}");
+    assert!(
+        y.contains(&format!("    ansible_ssh_private_key_file: {KEY}\n")),
+        "{y}"
+    );
+    let out = pgdeploy_ok(&["lab", "up", "--inventory", inv_s]);
+    assert!(out.contains("lab is up: 4 hosts, nothing to do"), "{out}");
+    let kh = fs::read_to_string(KNOWN_HOSTS).expect("known_hosts");
+    let keys: std::collections::BTreeSet<&str> = kh
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(keys.len(), 4, "every host has its own host key:\n{kh}");
+
+    // 4. Each host: hostname, address, systemd, sudo, resolver.
+    for n in 1..=4 {
+        assert_eq!(ssh(n, "hostname"), format!("node{n}"));
+        let ip = ssh(n, "ip -4 -o addr show dev host0");
+        assert!(
+            ip.contains(&format!("inet {}/24", addr(n))),
+            "node{n}: {ip}"
+        );
+        let state = wait_system_running(n);
+        let failed = ssh(n, "systemctl --failed --no-legend --plain");
+        eprintln!(
+            "[lab test] node{n}: systemctl is-system-running = {state}; failed units: [{failed}]"
+        );
+        assert!(
+            state == "running" || state == "degraded",
+            "node{n} is {state}; failed: {failed}"
+        );
+        assert_eq!(ssh(n, "sudo -n id -un"), "root");
+        assert_eq!(
+            String::from_utf8_lossy(&ssh_as("root", n, "id -un").stdout).trim(),
+            "root"
+        );
+    }
+    // 5. Host to host, and out (a package install through NAT).
+    for to in 2..=4 {
+        ssh(1, &format!("timeout 3 bash -c '</dev/tcp/{}/22'", addr(to)));
+        ssh(to, &format!("ping -c1 -W2 {}", addr(1)));
+    }
+    ssh(1, "getent hosts node3 | grep -q 10.213.47.13");
+    let t = Instant::now();
+    ssh(1, "sudo apt-get update -q >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q tree >/dev/null");
+    assert!(ssh(1, "tree --version").contains("tree"));
+    eprintln!(
+        "[lab test] apt-get update + install tree: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 6. kill: a hard crash; the disk stays; start boots it again.
+    ssh(2, "echo kept | sudo tee /var/tmp/marker >/dev/null; sync");
+    let old_init = init_pid("node2").expect("node2 runs");
+    pgdeploy_ok(&["lab", "kill", "node2"]);
+    assert!(
+        init_pid("node2").is_none(),
+        "node2's init survived the kill"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{old_init}")).exists()
+            || sh(&format!("ps -o stat= -p {old_init}")).starts_with('Z')
+    );
+    assert!(
+        sh("pgrep -f 'systemd-nspawn.*node2/merged' | xargs -r ps -o stat= -p | grep -v Z || true")
+            .is_empty(),
+        "node2's nspawn survived"
+    );
+    assert!(
+        !Path::new("/sys/class/net/vb-node2").exists(),
+        "node2's veth survived"
+    );
+    assert!(
+        !ssh_as("admin", 2, "true").status.success(),
+        "node2 answers SSH after kill"
+    );
+    assert_eq!(host_status("node2").0, "stopped");
+    assert!(
+        !pgdeploy(&["lab", "kill", "node2"]).status.success(),
+        "killing a stopped host must fail"
+    );
+    assert_eq!(host_status("node1").0, "running", "the others run on");
+    pgdeploy_ok(&["lab", "start", "node2"]);
+    assert_eq!(ssh(2, "cat /var/tmp/marker"), "kept");
+    assert_eq!(
+        host_status("node2"),
+        ("running".into(), "yes".into(), "ok".into())
+    );
+    assert!(pgdeploy_ok(&["lab", "start", "node2"]).contains("already running"));
+
+    // 7. isolate/heal: traffic to and from the host fails, the host runs on.
+    assert!(
+        tcp_from_netns("node3", 1),
+        "node3 reaches node1 before isolate"
+    );
+    pgdeploy_ok(&["lab", "isolate", "node3"]);
+    assert_eq!(
+        host_status("node3"),
+        ("running".into(), "no".into(), "isolated".into())
+    );
+    let o = ssh_as(
+        "admin",
+        1,
+        &format!("timeout 3 bash -c '</dev/tcp/{}/22'", addr(3)),
+    );
+    assert!(!o.status.success(), "node1 reaches isolated node3");
+    assert!(!tcp_from_netns("node3", 1), "isolated node3 reaches node1");
+    assert!(
+        !ssh_as("admin", 3, "true").status.success(),
+        "isolated node3 answers SSH"
+    );
+    pgdeploy_ok(&["lab", "heal", "node3"]);
+    ssh(1, &format!("timeout 5 bash -c '</dev/tcp/{}/22'", addr(3)));
+    assert!(tcp_from_netns("node3", 1), "healed node3 reaches node1");
+    assert_eq!(ssh(3, "hostname"), "node3");
+
+    // 8. Scale up and back down.
+    let out = pgdeploy_ok(&["lab", "up", "--nodes", "5", "--inventory", inv_s]);
+    assert!(out.contains("booted node5"), "{out}");
+    assert_eq!(ssh(5, "hostname"), "node5");
+    assert!(
+        ssh(1, "getent hosts node5").contains(&addr(5)),
+        "node1 knows node5"
+    );
+    let out = pgdeploy_ok(&["lab", "up", "--nodes", "4", "--inventory", inv_s]);
+    assert!(out.contains("removed node5"), "{out}");
+    assert!(!Path::new(&format!("{LAB_DIR}/node5")).exists());
+
+    // 9. A half-alive lab (every container process gone, mounts, bridge and
+    // rules still there) is repaired by up; disks survive.
+    for n in 1..=4 {
+        let pid = init_pid(&format!("node{n}")).expect("running");
+        sh(&format!("kill -9 {pid}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (1..=4).any(|n| init_pid(&format!("node{n}")).is_some()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(Path::new("/sys/class/net/pgdlab0").exists());
+    assert!(
+        !sh(&format!("grep ' {LAB_DIR}' /proc/self/mounts || true")).is_empty(),
+        "mounts stay"
+    );
+    assert!(status().iter().all(|h| h.1 == "stopped"), "{:?}", status());
+    let out = pgdeploy_ok(&["lab", "up", "--inventory", inv_s]);
+    assert!(out.contains("booted node1, node2, node3, node4"), "{out}");
+    assert_eq!(ssh(2, "cat /var/tmp/marker"), "kept");
+    assert!(
+        status().iter().all(|h| h.1 == "running" && h.2 == "yes"),
+        "{:?}",
+        status()
+    );
+
+    // 10. Half-alive again, and down clears it.
+    for n in 1..=4 {
+        if let Some(pid) = init_pid(&format!("node{n}")) {
+            sh(&format!("kill -9 {pid}"));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let out = pgdeploy_ok(&["lab", "down"]);
+    assert!(out.contains("removed bridge pgdlab0"), "{out}");
+    assert!(leftovers().is_empty(), "after down: {:?}", leftovers());
+    assert!(
+        Path::new(ROOTFS).join(".pgdeploy-lab-rootfs").exists(),
+        "the cache stays after down"
+    );
+
+    if before > 0 {
+        pgdeploy_ok(&["lab", "up", "--nodes", &before.to_string()]);
+    }
+    eprintln!(
+        "[lab test] all scenarios passed in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn vagrant_topology_validates() {
+    let vdir = repo().join("vagrant");
+    let inv = fs::read_to_string(repo().join("inventories/vagrant.yaml"))
+        .expect("inventories/vagrant.yaml");
+    let vf = fs::read_to_string(vdir.join("Vagrantfile")).expect("vagrant/Vagrantfile");
+    for n in 1..=4 {
+        let a = format!("10.213.48.{}", 10 + n);
+        assert!(
+            inv.contains(&format!("node{n}: {{ansible_host: {a}}}")),
+            "inventory lacks node{n}"
+        );
+    }
+    assert!(vf.contains("10.213.48.") && vf.contains("debian/bookworm64"));
+    if Command::new("vagrant").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "vagrant is not installed (CI installs it)"
+        );
+        eprintln!("vagrant_topology_validates: vagrant not installed: validate skipped");
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let key = home.path().join("id_ed25519.pub");
+    fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtest test@lab\n",
+    )
+    .expect("write key");
+    let o = Command::new("vagrant")
+        .arg("validate")
+        .current_dir(&vdir)
+        .env("VAGRANT_HOME", home.path().join("vagrant.d"))
+        .env("PGDEPLOY_SSH_PUBKEY", &key)
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("vagrant runs");
+    assert!(o.status.success(), "vagrant validate failed:\n{}", text(&o));
+    assert!(
+        text(&o).contains("Vagrantfile validated successfully"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,0 +1,709 @@
+//! Integration tests against a real, private OpenSSH sshd on 127.0.0.1.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Sshd, SshdSettings};
+use pgdeploy_transport::{quote, ConnectOptions, Session, TransportError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn connect(sshd: &Sshd, opts: &ConnectOptions) -> Session {
+    match Session::connect(&sshd.target(), opts).await {
+        Ok(s) => s,
+        Err(e) => panic!("connect failed: {e}\nsshd log:\n{}", sshd.log()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stdout_stderr_status_stdin() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+
+    let out = s
+        .exec("echo hello; echo oops >&2; exit 3", false, None)
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout, b"hello\n");
+    assert_eq!(out.stderr, b"oops\n");
+    assert_eq!(out.status, 3);
+    assert!(!out.success());
+
+    let out = s
+        .exec("tr a-z A-Z", false, Some(b"some input\n"))
+        .await
+        .expect("stdin");
+    assert_eq!(out.stdout_str(), "SOME INPUT\n");
+    assert_eq!(out.status, 0);
+
+    // No stdin: the command sees EOF immediately instead of hanging.
+    let out = s.exec("cat; echo done", false, None).await.expect("eof");
+    assert_eq!(out.stdout_str(), "done\n");
+
+    // Big stdin and big stdout (beyond SSH window sizes), at the same time.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = s.exec("cat", false, Some(&big)).await.expect("big cat");
+    assert_eq!(out.stdout.len(), big.len());
+    assert!(out.stdout == big, "echoed bytes differ");
+
+    let out = s
+        .exec("head -c 5000000 /dev/zero", false, None)
+        .await
+        .expect("big out");
+    assert_eq!(out.stdout.len(), 5_000_000);
+
+    // Killed by a signal: 128 + n.
+    let out = s.exec("kill -TERM $$", false, None).await.expect("signal");
+    assert_eq!(out.status, 143, "{out:?}");
+
+    // Multi-line scripts with shell syntax.
+    let out = s
+        .exec("set -e\nfor i in 1 2 3; do\n  printf '%s,' \"$i\"\ndone\nif [ -n \"${HOME}\" ]; then echo ok; fi\n", false, None)
+        .await
+        .expect("multi-line");
+    assert_eq!(out.stdout_str(), "1,2,3,ok\n");
+    s.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_scripts_reach_remote_verbatim() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let marker = sshd.path("pwned");
+    let m = marker.display().to_string();
+    let payloads = [
+        format!("$(touch {m})"),
+        format!("`touch {m}`"),
+        format!("; touch {m}"),
+        format!("' ; touch {m} ; '"),
+        format!("\"; touch {m}; \""),
+        format!("a\nb\n touch {m}\n"),
+        format!("\\'; touch {m} #"),
+        "'''  \t $HOME ~ * !! %s".to_string(),
+    ];
+    for p in &payloads {
+        let out = s
+            .exec(&format!("printf %s {}", quote(p)), false, None)
+            .await
+            .expect("exec");
+        assert_eq!(out.status, 0, "{p:?}: {}", out.stderr_str());
+        assert_eq!(out.stdout_str(), *p);
+        assert!(
+            !marker.exists(),
+            "payload {p:?} executed code on the remote"
+        );
+    }
+    // The payload as the script itself is parsed by the remote `sh -c` only.
+    let out = s
+        .exec("echo \"it's\" 'a \"test\"'", false, None)
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout_str(), "it's a \"test\"\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_execs_one_connection() {
+    require_sshd!();
+    let sshd = Sshd::start(); // MaxSessions 10, max_channels 8
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let slots = sshd.path("slots");
+    std::fs::create_dir_all(&slots).expect("slots dir");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let slots = slots.display().to_string();
+        tasks.push(tokio::spawn(async move {
+            let script = format!(
+                "touch {slots}/run.$$; ls {slots} | grep -c '^run' > {slots}/count.{i}; sleep 0.3; rm {slots}/run.$$; echo {i}"
+            );
+            s.exec(&script, false, None).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let out = t
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("exec {i}: {e}\n{}", sshd.log()));
+        assert_eq!(out.status, 0);
+        assert_eq!(out.stdout_str().trim(), i.to_string());
+    }
+    let max = (0..20)
+        .map(|i| std::fs::read_to_string(slots.join(format!("count.{i}"))).expect("count"))
+        .map(|c| c.trim().parse::<usize>().expect("number"))
+        .max()
+        .expect("max");
+    assert!(max <= 8, "{max} commands ran at once, cap is 8");
+    assert!(max >= 2, "commands did not run concurrently (max {max})");
+    // Exactly one SSH connection served all of this.
+    let accepted = sshd.log().matches("Accepted publickey").count();
+    assert_eq!(accepted, 1, "sshd log:\n{}", sshd.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_keeps_below_tight_max_sessions() {
+    require_sshd!();
+    // sshd allows only 2 sessions per connection: without the cap, 20
+    // concurrent execs would get "open failed" errors.
+    let sshd = Sshd::start_with(SshdSettings { max_sessions: 2 });
+    let mut opts = sshd.trusting_options();
+    opts.max_channels = 2;
+    let s = connect(&sshd, &opts).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.exec(&format!("sleep 0.05; echo {i}"), false, None).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let out = t
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("exec {i}: {e}\n{}", sshd.log()));
+        assert_eq!(out.stdout_str().trim(), i.to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_host_key_is_refused() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let kh = sshd.path("known_hosts");
+    std::fs::write(&kh, "# empty\n").expect("kh");
+    let err = Session::connect(&sshd.target(), &sshd.options(kh.clone()))
+        .await
+        .expect_err("must refuse unknown key");
+    let fp = common::fingerprint_of(&sshd.host_pub);
+    match &err {
+        TransportError::HostKeyUnknown {
+            host, fingerprint, ..
+        } => {
+            assert_eq!(fingerprint, &fp);
+            assert_eq!(host, "testnode (127.0.0.1)");
+        }
+        other => panic!("expected HostKeyUnknown, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&fp) && msg.contains("testnode") && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh).expect("kh"),
+        "# empty\n",
+        "file must not change"
+    );
+    // Also when the file does not exist at all.
+    let err = Session::connect(&sshd.target(), &sshd.options(sshd.path("nope/known_hosts")))
+        .await
+        .expect_err("must refuse");
+    assert!(
+        matches!(err, TransportError::HostKeyUnknown { .. }),
+        "{err:?}"
+    );
+    assert!(!sshd.path("nope").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_new_records_the_key() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let kh = sshd.path("ssh/known_hosts"); // directory created on demand
+    let mut opts = sshd.options(kh.clone());
+    opts.accept_new_host_keys = true;
+    let s = connect(&sshd, &opts).await;
+    assert_eq!(s.exec("true", false, None).await.expect("exec").status, 0);
+    s.close().await.expect("close");
+    let lines = common::lines(&kh);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0], sshd.known_hosts_line());
+    // OpenSSH agrees with what we wrote.
+    let found = common::run(
+        std::process::Command::new("ssh-keygen")
+            .arg("-F")
+            .arg(format!("[127.0.0.1]:{}", sshd.port))
+            .arg("-f")
+            .arg(&kh),
+    );
+    assert!(found.contains("ssh-ed25519"), "{found}");
+    // Now known: strict mode connects, and nothing more is appended.
+    let s = connect(&sshd, &sshd.options(kh.clone())).await;
+    assert_eq!(
+        s.exec("echo hi", false, None)
+            .await
+            .expect("exec")
+            .stdout_str(),
+        "hi\n"
+    );
+    let s2 = connect(&sshd, &opts).await;
+    drop(s2);
+    assert_eq!(common::lines(&kh).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_known_hosts_entry_is_accepted() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let kh = sshd.path("known_hosts");
+    std::fs::write(&kh, format!("{}\n", sshd.known_hosts_line())).expect("kh");
+    common::run(
+        std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&kh),
+    );
+    let text = std::fs::read_to_string(&kh).expect("kh");
+    assert!(text.starts_with("|1|"), "{text}");
+    let s = connect(&sshd, &sshd.options(kh)).await;
+    assert_eq!(
+        s.exec("echo ok", false, None)
+            .await
+            .expect("exec")
+            .stdout_str(),
+        "ok\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_host_key_is_a_hard_error() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let other = sshd.path("other_key");
+    common::keygen(&other, "ed25519");
+    let other_pub = std::fs::read_to_string(sshd.path("other_key.pub")).expect("pub");
+    let mut parts = other_pub.split_whitespace();
+    let line = format!(
+        "# header\nunrelated.example {}\n[127.0.0.1]:{} {} {}\n",
+        sshd.known_hosts_line().split_once(' ').expect("line").1,
+        sshd.port,
+        parts.next().expect("type"),
+        parts.next().expect("key")
+    );
+    let kh = sshd.path("known_hosts");
+    std::fs::write(&kh, &line).expect("kh");
+    let expected_fp = common::fingerprint_of(&sshd.path("other_key.pub"));
+    let found_fp = common::fingerprint_of(&sshd.host_pub);
+    for accept_new in [false, true] {
+        let mut opts = sshd.options(kh.clone());
+        opts.accept_new_host_keys = accept_new;
+        let err = Session::connect(&sshd.target(), &opts)
+            .await
+            .expect_err("must refuse changed key");
+        match &err {
+            TransportError::HostKeyChanged {
+                host,
+                expected,
+                found,
+                line,
+                ..
+            } => {
+                assert_eq!(host, "testnode (127.0.0.1)");
+                assert_eq!(expected, &expected_fp);
+                assert_eq!(found, &found_fp);
+                assert_eq!(*line, 3);
+            }
+            other => panic!("expected HostKeyChanged, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&expected_fp) && msg.contains(&found_fp),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("host key changed") && msg.contains(&kh.display().to_string()),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+        eprintln!("message: {msg}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&kh).expect("kh"),
+        line,
+        "file must not change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn become_as_root_runs_without_sudo() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    if sshd.user != "root" {
+        eprintln!("!!! skipping become test: not running as root");
+        return;
+    }
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    // With user root no sudo is involved: this works even where sudo is absent.
+    let out = s
+        .exec("id -u; ps -o comm= -p $PPID", true, None)
+        .await
+        .expect("exec");
+    assert_eq!(out.status, 0, "{}", out.stderr_str());
+    let text = out.stdout_str();
+    assert!(text.starts_with("0\n"), "{text}");
+    assert!(!text.contains("sudo"), "{text}");
+    assert_eq!(
+        pgdeploy_transport::command_line("id -u", true, "root"),
+        "sh -c 'id -u'"
+    );
+    // The sudo form, run through the real remote shell, as root (sudo lets
+    // root in without a password): proves the command line parses.
+    if std::path::Path::new("/usr/bin/sudo").exists() {
+        let cmd = pgdeploy_transport::command_line("id -u; echo \"$0\"", true, "someone");
+        let out = s.exec(&cmd, false, None).await.expect("exec sudo");
+        assert_eq!(out.status, 0, "{}", out.stderr_str());
+        assert_eq!(out.stdout_str(), "0\nsh\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_to_local_echo_server() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            tokio::spawn(async move {
+                let (mut r, mut w) = sock.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let mut t1 = s.tunnel("127.0.0.1", port).await.expect("tunnel");
+    let mut t2 = s.tunnel("localhost", port).await.expect("tunnel 2");
+    t1.write_all(b"hello through ssh").await.expect("write");
+    t2.write_all(b"second").await.expect("write");
+    let mut buf = vec![0u8; 17];
+    tokio::time::timeout(Duration::from_secs(10), t1.read_exact(&mut buf))
+        .await
+        .expect("timely")
+        .expect("read");
+    assert_eq!(&buf, b"hello through ssh");
+    let mut buf2 = vec![0u8; 6];
+    tokio::time::timeout(Duration::from_secs(10), t2.read_exact(&mut buf2))
+        .await
+        .expect("timely")
+        .expect("read");
+    assert_eq!(&buf2, b"second");
+    // Big payload round trip.
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let big2 = big.clone();
+    let (mut r, mut w) = tokio::io::split(t1);
+    let writer = tokio::spawn(async move {
+        w.write_all(&big2).await.expect("write big");
+        w
+    });
+    let mut back = vec![0u8; big.len()];
+    tokio::time::timeout(Duration::from_secs(20), r.read_exact(&mut back))
+        .await
+        .expect("timely")
+        .expect("read big");
+    assert!(back == big);
+    let _ = writer.await;
+    server.await.expect("server");
+    // exec still works alongside tunnels.
+    assert_eq!(
+        s.exec("echo x", false, None)
+            .await
+            .expect("exec")
+            .stdout_str(),
+        "x\n"
+    );
+    // A closed port yields an error, not a hang.
+    let dead = common::free_port();
+    let res = tokio::time::timeout(Duration::from_secs(10), s.tunnel("127.0.0.1", dead))
+        .await
+        .expect("timely");
+    assert!(
+        matches!(res, Err(TransportError::Channel { .. })),
+        "{:?}",
+        res.err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_sshd_mid_exec_is_an_error_not_a_hang() {
+    require_sshd!();
+    let mut sshd = Sshd::start();
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let s2 = s.clone();
+    let running = tokio::spawn(async move { s2.exec("echo started; sleep 60", false, None).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let t0 = Instant::now();
+    sshd.kill();
+    let res = tokio::time::timeout(Duration::from_secs(25), running)
+        .await
+        .expect("exec hung after sshd was killed")
+        .expect("join");
+    let err = res.expect_err("exec must fail");
+    assert!(
+        matches!(
+            err,
+            TransportError::Disconnected { .. } | TransportError::Channel { .. }
+        ),
+        "{err:?}"
+    );
+    eprintln!("error after {:?}: {err}", t0.elapsed());
+    // Later execs on the dead session fail fast.
+    let res = tokio::time::timeout(Duration::from_secs(5), s.exec("true", false, None))
+        .await
+        .expect("exec on dead session hung");
+    assert!(
+        matches!(res, Err(TransportError::Disconnected { .. })),
+        "{res:?}"
+    );
+}
+
+/// A TCP relay that can be frozen: it stops forwarding in both directions
+/// but keeps the sockets open, like a host that vanished from the network.
+struct FreezableRelay {
+    port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            // Swallow everything and keep the sockets open (bounded).
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            break;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn relay(to_port: u16) -> FreezableRelay {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fz = frozen.clone();
+    tokio::spawn(async move {
+        let Ok((client, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to_port)).await else {
+            return;
+        };
+        let (cr, cw) = client.into_split();
+        let (sr, sw) = server.into_split();
+        let a = tokio::spawn(pump(cr, sw, fz.clone()));
+        let b = tokio::spawn(pump(sr, cw, fz));
+        let _ = tokio::join!(a, b);
+    });
+    FreezableRelay { port, frozen }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_host_detected_by_keepalives() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let relay = relay(sshd.port).await;
+    let mut target = sshd.target();
+    target.port = relay.port;
+    // known_hosts entry for the relay's port.
+    let kh = sshd.path("known_hosts_relay");
+    let line = sshd.known_hosts_line().replacen(
+        &format!(":{}", sshd.port),
+        &format!(":{}", relay.port),
+        1,
+    );
+    std::fs::write(&kh, format!("{line}\n")).expect("kh");
+    let opts = sshd.options(kh); // keepalive every 1 s, 3 unanswered -> dead
+    let s = Session::connect(&target, &opts)
+        .await
+        .expect("connect via relay");
+    assert_eq!(
+        s.exec("echo ok", false, None)
+            .await
+            .expect("exec")
+            .stdout_str(),
+        "ok\n"
+    );
+    let s2 = s.clone();
+    let running = tokio::spawn(async move { s2.exec("sleep 60", false, None).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay
+        .frozen
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let t0 = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("exec hung on a vanished host")
+        .expect("join");
+    assert!(res.is_err(), "{res:?}");
+    let waited = t0.elapsed();
+    eprintln!(
+        "vanished host detected after {waited:?}: {}",
+        res.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+    assert!(waited < Duration::from_secs(12), "took {waited:?}");
+    let res = tokio::time::timeout(Duration::from_secs(5), s.exec("true", false, None))
+        .await
+        .expect("exec on dead session hung");
+    assert!(
+        matches!(res, Err(TransportError::Disconnected { .. })),
+        "{res:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_key_errors() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let opts = sshd.trusting_options();
+    // A key the server does not know.
+    let stranger = sshd.path("stranger");
+    common::keygen(&stranger, "ed25519");
+    let mut target = sshd.target();
+    target.key_file = Some(stranger.clone());
+    let err = Session::connect(&target, &opts)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, TransportError::Auth { .. }), "{err:?}");
+    assert!(err.to_string().contains(&sshd.user), "{err}");
+    // Missing key file.
+    target.key_file = Some(sshd.path("does-not-exist"));
+    let err = Session::connect(&target, &opts)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, TransportError::Key { .. }), "{err:?}");
+    // Garbage key file.
+    std::fs::write(sshd.path("garbage"), "not a key\n").expect("write");
+    target.key_file = Some(sshd.path("garbage"));
+    let err = Session::connect(&target, &opts)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, TransportError::Key { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_client_key_works() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let rsa = sshd.path("id_rsa");
+    common::keygen(&rsa, "rsa");
+    let pubkey = std::fs::read_to_string(sshd.path("id_rsa.pub")).expect("pub");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sshd.path("authorized_keys"))
+        .expect("ak");
+    std::io::Write::write_all(&mut f, pubkey.as_bytes()).expect("append");
+    let mut target = sshd.target();
+    target.key_file = Some(rsa);
+    let s = Session::connect(&target, &sshd.trusting_options())
+        .await
+        .expect("rsa auth");
+    assert_eq!(
+        s.exec("echo rsa", false, None)
+            .await
+            .expect("exec")
+            .stdout_str(),
+        "rsa\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_and_timeouts() {
+    require_sshd!();
+    // Nothing listening.
+    let port = common::free_port();
+    let mut target = pgdeploy_transport::Target::new("ghost", "127.0.0.1", "root");
+    target.port = port;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut opts = ConnectOptions {
+        known_hosts: dir.path().join("known_hosts"),
+        connect_timeout: Duration::from_secs(2),
+        ..ConnectOptions::default()
+    };
+    let err = Session::connect(&target, &opts).await.expect_err("refused");
+    assert!(matches!(err, TransportError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("host ghost (127.0.0.1): cannot connect"),
+        "{err}"
+    );
+    // A server that accepts but never speaks: bounded by connect_timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    target.port = listener.local_addr().expect("addr").port();
+    let hold = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(sock);
+    });
+    opts.connect_timeout = Duration::from_secs(1);
+    let t0 = Instant::now();
+    let err = Session::connect(&target, &opts).await.expect_err("timeout");
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    hold.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_then_exec_fails() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    s.close().await.expect("close");
+    let res = tokio::time::timeout(Duration::from_secs(5), s.exec("true", false, None))
+        .await
+        .expect("no hang");
+    assert!(
+        matches!(res, Err(TransportError::Disconnected { .. })),
+        "{res:?}"
+    );
+    let res = tokio::time::timeout(Duration::from_secs(5), s.tunnel("127.0.0.1", 1))
+        .await
+        .expect("no hang");
+    assert!(res.is_err());
+    // Closing twice is fine.
+    s.close().await.expect("close again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_process_holding_stdout_does_not_hang_exec() {
+    require_sshd!();
+    // Few session slots: each exec must release its slot although the
+    // background process keeps the remote output open.
+    let sshd = Sshd::start_with(SshdSettings { max_sessions: 2 });
+    let mut opts = sshd.trusting_options();
+    opts.max_channels = 2;
+    let s = connect(&sshd, &opts).await;
+    for _ in 0..4 {
+        let t0 = Instant::now();
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            s.exec("sleep 30 & echo started; exit 4", false, None),
+        )
+        .await
+        .expect("exec waited for the background process")
+        .unwrap_or_else(|e| panic!("exec: {e}\n{}", sshd.log()));
+        assert_eq!(out.status, 4);
+        assert_eq!(out.stdout_str(), "started\n");
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    }
+    // The session is still usable afterwards.
+    let out = s.exec("echo next", false, None).await.expect("exec");
+    assert_eq!(out.stdout_str(), "next\n");
+}
