@@ -434,3 +434,149 @@ fn find_cycle(graph: &DiGraph<usize, ()>, nodes: &[TaskNode]) -> Option<InputErr
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    const INVENTORY: &str = "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n    b: {ansible_host: 10.0.0.2}\n    c: {ansible_host: 10.0.0.3}\n  children:\n    db: {hosts: {a: , b: }}\n    dcs: {hosts: {c: }}\n";
+
+    fn setup(
+        playbook: &str,
+        roles: &[(&str, &str, &str)],
+    ) -> (tempfile::TempDir, Inventory, Playbook) {
+        let dir = tempfile::tempdir().expect("tmp");
+        fs::write(dir.path().join("inv.yaml"), INVENTORY).expect("inv");
+        fs::write(dir.path().join("site.yaml"), playbook).expect("playbook");
+        for (name, tasks, handlers) in roles {
+            let role = dir.path().join("roles").join(name);
+            fs::create_dir_all(&role).expect("mkdir");
+            fs::write(role.join("tasks.yaml"), tasks).expect("tasks");
+            if !handlers.is_empty() {
+                fs::write(role.join("handlers.yaml"), handlers).expect("handlers");
+            }
+        }
+        let inventory = Inventory::load(&dir.path().join("inv.yaml")).expect("inventory");
+        let playbook = Playbook::load(&dir.path().join("site.yaml")).expect("playbook");
+        (dir, inventory, playbook)
+    }
+
+    fn names(resolved: &Resolved, host: &str) -> Vec<String> {
+        let chain = &resolved
+            .chains
+            .iter()
+            .find(|(h, _)| h == host)
+            .expect("host")
+            .1;
+        chain
+            .iter()
+            .map(|id| resolved.nodes[*id].task.name.clone())
+            .collect()
+    }
+
+    const ONE: &str = "- name: one\n  command: {cmd: 'true'}\n";
+    const TWO: &str = "- name: two\n  command: {cmd: 'true'}\n  notify: restart\n";
+    const HANDLER: &str = "- name: restart\n  command: {cmd: 'true'}\n";
+
+    #[test]
+    fn hosts_get_their_own_chains_and_waits_only_where_asked() {
+        let (_dir, inv, pb) = setup(
+            "- hosts: dcs\n  roles: [dcs]\n- hosts: db\n  roles:\n    - common\n    - {role: app, after: [dcs]}\n",
+            &[("dcs", ONE, ""), ("common", ONE, ""), ("app", TWO, HANDLER)],
+        );
+        let resolved = Resolved::build(&inv, &pb, &Selection::default()).expect("builds");
+        assert_eq!(names(&resolved, "a"), vec!["one", "two", "restart"]);
+        assert_eq!(names(&resolved, "c"), vec!["one"]);
+        let app_on_a = resolved
+            .nodes
+            .iter()
+            .find(|n| n.host == "a" && n.task.name == "two")
+            .expect("node");
+        let dcs_on_c = resolved.nodes.iter().find(|n| n.host == "c").expect("node");
+        assert_eq!(app_on_a.waits_on, vec![dcs_on_c.id]);
+        let common_on_a = resolved
+            .nodes
+            .iter()
+            .find(|n| n.host == "a" && n.role.as_deref() == Some("common"))
+            .expect("node");
+        assert!(
+            common_on_a.waits_on.is_empty(),
+            "common does not wait for anything"
+        );
+        let handler = resolved
+            .nodes
+            .iter()
+            .find(|n| n.host == "a" && n.is_handler)
+            .expect("handler");
+        assert_eq!(app_on_a.notifies, vec![handler.id]);
+        // Edges: 2 within a, 2 within b, and a and b each wait for c.
+        assert_eq!(resolved.graph.edge_count(), 2 + 2 + 2);
+    }
+
+    #[test]
+    fn a_cycle_names_its_tasks() {
+        let (_dir, inv, pb) = setup(
+            "- hosts: a\n  roles:\n    - {role: rx, after: [ry]}\n- hosts: b\n  roles:\n    - {role: ry, after: [rx]}\n",
+            &[("rx", ONE, ""), ("ry", ONE, "")],
+        );
+        let err = Resolved::build(&inv, &pb, &Selection::default()).expect_err("cycle");
+        let text = err.to_string();
+        assert!(
+            text.contains("cycle") && text.contains("a: rx / one") && text.contains("b: ry / one"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn limit_and_tags_select_nodes() {
+        let (_dir, inv, pb) = setup(
+            "- hosts: all\n  roles:\n    - {role: common, tags: [base]}\n    - app\n",
+            &[("common", ONE, ""), ("app", TWO, HANDLER)],
+        );
+        let selection = Selection {
+            limit: Some("db:!b".into()),
+            tags: vec!["base".into()],
+            skip_tags: vec![],
+        };
+        let resolved = Resolved::build(&inv, &pb, &selection).expect("builds");
+        assert_eq!(resolved.chains.len(), 1);
+        let selected: Vec<&str> = resolved
+            .nodes
+            .iter()
+            .filter(|n| n.selected)
+            .map(|n| n.task.name.as_str())
+            .collect();
+        assert_eq!(
+            selected,
+            vec!["one", "restart"],
+            "handlers stay selectable; untagged tasks are not"
+        );
+    }
+
+    #[test]
+    fn unknown_handler_and_after_are_errors_with_positions() {
+        let (_dir, inv, pb) = setup(
+            "- hosts: a\n  roles:\n    - {role: app, after: [dsc]}\n",
+            &[(
+                "app",
+                "- name: two\n  command: {cmd: 'true'}\n  notify: restrat\n",
+                HANDLER,
+            )],
+        );
+        let err = Resolved::build(&inv, &pb, &Selection::default())
+            .expect_err("errors")
+            .to_string();
+        assert!(
+            err.contains("no handler named `restrat` (did you mean `restart`?)"),
+            "{err}"
+        );
+        assert!(err.contains("`after` names role `dsc`"), "{err}");
+        assert!(
+            err.contains(&format!("{}:3:", Path::new("site.yaml").display()))
+                || err.contains("site.yaml:3:"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! End-to-end test of the HA stack on fresh lab hosts: deploy, verify the
+//! cluster through the VIP, prove idempotency and drift repair, and survive
+//! a hard crash of the leader's host. One test, scenarios in order.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SUPERUSER_PASSWORD: &str = "e2e-Super-7f3kq9";
+const REPLICATION_PASSWORD: &str = "e2e-Repl-2m8xv4";
+const VIP: &str = "10.213.47.250";
+
+fn secrets() -> Vec<String> {
+    vec![
+        "-e".into(),
+        format!("postgres_superuser_password={SUPERUSER_PASSWORD}"),
+        "-e".into(),
+        format!("postgres_replication_password={REPLICATION_PASSWORD}"),
+    ]
+}
+
+fn apply(extra: &[&str]) -> std::process::Output {
+    let inventory = lab_inventory();
+    let mut args: Vec<String> = vec![
+        "apply".into(),
+        "-i".into(),
+        inventory.to_string_lossy().into_owned(),
+    ];
+    args.extend(secrets());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    pgdeploy(&refs)
+}
+
+fn psql(port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            VIP,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atc",
+            sql,
+        ])
+        .env("PGPASSWORD", SUPERUSER_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn patroni_list(host: &str) -> String {
+    ssh(host, "patronictl -c /etc/patroni/config.yml list")
+}
+
+fn leader(host: &str) -> String {
+    let list = patroni_list(host);
+    list.lines()
+        .find(|l| l.contains("Leader"))
+        .and_then(|l| l.split('|').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("no leader:\n{list}"))
+}
+
+#[test]
+fn ha_stack_on_fresh_lab_hosts() {
+    require_lab_prerequisites();
+    pgdeploy_ok(&["lab", "down"]);
+    lab_up(4);
+
+    // 1. A fresh deploy converges.
+    let started = Instant::now();
+    let out = apply(&[]);
+    let fresh = started.elapsed();
+    assert!(out.status.success(), "fresh apply failed:\n{}", text(&out));
+    for secret in [SUPERUSER_PASSWORD, REPLICATION_PASSWORD] {
+        assert!(!text(&out).contains(secret), "a secret was printed");
+    }
+    println!("fresh deploy: {:.1}s", fresh.as_secs_f64());
+
+    let list = patroni_list("node1");
+    assert_eq!(list.matches("Leader").count(), 1, "{list}");
+    assert_eq!(list.matches("streaming").count(), 2, "{list}");
+    let etcd = ssh(
+        "node1",
+        "etcdctl --endpoints=http://127.0.0.1:2379 endpoint health --cluster 2>&1",
+    );
+    assert_eq!(etcd.matches("is healthy").count(), 3, "{etcd}");
+
+    // 2. Through the VIP: writes on the leader, reads from a replica.
+    assert_eq!(
+        psql(5000, "select pg_is_in_recovery()").expect("rw port"),
+        "f"
+    );
+    psql(5000, "create table if not exists e2e (id int primary key, note text); insert into e2e values (1, 'written via rw') on conflict do nothing")
+        .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match psql(
+            5001,
+            "select pg_is_in_recovery() || ' ' || (select note from e2e where id = 1)",
+        ) {
+            Ok(row) if row == "true written via rw" => break,
+            other if Instant::now() > deadline => panic!("read-only port: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+
+    // 3. The firewall: node4 is not a cluster member for PostgreSQL, Patroni or etcd.
+    for host in ["node1", "node2", "node3", "node4"] {
+        assert!(
+            ssh(host, "ufw status").contains("Status: active"),
+            "ufw inactive on {host}"
+        );
+    }
+    for port in [5432, 8008, 2379] {
+        let probe = ssh_output(
+            "node4",
+            &format!(
+                "timeout 3 bash -c 'echo > /dev/tcp/{}/{port}'",
+                address("node1")
+            ),
+        );
+        assert!(!probe.status.success(), "node4 reached node1:{port}");
+    }
+    let allowed = ssh_output(
+        "node2",
+        &format!(
+            "timeout 3 bash -c 'echo > /dev/tcp/{}/5432'",
+            address("node1")
+        ),
+    );
+    assert!(
+        allowed.status.success(),
+        "a member could not reach node1:5432: {}",
+        text(&allowed)
+    );
+
+    // 4. Backups.
+    let info = ssh(
+        "node4",
+        "sudo -u pgbackrest pgbackrest info 2>/dev/null || sudo -u postgres pgbackrest info",
+    );
+    assert!(info.contains("full backup"), "{info}");
+
+    // 5. Converged: apply and plan change nothing.
+    let started = Instant::now();
+    let again = apply(&[]);
+    println!(
+        "converged re-apply: {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout)
+            .contains("No changes: the hosts match the playbook."),
+        "{}",
+        text(&again)
+    );
+
+    // A hand edit of haproxy.cfg on one host: plan shows it and changes nothing; apply restores it and
+    // reloads HAProxy on that host only.
+    ssh("node2", "echo '# hand edit' >> /etc/haproxy/haproxy.cfg");
+    let inventory = lab_inventory();
+    let mut plan_args = vec![
+        "plan".to_string(),
+        "-i".into(),
+        inventory.to_string_lossy().into_owned(),
+    ];
+    plan_args.extend(secrets());
+    let refs: Vec<&str> = plan_args.iter().map(String::as_str).collect();
+    let plan = pgdeploy(&refs);
+    let plan_text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        plan_text.contains("~ file /etc/haproxy/haproxy.cfg"),
+        "{plan_text}"
+    );
+    assert!(plan_text.contains("-# hand edit"), "{plan_text}");
+    assert!(
+        ssh("node2", "cat /etc/haproxy/haproxy.cfg").contains("# hand edit"),
+        "plan changed the file"
+    );
+    let repair = apply(&["--output", "json"]);
+    assert!(repair.status.success(), "{}", text(&repair));
+    let report = json(&repair);
+    let handlers: Vec<(String, String)> = report["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .flat_map(|h| {
+            h["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["handler"] == true && r["status"] == "changed")
+                .map(move |r| {
+                    (
+                        h["host"].as_str().unwrap_or("").to_string(),
+                        r["task"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(handlers.len(), 1, "exactly one handler ran: {handlers:?}");
+    assert_eq!(handlers[0].0, "node2");
+    assert!(
+        handlers[0].1.to_lowercase().contains("haproxy"),
+        "{handlers:?}"
+    );
+    assert!(!ssh("node2", "cat /etc/haproxy/haproxy.cfg").contains("# hand edit"));
+
+    // 6. A hard crash of the leader's host: writes through the VIP resume on a new leader.
+    let old_leader = leader("node1");
+    let survivor = ["node1", "node2", "node3"]
+        .into_iter()
+        .find(|h| *h != old_leader)
+        .expect("a survivor");
+    pgdeploy_ok(&["lab", "kill", &old_leader]);
+    let crashed = Instant::now();
+    let mut n = 100;
+    let resumed = loop {
+        n += 1;
+        if psql(
+            5000,
+            &format!("insert into e2e values ({n}, 'after failover')"),
+        )
+        .is_ok()
+        {
+            break crashed.elapsed();
+        }
+        assert!(
+            crashed.elapsed() < Duration::from_secs(90),
+            "writes did not resume within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!(
+        "failover: writes resumed {:.1}s after the crash of {old_leader}",
+        resumed.as_secs_f64()
+    );
+    let new_leader = leader(survivor);
+    assert_ne!(new_leader, old_leader);
+
+    // The old leader comes back as a replica without manual steps; a re-apply changes nothing.
+    pgdeploy_ok(&["lab", "start", &old_leader]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = patroni_list(survivor);
+        let back = list.lines().any(|l| {
+            l.contains(&format!(" {old_leader} "))
+                && l.contains("Replica")
+                && l.contains("streaming")
+        });
+        if back {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old leader did not rejoin:\n{list}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let after = apply(&[]);
+    assert!(after.status.success(), "{}", text(&after));
+    assert!(
+        String::from_utf8_lossy(&after.stdout)
+            .contains("No changes: the hosts match the playbook."),
+        "{}",
+        text(&after)
+    );
+}
