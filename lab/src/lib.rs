@@ -1,0 +1,898 @@
+//! pgdeploy's lab: real Debian 12 hosts, each a systemd-nspawn container
+//! with its own systemd and sshd, on a private bridge with NAT out, for
+//! end-to-end tests of pgdeploy (see docs/lab.md).
+//!
+//! The lab is a singleton on the machine: one bridge (`pgdlab0`), one
+//! subnet (10.213.47.0/24), state under /var/lib/pgdeploy/lab, a cached
+//! root file system under /var/cache/pgdeploy/lab. Every command takes a
+//! lock, so two lab commands never interleave.
+
+pub mod host;
+pub mod inventory;
+pub mod net;
+pub mod paths;
+pub mod prereq;
+pub mod procs;
+pub mod rootfs;
+pub mod state;
+pub mod undo;
+pub mod util;
+
+use anyhow::{bail, Context, Result};
+use host::HostSpec;
+use paths::Layout;
+use state::{HostRecord, LabState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use undo::{fail_point, Undo};
+
+/// `pgdeploy lab ...`
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum LabCommand {
+    /// Bring the lab up (or repair it): N hosts, SSH-reachable, and an inventory.
+    Up {
+        /// How many hosts (node1..nodeN).
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Where to write the inventory.
+        #[arg(long, default_value = "inventories/lab.yaml")]
+        inventory: PathBuf,
+    },
+    /// Remove every host, mount, the bridge, the nftables table and the keys (the cache stays).
+    Down,
+    /// List hosts, addresses, running or not, and whether SSH answers.
+    Status,
+    /// Hard-crash a host (SIGKILL to its init); its disk stays.
+    Kill {
+        /// The host, e.g. node2.
+        host: String,
+    },
+    /// Boot a stopped host again and wait for SSH.
+    Start {
+        /// The host, e.g. node2.
+        host: String,
+    },
+    /// Cut a host's network link without stopping it.
+    Isolate {
+        /// The host, e.g. node2.
+        host: String,
+    },
+    /// Restore a host's network link.
+    Heal {
+        /// The host, e.g. node2.
+        host: String,
+    },
+}
+
+/// Options of [`up`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabOptions {
+    /// How many hosts.
+    pub nodes: usize,
+    /// Where to write the inventory.
+    pub inventory: PathBuf,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 4,
+            inventory: PathBuf::from("inventories/lab.yaml"),
+        }
+    }
+}
+
+/// A host of a running lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Name and hostname.
+    pub name: String,
+    /// Address on the lab's bridge.
+    pub address: Ipv4Addr,
+}
+
+/// What [`up`] did.
+#[derive(Debug, Clone)]
+pub struct UpReport {
+    /// The lab's hosts, all answering SSH.
+    pub hosts: Vec<HostInfo>,
+    /// What was made or repaired; empty when the lab was already up.
+    pub actions: Vec<String>,
+    /// The inventory file.
+    pub inventory: PathBuf,
+    /// The lab's SSH private key.
+    pub key: PathBuf,
+    /// The lab's known_hosts file.
+    pub known_hosts: PathBuf,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl UpReport {
+    /// Whether the lab was already up as asked.
+    pub fn nothing_to_do(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+/// What [`down`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct DownReport {
+    /// One line per thing removed.
+    pub removed: Vec<String>,
+}
+
+/// The state of one host, from [`status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStatus {
+    /// Name and hostname.
+    pub name: String,
+    /// Address on the bridge.
+    pub address: Ipv4Addr,
+    /// Whether its container is running.
+    pub running: bool,
+    /// Its init's pid, as seen from the machine.
+    pub init_pid: Option<u32>,
+    /// Whether `ssh admin@ADDRESS hostname` answers its name.
+    pub ssh: bool,
+    /// Whether its link is cut by `lab isolate`.
+    pub isolated: bool,
+    /// Memory of its processes (sum of PSS), KiB.
+    pub memory_kib: Option<u64>,
+}
+
+/// Sort key so node10 comes after node9.
+pub fn host_sort_key(name: &str) -> (String, u64) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (p, n) = name.split_at(name.len() - digits);
+    (p.to_string(), n.parse().unwrap_or(0))
+}
+
+/// The address of a host named `node<k>`.
+fn address_of(name: &str) -> Option<Ipv4Addr> {
+    let k: usize = name.strip_prefix("node")?.parse().ok()?;
+    (1..=net::MAX_NODES).contains(&k).then(|| net::node_addr(k))
+}
+
+/// The machine-wide lock every command of this lab instance holds.
+fn lab_lock() -> Result<util::FileLock> {
+    util::FileLock::acquire(
+        &format!("/run/pgdeploy-lab{}.lock", net::instance()),
+        "another lab command",
+    )
+}
+
+/// Runs a lab subcommand, printing what it did.
+pub fn run(cmd: &LabCommand) -> Result<()> {
+    match cmd {
+        LabCommand::Up { nodes, inventory } => {
+            let r = up(&LabOptions {
+                nodes: *nodes,
+                inventory: inventory.clone(),
+            })?;
+            if r.nothing_to_do() {
+                println!("lab is up: {} hosts, nothing to do", r.hosts.len());
+            } else {
+                println!(
+                    "lab is up: {} hosts in {:.1} s",
+                    r.hosts.len(),
+                    r.elapsed.as_secs_f64()
+                );
+                for a in &r.actions {
+                    println!("  - {a}");
+                }
+            }
+            for h in &r.hosts {
+                println!("  {:<8} {}", h.name, h.address);
+            }
+            println!("inventory: {}", r.inventory.display());
+            if let Some(h) = r.hosts.first() {
+                println!(
+                    "ssh:       ssh -i {} -o UserKnownHostsFile={} admin@{}",
+                    r.key.display(),
+                    r.known_hosts.display(),
+                    h.address
+                );
+            }
+        }
+        LabCommand::Down => {
+            let r = down()?;
+            if r.removed.is_empty() {
+                println!("lab is down: nothing to do");
+            } else {
+                println!("lab is down:");
+                for x in &r.removed {
+                    println!("  - removed {x}");
+                }
+            }
+        }
+        LabCommand::Status => {
+            let st = status()?;
+            if st.is_empty() {
+                println!("lab is down (no hosts)");
+            }
+            println!(
+                "{:<8} {:<15} {:<8} {:<4} {:<9} MEMORY",
+                "HOST", "ADDRESS", "STATE", "SSH", "NETWORK"
+            );
+            for h in st {
+                println!(
+                    "{:<8} {:<15} {:<8} {:<4} {:<9} {}",
+                    h.name,
+                    h.address,
+                    if h.running { "running" } else { "stopped" },
+                    if h.ssh { "yes" } else { "no" },
+                    if !h.running {
+                        "-"
+                    } else if h.isolated {
+                        "isolated"
+                    } else {
+                        "ok"
+                    },
+                    h.memory_kib
+                        .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        LabCommand::Kill { host } => {
+            kill(host)?;
+            println!("{host}: killed (hard crash); its disk is kept; `pgdeploy lab start {host}` boots it again");
+        }
+        LabCommand::Start { host } => {
+            if start(host)? {
+                println!("{host}: started, SSH answers");
+            } else {
+                println!("{host}: already running, nothing to do");
+            }
+        }
+        LabCommand::Isolate { host } => {
+            isolate(host)?;
+            println!("{host}: isolated (network link cut)");
+        }
+        LabCommand::Heal { host } => {
+            heal(host)?;
+            println!("{host}: healed (network link restored)");
+        }
+    }
+    Ok(())
+}
+
+/// Brings the lab up as `opts` asks, or repairs it; does nothing when it is
+/// already up. A failure part way undoes what this call made.
+pub fn up(opts: &LabOptions) -> Result<UpReport> {
+    if !(1..=net::MAX_NODES).contains(&opts.nodes) {
+        bail!("--nodes must be between 1 and {}", net::MAX_NODES);
+    }
+    prereq::check()?;
+    let _lock = lab_lock()?;
+    let layout = Layout::system();
+    let mut undo = Undo::new();
+    match up_inner(&layout, opts, &mut undo) {
+        Ok(r) => {
+            undo.commit();
+            Ok(r)
+        }
+        Err(e) => {
+            if std::env::var("PGDEPLOY_LAB_NO_UNDO").is_ok_and(|v| v == "1") {
+                eprintln!("lab: up failed; PGDEPLOY_LAB_NO_UNDO=1 leaves what it made for debugging (`lab down` clears it)");
+            } else if !undo.is_empty() {
+                eprintln!("lab: up failed: {e:#}");
+                eprintln!("lab: undoing what this run made ...");
+                for f in undo.rollback() {
+                    eprintln!("lab: undo failed: {f}");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpReport> {
+    let t0 = Instant::now();
+    let mut actions = Vec::new();
+    let specs: Vec<HostSpec> = (1..=opts.nodes).map(HostSpec::nth).collect();
+    net::check_subnet_free()?;
+    let mirror = rootfs::detect_mirror()?;
+    let dns = rootfs::detect_nameserver()?;
+
+    let running = procs::containers(&layout.lab_dir);
+    let in_use = !running.is_empty() || !procs::mounts_under(&layout.lab_dir)?.is_empty();
+    if rootfs::ensure(&layout.rootfs(), &mirror, in_use)? {
+        actions.push("built the root file system cache".to_string());
+    }
+    fail_point("rootfs")?;
+
+    if !layout.lab_dir.exists() {
+        fs::create_dir_all(&layout.lab_dir)
+            .with_context(|| format!("cannot create {}", layout.lab_dir.display()))?;
+        let d = layout.lab_dir.clone();
+        undo.push(format!("remove {}", d.display()), move || {
+            let _ = fs::remove_dir(&d);
+            Ok(())
+        });
+    }
+    let state_path = layout.state_file();
+    let mut state = match LabState::load(&state_path)? {
+        Some(s) => s,
+        None => {
+            let p = state_path.clone();
+            undo.push("remove the state file", move || {
+                let _ = fs::remove_file(&p);
+                Ok(())
+            });
+            LabState::default()
+        }
+    };
+    state.bridge = net::bridge();
+    state.subnet = net::subnet_cidr();
+    state.nft_table = net::nft_table();
+
+    // The lab's SSH key.
+    if !layout.key().exists() || !layout.pubkey().exists() {
+        let (k, p) = (layout.key(), layout.pubkey());
+        let _ = fs::remove_file(&k);
+        let _ = fs::remove_file(&p);
+        util::run(
+            "ssh-keygen",
+            [
+                std::ffi::OsStr::new("-q"),
+                "-t".as_ref(),
+                "ed25519".as_ref(),
+                "-N".as_ref(),
+                "".as_ref(),
+                "-C".as_ref(),
+                "pgdeploy-lab".as_ref(),
+                "-f".as_ref(),
+                k.as_os_str(),
+            ],
+        )
+        .context("cannot make the lab's SSH key")?;
+        undo.push("remove the lab's SSH key", move || {
+            let _ = fs::remove_file(&k);
+            let _ = fs::remove_file(&p);
+            Ok(())
+        });
+        actions.push(format!("made the SSH key {}", layout.key().display()));
+    }
+    let pubkey = fs::read_to_string(layout.pubkey()).context("cannot read the lab's public key")?;
+    fail_point("key")?;
+
+    // Network: bridge, forwarding, NAT.
+    if net::ensure_bridge()? {
+        undo.push(format!("delete bridge {}", net::bridge()), || {
+            net::delete_bridge().map(drop)
+        });
+        actions.push(format!(
+            "made bridge {} ({}/{})",
+            net::bridge(),
+            net::gateway(),
+            net::PREFIX
+        ));
+    }
+    fail_point("bridge")?;
+    for (key, min) in net::SYSCTL_MINIMUMS {
+        let cur = net::sysctl(key)?;
+        if cur.parse::<u64>().is_ok_and(|v| v >= *min) {
+            continue;
+        }
+        net::set_sysctl(key, &min.to_string())?;
+        let (k, before) = (key.to_string(), cur.clone());
+        undo.push(format!("restore sysctl {key}"), move || {
+            net::set_sysctl(&k, &before)
+        });
+        state.sysctl_before.entry(key.to_string()).or_insert(cur);
+        actions.push(format!("set sysctl {} = {min}", key.replace('/', ".")));
+    }
+    if !net::nft_table_exists() {
+        net::ensure_nft()?;
+        undo.push(
+            format!("delete nftables table ip {}", net::nft_table()),
+            || net::delete_nft().map(drop),
+        );
+        actions.push(format!(
+            "made nftables table ip {} (NAT out)",
+            net::nft_table()
+        ));
+    }
+    state.save(&state_path)?;
+    fail_point("nat")?;
+
+    // Hosts beyond the asked number go.
+    let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let mut existing: BTreeSet<String> = layout.host_dirs().into_iter().collect();
+    existing.extend(running.keys().cloned());
+    existing.extend(state.hosts.iter().map(|h| h.name.clone()));
+    for name in existing.iter().filter(|n| !wanted.contains(n.as_str())) {
+        remove_host(layout, name, running.get(name))?;
+        actions.push(format!("removed {name}"));
+    }
+
+    // Each host's disk and settings.
+    for spec in &specs {
+        let name = &spec.name;
+        if !layout.host_dir(name).exists() {
+            fs::create_dir_all(layout.host_dir(name))?;
+            let d = layout.host_dir(name);
+            undo.push(format!("remove {}", d.display()), move || {
+                util::remove_tree(&d)
+            });
+        }
+        if host::ensure_mounted(layout, name)? {
+            let (l, n) = (layout.clone(), name.clone());
+            undo.push(format!("unmount {name}"), move || {
+                host::unmount(&l, &n).map(drop)
+            });
+            if running.contains_key(name) {
+                bail!("{name} runs, but its overlay was not mounted: run `pgdeploy lab down` and up again");
+            }
+        }
+        if host::configure(layout, spec, &specs, &pubkey, &dns)? && running.contains_key(name) {
+            actions.push(format!("updated the settings of {name}"));
+        }
+    }
+    fail_point("configure")?;
+
+    let mut kh = String::new();
+    for spec in &specs {
+        let k = host::host_pubkey(layout, &spec.name)?;
+        kh.push_str(&format!("{} {k}\n{} {k}\n", spec.address, spec.name));
+    }
+    if util::write_if_changed(&layout.known_hosts(), &kh, 0o644)? {
+        actions.push(format!("wrote {}", layout.known_hosts().display()));
+        let p = layout.known_hosts();
+        undo.push("remove known_hosts", move || {
+            let _ = fs::remove_file(&p);
+            Ok(())
+        });
+    }
+
+    // Boot what is not running, all at once.
+    let mut inits: BTreeMap<String, u32> = running
+        .iter()
+        .map(|(n, c)| (n.clone(), c.init_pid))
+        .collect();
+    let mut children = Vec::new();
+    let mut booted = Vec::new();
+    for spec in specs.iter().filter(|s| !running.contains_key(&s.name)) {
+        let started = host::start(layout, &spec.name)?;
+        let c = procs::Container {
+            host: spec.name.clone(),
+            init_pid: started.init_pid,
+            nspawn_pid: Some(started.nspawn.id()),
+        };
+        undo.push(format!("stop {}", spec.name), move || host::stop(&c, None));
+        inits.insert(spec.name.clone(), started.init_pid);
+        if let Some(r) = state.host_mut(&spec.name) {
+            r.nspawn_pid = Some(started.nspawn.id());
+            r.init_pid = Some(started.init_pid);
+        } else {
+            state.hosts.push(HostRecord {
+                name: spec.name.clone(),
+                address: spec.address.to_string(),
+                nspawn_pid: Some(started.nspawn.id()),
+                init_pid: Some(started.init_pid),
+            });
+        }
+        booted.push(spec.name.clone());
+        children.push(started.nspawn);
+    }
+    if !booted.is_empty() {
+        eprintln!("lab: booting {} ...", booted.join(", "));
+        actions.push(format!("booted {}", booted.join(", ")));
+    }
+    fail_point("boot")?;
+
+    // Wait until every host answers SSH.
+    let timeout = Duration::from_secs(90 + 4 * specs.len() as u64);
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| {
+                let init = inits.get(&spec.name).copied();
+                s.spawn(move || host::wait_ssh(layout, spec, init, timeout))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(_) => Some("an SSH wait thread panicked".into()),
+            })
+            .collect()
+    });
+    // Reap nspawn processes that already exited (none should have).
+    for mut c in children {
+        let _ = c.try_wait();
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+
+    // The inventory.
+    let inv_hosts: Vec<inventory::InvHost> = specs
+        .iter()
+        .map(|s| inventory::InvHost {
+            name: s.name.clone(),
+            address: s.address,
+        })
+        .collect();
+    let text = inventory::render(
+        &inv_hosts,
+        &layout.key(),
+        &layout.known_hosts(),
+        net::vip(),
+        &net::subnet_cidr(),
+    );
+    if util::write_if_changed(&opts.inventory, &text, 0o644)? {
+        actions.push(format!("wrote the inventory {}", opts.inventory.display()));
+    }
+    state.nodes = opts.nodes;
+    state.inventory = Some(opts.inventory.clone());
+    state.hosts.retain(|h| wanted.contains(h.name.as_str()));
+    for spec in &specs {
+        if state.host_mut(&spec.name).is_none() {
+            state.hosts.push(HostRecord {
+                name: spec.name.clone(),
+                address: spec.address.to_string(),
+                nspawn_pid: None,
+                init_pid: inits.get(&spec.name).copied(),
+            });
+        }
+    }
+    state.hosts.sort_by_key(|h| host_sort_key(&h.name));
+    state.save(&state_path)?;
+    Ok(UpReport {
+        hosts: specs
+            .iter()
+            .map(|s| HostInfo {
+                name: s.name.clone(),
+                address: s.address,
+            })
+            .collect(),
+        actions,
+        inventory: opts.inventory.clone(),
+        key: layout.key(),
+        known_hosts: layout.known_hosts(),
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// Stops a host (cleanly), unmounts and removes its disk.
+fn remove_host(layout: &Layout, name: &str, running: Option<&procs::Container>) -> Result<()> {
+    if let Some(c) = running {
+        host::stop(c, Some(Duration::from_secs(15)))?;
+    }
+    host::unmount(layout, name)?;
+    util::remove_tree(&layout.host_dir(name))
+}
+
+/// Removes everything the lab made (hosts, mounts, bridge, nftables table,
+/// keys, state), found from /proc and the lab directory as well as the
+/// state file, so a half-alive lab is cleared too. The cache stays.
+pub fn down() -> Result<DownReport> {
+    prereq::check()?;
+    let _lock = lab_lock()?;
+    let layout = Layout::system();
+    let mut removed = Vec::new();
+    let state = LabState::load(&layout.state_file()).unwrap_or_else(|e| {
+        eprintln!("lab: ignoring the state file: {e:#}");
+        None
+    });
+
+    // Hosts: a clean poweroff for all at once, then SIGKILL for stragglers.
+    let running = procs::containers(&layout.lab_dir);
+    let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = running
+            .values()
+            .map(|c| {
+                (
+                    c.host.clone(),
+                    s.spawn(move || host::stop(c, Some(Duration::from_secs(15)))),
+                )
+            })
+            .collect();
+        hs.into_iter()
+            .map(|(n, h)| {
+                (
+                    n,
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("stop thread panicked"))),
+                )
+            })
+            .collect()
+    });
+    let mut errors = Vec::new();
+    for (n, r) in results {
+        match r {
+            Ok(()) => removed.push(format!("container {n}")),
+            Err(e) => errors.push(format!("{n}: {e:#}")),
+        }
+    }
+    for (pid, dir) in procs::nspawn_processes(&layout.lab_dir) {
+        procs::signal(pid, libc::SIGKILL)?;
+        procs::wait_gone(pid, Duration::from_secs(5));
+        removed.push(format!(
+            "stray systemd-nspawn (pid {pid}, {})",
+            dir.display()
+        ));
+    }
+    let mut names: BTreeSet<String> = layout.host_dirs().into_iter().collect();
+    if let Some(s) = &state {
+        names.extend(s.hosts.iter().map(|h| h.name.clone()));
+    }
+    for n in &names {
+        if net::delete_link(&net::veth_name(n))? {
+            removed.push(format!("link {}", net::veth_name(n)));
+        }
+    }
+    for p in net::bridge_ports()
+        .into_iter()
+        .filter(|p| p.starts_with("vb-"))
+    {
+        if net::delete_link(&p)? {
+            removed.push(format!("link {p}"));
+        }
+    }
+    // Disks.
+    for m in procs::mounts_under(&layout.lab_dir)? {
+        if util::run("umount", [m.as_os_str()]).is_err() {
+            util::run("umount", [std::ffi::OsStr::new("-l"), m.as_os_str()])
+                .with_context(|| format!("cannot unmount {}", m.display()))?;
+        }
+        removed.push(format!("mount {}", m.display()));
+    }
+    for n in &names {
+        let d = layout.host_dir(n);
+        if d.exists() {
+            util::remove_tree(&d)?;
+            removed.push(format!("host directory {}", d.display()));
+        }
+    }
+    // Network.
+    if net::delete_nft()? {
+        removed.push(format!("nftables table ip {}", net::nft_table()));
+    }
+    if net::delete_bridge()? {
+        removed.push(format!("bridge {}", net::bridge()));
+    }
+    let others = other_instances_up(&layout);
+    if !others.is_empty() {
+        eprintln!(
+            "lab: other labs are up ({}): machine sysctls are left as they are",
+            others.join(", ")
+        );
+    }
+    let restore = if others.is_empty() {
+        state.as_ref().map(|s| s.sysctl_before.clone())
+    } else {
+        None
+    };
+    for (key, before) in restore.unwrap_or_default() {
+        if net::sysctl(&key)? != before {
+            net::set_sysctl(&key, &before)?;
+            removed.push(format!(
+                "sysctl {} setting (back to {before})",
+                key.replace('/', ".")
+            ));
+        }
+    }
+    // Files.
+    for p in [
+        layout.key(),
+        layout.pubkey(),
+        layout.known_hosts(),
+        layout.state_file(),
+    ] {
+        if p.exists() {
+            fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            removed.push(p.display().to_string());
+        }
+    }
+    let _ = fs::remove_dir(&layout.lab_dir);
+    if !errors.is_empty() {
+        bail!("lab down left hosts behind: {}", errors.join("; "));
+    }
+    Ok(DownReport { removed })
+}
+
+/// Other lab instances with a state file (they need the sysctls too).
+fn other_instances_up(layout: &Layout) -> Vec<String> {
+    let Some(parent) = layout.lab_dir.parent() else {
+        return Vec::new();
+    };
+    let Ok(rd) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| *p != layout.lab_dir)
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == "lab" || n.starts_with("lab-"))
+        })
+        .filter(|p| p.join("state.json").exists())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// The lab's hosts (from the state file, the lab directory and /proc) and
+/// how each is doing. Empty when the lab is down.
+pub fn status() -> Result<Vec<HostStatus>> {
+    let layout = Layout::system();
+    let state = LabState::load(&layout.state_file())?;
+    let running = procs::containers(&layout.lab_dir);
+    let mut names: BTreeSet<String> = layout.host_dirs().into_iter().collect();
+    names.extend(running.keys().cloned());
+    if let Some(s) = &state {
+        names.extend(s.hosts.iter().map(|h| h.name.clone()));
+    }
+    let mut names: Vec<String> = names.into_iter().collect();
+    names.sort_by_key(|n| host_sort_key(n));
+    let out = std::thread::scope(|s| {
+        let hs: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let c = running.get(n);
+                let layout = &layout;
+                s.spawn(move || {
+                    let address = address_of(n).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    let veth = net::veth_name(n);
+                    let ssh = c.is_some()
+                        && host::port22_open(address, Duration::from_secs(1))
+                        && host::ssh_hostname(layout, address, 3).is_ok_and(|h| h == *n);
+                    HostStatus {
+                        name: n.clone(),
+                        address,
+                        running: c.is_some(),
+                        init_pid: c.map(|c| c.init_pid),
+                        ssh,
+                        isolated: c.is_some() && net::link_exists(&veth) && !net::link_is_up(&veth),
+                        memory_kib: c.and_then(|c| procs::container_pss_kib(c.init_pid)),
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    Ok(out)
+}
+
+fn known_host(layout: &Layout, name: &str) -> Result<HostSpec> {
+    let address = address_of(name)
+        .with_context(|| format!("no such lab host: {name:?} (hosts are node1, node2, ...)"))?;
+    if !layout.host_dir(name).join("upper").is_dir() {
+        bail!("no such lab host: {name} (is the lab up? `pgdeploy lab status`)");
+    }
+    Ok(HostSpec {
+        name: name.to_string(),
+        address,
+    })
+}
+
+fn running_container(layout: &Layout, name: &str) -> Result<procs::Container> {
+    known_host(layout, name)?;
+    procs::containers(&layout.lab_dir)
+        .remove(name)
+        .with_context(|| format!("{name} is not running (`pgdeploy lab start {name}` boots it)"))
+}
+
+/// Hard-crashes a host: SIGKILL to its init; its nspawn process and veth
+/// go too; its disk stays as it was.
+pub fn kill(name: &str) -> Result<()> {
+    prereq::check()?;
+    let _lock = lab_lock()?;
+    let layout = Layout::system();
+    let c = running_container(&layout, name)?;
+    host::stop(&c, None)
+}
+
+/// Boots a stopped host again and waits for SSH. Tells whether it booted
+/// it (false: it was running).
+pub fn start(name: &str) -> Result<bool> {
+    prereq::check()?;
+    let _lock = lab_lock()?;
+    let layout = Layout::system();
+    let spec = known_host(&layout, name)?;
+    if let Some(c) = procs::containers(&layout.lab_dir).get(name) {
+        host::wait_ssh(&layout, &spec, Some(c.init_pid), Duration::from_secs(60))?;
+        return Ok(false);
+    }
+    if !net::link_exists(&net::bridge()) || !net::nft_table_exists() {
+        bail!("the lab's network is gone: run `pgdeploy lab up` to repair the lab");
+    }
+    host::ensure_mounted(&layout, name)?;
+    let started = host::start(&layout, name)?;
+    let mut child = started.nspawn;
+    let r = host::wait_ssh(
+        &layout,
+        &spec,
+        Some(started.init_pid),
+        Duration::from_secs(120),
+    );
+    let _ = child.try_wait();
+    r?;
+    let mut state = LabState::load(&layout.state_file())?.unwrap_or_default();
+    if let Some(h) = state.host_mut(name) {
+        h.nspawn_pid = Some(child.id());
+        h.init_pid = Some(started.init_pid);
+        state.save(&layout.state_file())?;
+    }
+    Ok(true)
+}
+
+/// Cuts a host's link (its veth on the machine's side goes down): traffic
+/// to and from it fails, but it keeps running.
+pub fn isolate(name: &str) -> Result<()> {
+    set_isolated(name, true)
+}
+
+/// Restores a host's link.
+pub fn heal(name: &str) -> Result<()> {
+    set_isolated(name, false)
+}
+
+fn set_isolated(name: &str, isolated: bool) -> Result<()> {
+    prereq::check()?;
+    let _lock = lab_lock()?;
+    let layout = Layout::system();
+    running_container(&layout, name)?;
+    let veth = net::veth_name(name);
+    if !net::link_exists(&veth) {
+        bail!("{name} runs but has no link {veth}: run `pgdeploy lab up` to repair the lab");
+    }
+    net::set_link(&veth, !isolated)?;
+    if net::link_is_up(&veth) == isolated {
+        bail!("{veth} did not go {}", if isolated { "down" } else { "up" });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_numerically() {
+        let mut v = vec!["node10", "node2", "node1"];
+        v.sort_by_key(|n| host_sort_key(n));
+        assert_eq!(v, vec!["node1", "node2", "node10"]);
+    }
+
+    #[test]
+    fn addresses_by_name() {
+        assert_eq!(address_of("node3"), Some(Ipv4Addr::new(10, 213, 47, 13)));
+        assert_eq!(address_of("node0"), None);
+        assert_eq!(address_of("db1"), None);
+    }
+
+    #[test]
+    fn cli_shape() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: LabCommand,
+        }
+        let c = Cli::try_parse_from(["x", "up"]).unwrap();
+        assert_eq!(
+            c.cmd,
+            LabCommand::Up {
+                nodes: 4,
+                inventory: "inventories/lab.yaml".into()
+            }
+        );
+        let c = Cli::try_parse_from(["x", "kill", "node2"]).unwrap();
+        assert_eq!(
+            c.cmd,
+            LabCommand::Kill {
+                host: "node2".into()
+            }
+        );
+    }
+}
