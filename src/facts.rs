@@ -38,9 +38,10 @@ pub fn parse(output: &str) -> Json {
                     (parts.next(), parts.next(), parts.next())
                 {
                     addresses.push(Json::from(addr));
-                    interfaces.insert(
-                        dev.to_string(),
-                        json!({"address": addr, "prefix": prefix.parse::<u8>().unwrap_or(0)}),
+                    // The first address is the interface's own; later ones
+                    // are secondary (a floating VIP, say).
+                    interfaces.entry(dev.to_string()).or_insert_with(
+                        || json!({"address": addr, "prefix": prefix.parse::<u8>().unwrap_or(0)}),
                     );
                 }
             }
@@ -78,7 +79,7 @@ mod tests {
     fn parses_the_script_output() {
         let out =
             "os_id=debian\nos_version=12\ncpus=2\nmemory_kb=2048000\ndefault_interface=host0\n\
-                   address=host0 10.1.0.11 24\naddress=eth1 10.2.0.5 16\nhostname=node1\n";
+                   address=host0 10.1.0.11 24\naddress=host0 10.1.0.250 32\naddress=eth1 10.2.0.5 16\nhostname=node1\n";
         let facts = parse(out);
         assert_eq!(facts["os_id"], "debian");
         assert_eq!(facts["cpus"], 2);

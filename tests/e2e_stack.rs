@@ -73,6 +73,24 @@ fn leader(host: &str) -> String {
         .unwrap_or_else(|| panic!("no leader:\n{list}"))
 }
 
+/// Waits until the leader (through the VIP's read-write port) sees `n`
+/// replicas streaming with no replay lag.
+fn wait_for_streaming_replicas(n: usize) {
+    let sql = "select count(*) from pg_stat_replication where state = 'streaming' and coalesce(replay_lag, '0'::interval) < '5s'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = psql(5000, sql);
+        if got.as_deref() == Ok(n.to_string().as_str()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} streaming replicas, got {got:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 #[test]
 fn ha_stack_on_fresh_lab_hosts() {
     require_lab_prerequisites();
@@ -91,7 +109,8 @@ fn ha_stack_on_fresh_lab_hosts() {
 
     let list = patroni_list("node1");
     assert_eq!(list.matches("Leader").count(), 1, "{list}");
-    assert_eq!(list.matches("streaming").count(), 2, "{list}");
+    assert_eq!(list.matches("Replica").count(), 2, "{list}");
+    assert_eq!(list.matches("running").count(), 3, "{list}");
     let etcd = ssh(
         "node1",
         "etcdctl --endpoints=http://127.0.0.1:2379 endpoint health --cluster 2>&1",
@@ -116,6 +135,8 @@ fn ha_stack_on_fresh_lab_hosts() {
             _ => std::thread::sleep(Duration::from_millis(300)),
         }
     }
+
+    wait_for_streaming_replicas(2);
 
     // 3. The firewall: node4 is not a cluster member for PostgreSQL, Patroni or etcd.
     for host in ["node1", "node2", "node3", "node4"] {
@@ -146,6 +167,31 @@ fn ha_stack_on_fresh_lab_hosts() {
         "a member could not reach node1:5432: {}",
         text(&allowed)
     );
+
+    // The CIS items (roles/cis/README.md), each checked by a command, on every host.
+    let cis: [(&str, &str, &str); 12] = [
+        ("1.1.1.x", "grep -c '^install cramfs /bin/false' /etc/modprobe.d/pgdeploy-cis.conf", "1"),
+        ("1.5.1", "grep -E '^\\* +hard +core +0' /etc/security/limits.d/pgdeploy-cis.conf | wc -l", "1"),
+        ("1.7.x", "stat -c '%a %U' /etc/issue.net /etc/issue /etc/motd | sort -u", "644 root"),
+        ("3.3.x", "sysctl -n net.ipv4.conf.all.send_redirects net.ipv4.conf.all.accept_redirects net.ipv4.conf.all.accept_source_route | sort -u", "0"),
+        ("3.3.x", "sysctl -n net.ipv4.tcp_syncookies net.ipv4.conf.all.log_martians net.ipv4.icmp_echo_ignore_broadcasts | sort -u", "1"),
+        ("4.2.2.x", "systemd-analyze cat-config systemd/journald.conf | grep -c '^Storage=persistent'", "1"),
+        ("5.1.2", "stat -c '%a %U:%G' /etc/crontab", "600 root:root"),
+        ("5.2.1", "stat -c '%a %U:%G' /etc/ssh/sshd_config", "600 root:root"),
+        ("5.2.x", "sshd -T | grep -E '^(permitrootlogin|maxauthtries|x11forwarding|permitemptypasswords) ' | sort | tr '\\n' ' '", "maxauthtries 4 permitemptypasswords no permitrootlogin no x11forwarding no "),
+        ("5.2.x", "sshd -T | grep -c '^banner /etc/issue.net'", "1"),
+        ("6.1.x", "stat -c '%a %U:%G' /etc/shadow /etc/gshadow | sort -u", "640 root:shadow"),
+        ("6.1.x", "stat -c '%a %U:%G' /etc/passwd /etc/group | sort -u", "644 root:root"),
+    ];
+    for host in ["node1", "node2", "node3", "node4"] {
+        for (item, command, expected) in cis {
+            assert_eq!(
+                ssh(host, command).trim_end_matches('\n'),
+                expected,
+                "CIS {item} on {host}: {command}"
+            );
+        }
+    }
 
     // 4. Backups.
     let info = ssh(
@@ -271,6 +317,7 @@ fn ha_stack_on_fresh_lab_hosts() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+    wait_for_streaming_replicas(2);
     let after = apply(&[]);
     assert!(after.status.success(), "{}", text(&after));
     assert!(

@@ -512,6 +512,22 @@ fn lab_end_to_end() {
         status()
     );
 
+    // Scale: 30 hosts come up and answer SSH (the benchmarks need them).
+    let t30 = Instant::now();
+    pgdeploy_ok(&["lab", "up", "--nodes", "30", "--inventory", inv_s]);
+    let hosts = status();
+    assert_eq!(hosts.len(), 30, "{hosts:?}");
+    assert!(
+        hosts.iter().all(|h| h.1 == "running" && h.2 == "yes"),
+        "{hosts:?}"
+    );
+    eprintln!(
+        "[lab test] 30 hosts up and answering SSH in {:.1} s",
+        t30.elapsed().as_secs_f64()
+    );
+    assert_eq!(ssh(30, "hostname"), "node30");
+    pgdeploy_ok(&["lab", "up", "--nodes", "4", "--inventory", inv_s]);
+
     // 10. Half-alive again, and down clears it.
     for n in 1..=4 {
         if let Some(pid) = init_pid(&format!("node{n}")) {
