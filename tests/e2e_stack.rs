@@ -306,7 +306,7 @@ fn ha_stack_on_fresh_lab_hosts() {
         let back = list.lines().any(|l| {
             l.contains(&format!(" {old_leader} "))
                 && l.contains("Replica")
-                && l.contains("streaming")
+                && l.contains("running")
         });
         if back {
             break;
