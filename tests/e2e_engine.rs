@@ -40,6 +40,11 @@ fn engine_on_the_lab() {
         "{ufw}"
     );
 
+    let facts = json(&pgdeploy_ok(&["facts", "-i", inventory, "node5"]));
+    assert_eq!(facts["hostname"], "node5", "{facts}");
+    assert_eq!(facts["default_ipv4"], address("node5"), "{facts}");
+    assert_eq!(facts["os_codename"], "bookworm", "{facts}");
+
     drift_is_planned_and_repaired(inventory);
     slow_host_does_not_hold_up_others(inventory);
     unreachable_host_does_not_stop_others();

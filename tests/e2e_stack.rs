@@ -304,9 +304,7 @@ fn ha_stack_on_fresh_lab_hosts() {
     loop {
         let list = patroni_list(survivor);
         let back = list.lines().any(|l| {
-            l.contains(&format!(" {old_leader} "))
-                && l.contains("Replica")
-                && l.contains("running")
+            l.contains(&format!(" {old_leader} ")) && l.contains("Replica") && l.contains("running")
         });
         if back {
             break;
