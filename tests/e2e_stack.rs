@@ -324,4 +324,7 @@ fn ha_stack_on_fresh_lab_hosts() {
         "{}",
         text(&after)
     );
+
+    // Leave the machine as it was: the lab's own test runs next, alone.
+    pgdeploy_ok(&["lab", "down"]);
 }

@@ -450,6 +450,18 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         });
     }
 
+    // A host whose init is gone may still have its nspawn process exiting,
+    // holding the directory's lock: end it before booting the host again.
+    for (pid, dir) in procs::nspawn_processes(&layout.lab_dir) {
+        let stale = specs
+            .iter()
+            .any(|s| !running.contains_key(&s.name) && dir.starts_with(layout.host_dir(&s.name)));
+        if stale {
+            procs::signal(pid, libc::SIGKILL)?;
+            procs::wait_gone(pid, Duration::from_secs(5));
+        }
+    }
+
     // Boot what is not running, all at once.
     let mut inits: BTreeMap<String, u32> = running
         .iter()

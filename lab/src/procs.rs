@@ -226,8 +226,10 @@ pub fn nspawn_processes(lab_dir: &Path) -> Vec<(u32, PathBuf)> {
 pub fn wait_for_init(nspawn_pid: u32, timeout: Duration) -> Option<u32> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let children =
-            fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children")).ok()?;
+        // A read can fail while nspawn sets the container up; only the
+        // deadline or nspawn's exit ends the wait.
+        let children = fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
+            .unwrap_or_default();
         for c in children
             .split_whitespace()
             .filter_map(|c| c.parse::<u32>().ok())
