@@ -31,8 +31,6 @@ pub struct TaskNode {
     pub id: usize,
     /// The host it runs on.
     pub host: String,
-    /// The play it belongs to.
-    pub play: usize,
     /// The role it belongs to, if any.
     pub role: Option<String>,
     /// The role's folder (for templates and files).
@@ -95,7 +93,7 @@ impl Resolved {
         let mut pending_after: Vec<(usize, After)> = Vec::new();
         let mut defaults = Vars::new();
 
-        for (play_index, play) in playbook.plays.iter().enumerate() {
+        for play in &playbook.plays {
             let hosts = match inventory.select(&play.hosts.0, &play.hosts.1) {
                 Ok(h) => h,
                 Err(e) => {
@@ -124,16 +122,13 @@ impl Resolved {
                 };
                 let chain = chains.entry(host_name.clone()).or_default();
                 let play_become = play.become_root.unwrap_or(host.connection.become_root);
-                let mut play_handlers: Vec<(Arc<TaskDef>, usize)> = Vec::new();
                 let mut notifiers: Vec<(usize, Vec<(String, Pos)>)> = Vec::new();
                 let mut handler_nodes: Vec<(Option<String>, String, usize)> = Vec::new();
-                let push =
-                    |nodes: &mut Vec<TaskNode>, chain: &mut Vec<usize>, node: TaskNode| -> usize {
-                        let id = nodes.len();
-                        chain.push(id);
-                        nodes.push(TaskNode { id, ..node });
-                        id
-                    };
+                let placer = Placer {
+                    host: host_name,
+                    play_become,
+                    selection,
+                };
                 for (role, reference) in &order {
                     let mut scope = play.vars.clone();
                     scope.extend(reference.vars.clone());
@@ -145,48 +140,22 @@ impl Resolved {
                         last: None,
                     };
                     for task in &role.tasks {
-                        let all_tags: Vec<&String> = tags.iter().chain(&task.tags).collect();
-                        let id = push(
-                            &mut nodes,
-                            chain,
-                            TaskNode {
-                                id: 0,
-                                host: host_name.clone(),
-                                play: play_index,
-                                role: Some(role.name.clone()),
-                                role_dir: Some(role.dir.clone()),
-                                task: task.clone(),
-                                is_handler: false,
-                                selected: tags_select(&all_tags, selection),
-                                become_root: task.become_root.unwrap_or(play_become),
-                                scope_vars: scope.clone(),
-                                waits_on: Vec::new(),
-                                notifies: Vec::new(),
-                            },
-                        );
+                        let id =
+                            placer.place(&mut nodes, chain, Some(role), task, false, &tags, &scope);
                         instance.first.get_or_insert(id);
                         instance.last = Some(id);
                         notifiers.push((id, task.notify.clone()));
                         pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
                     }
                     for handler in &role.handlers {
-                        let id = push(
+                        let id = placer.place(
                             &mut nodes,
                             chain,
-                            TaskNode {
-                                id: 0,
-                                host: host_name.clone(),
-                                play: play_index,
-                                role: Some(role.name.clone()),
-                                role_dir: Some(role.dir.clone()),
-                                task: handler.clone(),
-                                is_handler: true,
-                                selected: true,
-                                become_root: handler.become_root.unwrap_or(play_become),
-                                scope_vars: scope.clone(),
-                                waits_on: Vec::new(),
-                                notifies: Vec::new(),
-                            },
+                            Some(role),
+                            handler,
+                            true,
+                            &tags,
+                            &scope,
                         );
                         instance.first.get_or_insert(id);
                         instance.last = Some(id);
@@ -202,48 +171,13 @@ impl Resolved {
                 }
                 let scope = Arc::new(play.vars.clone());
                 for task in &play.tasks {
-                    let all_tags: Vec<&String> = play.tags.iter().chain(&task.tags).collect();
-                    let id = push(
-                        &mut nodes,
-                        chain,
-                        TaskNode {
-                            id: 0,
-                            host: host_name.clone(),
-                            play: play_index,
-                            role: None,
-                            role_dir: None,
-                            task: task.clone(),
-                            is_handler: false,
-                            selected: tags_select(&all_tags, selection),
-                            become_root: task.become_root.unwrap_or(play_become),
-                            scope_vars: scope.clone(),
-                            waits_on: Vec::new(),
-                            notifies: Vec::new(),
-                        },
-                    );
+                    let id = placer.place(&mut nodes, chain, None, task, false, &play.tags, &scope);
                     notifiers.push((id, task.notify.clone()));
                     pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
                 }
                 for handler in &play.handlers {
-                    let id = push(
-                        &mut nodes,
-                        chain,
-                        TaskNode {
-                            id: 0,
-                            host: host_name.clone(),
-                            play: play_index,
-                            role: None,
-                            role_dir: None,
-                            task: handler.clone(),
-                            is_handler: true,
-                            selected: true,
-                            become_root: handler.become_root.unwrap_or(play_become),
-                            scope_vars: scope.clone(),
-                            waits_on: Vec::new(),
-                            notifies: Vec::new(),
-                        },
-                    );
-                    play_handlers.push((handler.clone(), id));
+                    let id =
+                        placer.place(&mut nodes, chain, None, handler, true, &play.tags, &scope);
                     handler_nodes.push((None, handler.name.clone(), id));
                 }
                 // Notifications: the notifier's own role first, then the
@@ -350,6 +284,48 @@ impl Resolved {
     /// A node's label: `host: role / task`.
     pub fn label(&self, id: usize) -> String {
         label(&self.nodes[id])
+    }
+}
+
+/// Places (host, task) nodes on one host's chain within one play.
+struct Placer<'a> {
+    host: &'a str,
+    play_become: bool,
+    selection: &'a Selection,
+}
+
+impl Placer<'_> {
+    /// Appends a node for `task` (of `role`, if any) to `chain`; `tags` are
+    /// those it inherits from its play and role reference. Handlers are
+    /// always selectable: they run when notified.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &self,
+        nodes: &mut Vec<TaskNode>,
+        chain: &mut Vec<usize>,
+        role: Option<&Role>,
+        task: &Arc<TaskDef>,
+        is_handler: bool,
+        tags: &[String],
+        scope: &Arc<Vars>,
+    ) -> usize {
+        let all_tags: Vec<&String> = tags.iter().chain(&task.tags).collect();
+        let id = nodes.len();
+        nodes.push(TaskNode {
+            id,
+            host: self.host.to_string(),
+            role: role.map(|r| r.name.clone()),
+            role_dir: role.map(|r| r.dir.clone()),
+            task: task.clone(),
+            is_handler,
+            selected: is_handler || tags_select(&all_tags, self.selection),
+            become_root: task.become_root.unwrap_or(self.play_become),
+            scope_vars: scope.clone(),
+            waits_on: Vec::new(),
+            notifies: Vec::new(),
+        });
+        chain.push(id);
+        id
     }
 }
 

@@ -320,10 +320,7 @@ impl Run {
                 .probes
                 .contains_key(&(script.clone(), node.become_root))
             {
-                if let Err(e) = self
-                    .probe_batch(node, rest, session, state, &script, resource.as_ref())
-                    .await
-                {
+                if let Err(e) = self.probe_batch(node, rest, session, state, &script).await {
                     return TaskResult::failed(node, e);
                 }
             }
@@ -433,7 +430,6 @@ impl Run {
         session: &Session,
         state: &mut HostState,
         current: &str,
-        _resource: &dyn Resource,
     ) -> Result<(), String> {
         let mut scripts = vec![current.to_string()];
         for id in rest.iter().skip(1) {
