@@ -155,7 +155,7 @@ fn unreachable_host_does_not_stop_others() {
     let lab = std::fs::read_to_string(lab_inventory()).expect("lab inventory");
     let with_ghost = lab.replacen(
         "  hosts:\n",
-        "  hosts:\n    ghost: {ansible_host: 10.213.47.99}\n",
+        &format!("  hosts:\n    ghost: {{ansible_host: {}.99}}\n", lab_net()),
         1,
     );
     std::fs::write(&inventory, with_ghost).expect("write");

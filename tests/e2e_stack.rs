@@ -11,7 +11,6 @@ use common::*;
 
 const SUPERUSER_PASSWORD: &str = "e2e-Super-7f3kq9";
 const REPLICATION_PASSWORD: &str = "e2e-Repl-2m8xv4";
-const VIP: &str = "10.213.47.250";
 
 fn secrets() -> Vec<String> {
     vec![
@@ -39,7 +38,7 @@ fn psql(port: u16, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
         .args([
             "-h",
-            VIP,
+            &lab_vip(),
             "-p",
             &port.to_string(),
             "-U",

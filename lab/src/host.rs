@@ -299,13 +299,7 @@ pub fn stop(c: &Container, graceful: Option<Duration>) -> Result<()> {
             procs::wait_gone(n, Duration::from_secs(5));
         }
     }
-    let veth = net::veth_name(&c.host);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while net::link_exists(&veth) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    net::delete_link(&veth)?;
-    Ok(())
+    net::clear_stale_veth(&c.host, Duration::from_secs(3))
 }
 
 /// Runs `hostname` on a host over SSH as the admin user with the lab's

@@ -450,17 +450,12 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         });
     }
 
-    // A host whose init is gone may still have its nspawn process exiting,
-    // holding the directory's lock: end it before booting the host again.
-    for (pid, dir) in procs::nspawn_processes(&layout.lab_dir) {
-        let stale = specs
-            .iter()
-            .any(|s| !running.contains_key(&s.name) && dir.starts_with(layout.host_dir(&s.name)));
-        if stale {
-            procs::signal(pid, libc::SIGKILL)?;
-            procs::wait_gone(pid, Duration::from_secs(5));
-        }
-    }
+    let stopped: Vec<&str> = specs
+        .iter()
+        .filter(|s| !running.contains_key(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    clear_remains(layout, &stopped)?;
 
     // Boot what is not running, all at once.
     let mut inits: BTreeMap<String, u32> = running
@@ -572,6 +567,22 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         known_hosts: layout.known_hosts(),
         elapsed: t0.elapsed(),
     })
+}
+
+/// Clears what stopped hosts may leave for a moment after their init died
+/// (an nspawn process still exiting and holding the directory's lock, a
+/// veth the kernel has not dropped yet), so they can boot again.
+fn clear_remains(layout: &Layout, stopped: &[&str]) -> Result<()> {
+    for (pid, dir) in procs::nspawn_processes(&layout.lab_dir) {
+        if stopped.iter().any(|n| dir.starts_with(layout.host_dir(n))) {
+            procs::signal(pid, libc::SIGKILL)?;
+            procs::wait_gone(pid, Duration::from_secs(5));
+        }
+    }
+    for name in stopped {
+        net::clear_stale_veth(name, Duration::from_secs(3))?;
+    }
+    Ok(())
 }
 
 /// Stops a host (cleanly), unmounts and removes its disk.
@@ -818,6 +829,7 @@ pub fn start(name: &str) -> Result<bool> {
     if !net::link_exists(&net::bridge()) || !net::nft_table_exists() {
         bail!("the lab's network is gone: run `pgdeploy lab up` to repair the lab");
     }
+    clear_remains(&layout, &[name])?;
     host::ensure_mounted(&layout, name)?;
     let started = host::start(&layout, name)?;
     let mut child = started.nspawn;

@@ -244,13 +244,29 @@ pub fn delete_bridge() -> Result<bool> {
     Ok(true)
 }
 
-/// Deletes a link if present (a veth left behind).
+/// Deletes a link if present (a veth left behind). The kernel may remove
+/// it meanwhile (its peer's namespace going away): that counts as done.
 pub fn delete_link(name: &str) -> Result<bool> {
     if !link_exists(name) {
         return Ok(false);
     }
-    run("ip", ["link", "del", name]).with_context(|| format!("cannot delete link {name}"))?;
-    Ok(true)
+    match run("ip", ["link", "del", name]) {
+        Ok(_) => Ok(true),
+        Err(_) if !link_exists(name) => Ok(true),
+        Err(e) => Err(e).with_context(|| format!("cannot delete link {name}")),
+    }
+}
+
+/// Removes a container's host-side veth left after its init died: waits up
+/// to `grace` for the kernel to drop it with the container's network
+/// namespace (that teardown is asynchronous), then deletes it.
+pub fn clear_stale_veth(host: &str, grace: std::time::Duration) -> Result<()> {
+    let veth = veth_name(host);
+    let deadline = std::time::Instant::now() + grace;
+    while link_exists(&veth) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    delete_link(&veth).map(drop)
 }
 
 /// The links enslaved to the lab bridge.

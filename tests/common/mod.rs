@@ -49,10 +49,41 @@ pub fn lab_up(nodes: usize) {
     pgdeploy_ok(&["lab", "up", "--nodes", &nodes.to_string()]);
 }
 
+/// The lab instance the tests use: `PGDEPLOY_LAB_INSTANCE` (default 0, the
+/// main lab), so a second checkout can run the end-to-end tests on a lab of
+/// its own (see docs/lab.md). Instance 1 belongs to tests/lab.rs.
+pub fn lab_instance() -> u8 {
+    std::env::var("PGDEPLOY_LAB_INSTANCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first three octets of the lab's subnet (as `pgdeploy lab` picks it).
+pub fn lab_net() -> String {
+    match lab_instance() {
+        0 => "10.213.47".to_string(),
+        n => format!("10.213.{}", 50 + u32::from(n)),
+    }
+}
+
+/// The lab's directory (key, known_hosts).
+pub fn lab_dir() -> String {
+    match lab_instance() {
+        0 => "/var/lib/pgdeploy/lab".to_string(),
+        n => format!("/var/lib/pgdeploy/lab-{n}"),
+    }
+}
+
+/// The VIP address `lab up` reserves for keepalived.
+pub fn lab_vip() -> String {
+    format!("{}.250", lab_net())
+}
+
 /// The lab address of `nodeN`.
 pub fn address(host: &str) -> String {
     let n: u32 = host.trim_start_matches("node").parse().expect("nodeN");
-    format!("10.213.47.{}", 10 + n)
+    format!("{}.{}", lab_net(), 10 + n)
 }
 
 /// Runs a shell command on a lab host as root (through the lab's key), and
@@ -72,9 +103,9 @@ pub fn ssh_output(host: &str, command: &str) -> Output {
     Command::new("ssh")
         .args([
             "-i",
-            "/var/lib/pgdeploy/lab/id_ed25519",
+            &format!("{}/id_ed25519", lab_dir()),
             "-o",
-            "UserKnownHostsFile=/var/lib/pgdeploy/lab/known_hosts",
+            &format!("UserKnownHostsFile={}/known_hosts", lab_dir()),
             "-o",
             "StrictHostKeyChecking=yes",
             "-o",
