@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::Value;
-use pgdeploy_modules::{Change, ModuleError, Plan, ProbeOutput, Resource};
-use pgdeploy_transport::{ConnectOptions, Session, Target};
+use pgdeploy_modules::{Action, Change, ModuleError, Plan, ProbeOutput, Resource};
+use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, Target};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
@@ -503,6 +503,27 @@ impl Run {
         Ok(())
     }
 
+    /// Runs an action on a new SSH connection to `host`, opened as the
+    /// run's own was, then closes it.
+    async fn exec_on_new_connection(
+        &self,
+        host: &str,
+        action: &Action,
+        become_root: bool,
+    ) -> Result<ExecOutput, String> {
+        let fresh = self.connect(host).await.map_err(|e| {
+            format!(
+                "a new SSH connection to {host} failed (the run's own connection still works): {e}"
+            )
+        })?;
+        let out = fresh
+            .exec(&action.script, become_root, action.stdin.as_deref())
+            .await
+            .map_err(|e| format!("on a new SSH connection to {host}: {e}"));
+        let _ = fresh.close().await;
+        out
+    }
+
     async fn apply(
         &self,
         plan: &Plan,
@@ -519,10 +540,15 @@ impl Run {
         for action in &plan.actions {
             // Whatever ran may have changed what later probes would see.
             state.probes.clear();
-            let out = session
-                .exec(&action.script, node.become_root, action.stdin.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
+            let out = if action.fresh_connection {
+                self.exec_on_new_connection(&node.host, action, node.become_root)
+                    .await?
+            } else {
+                session
+                    .exec(&action.script, node.become_root, action.stdin.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
             outcome = ItemOutcome {
                 rc: out.status,
                 stdout: out.stdout_str().into_owned(),

@@ -49,6 +49,46 @@ fn engine_on_the_lab() {
     slow_host_does_not_hold_up_others(inventory);
     unreachable_host_does_not_stop_others();
     bad_input_names_file_and_line(inventory);
+    sshd_lockout_is_caught_by_a_new_connection(inventory);
+}
+
+/// An sshd change that `sshd -t` accepts but that locks the deploy user
+/// out: the reload keeps the run's connection, and `ssh_check` (a new
+/// connection) fails the run on that host, naming it. Repaired as root.
+fn sshd_lockout_is_caught_by_a_new_connection(inventory: &str) {
+    let out = pgdeploy(&[
+        "apply",
+        "-i",
+        inventory,
+        &fixture("engine/sshd_lockout.yaml"),
+        "--output",
+        "json",
+    ]);
+    let repair = ssh_as_root(
+        "node7",
+        "rm -f /etc/ssh/sshd_config.d/40-pgd-e2e-lockout.conf && systemctl reload ssh",
+    );
+    assert!(repair.status.success(), "repair: {}", text(&repair));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out);
+    let results = report["hosts"][0]["results"].as_array().expect("results");
+    let check = results
+        .iter()
+        .find(|r| r["task"] == "prove a new SSH login works")
+        .unwrap_or_else(|| panic!("the check did not run: {report}"));
+    assert_eq!(check["status"], "failed", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("a new SSH connection to node7 failed")),
+        "{check}"
+    );
+    let reload = results
+        .iter()
+        .find(|r| r["task"] == "reload ssh")
+        .expect("reload ran");
+    assert_eq!(reload["status"], "changed", "{reload}");
+    assert_eq!(ssh("node7", "echo back").trim(), "back", "repaired");
 }
 
 /// `--check` changes nothing on the hosts and predicts exactly the changes

@@ -90,6 +90,22 @@ fn wait_for_streaming_replicas(n: usize) {
     }
 }
 
+/// A host's UFW rules as sorted `PORTS FROM COMMENT` lines.
+fn ufw_rules(host: &str) -> Vec<String> {
+    let status = ssh(host, "ufw status");
+    let mut rules: Vec<String> = status
+        .lines()
+        .filter(|l| l.contains(" ALLOW "))
+        .map(|l| {
+            let (rule, comment) = l.split_once('#').unwrap_or((l, ""));
+            let w: Vec<&str> = rule.split_whitespace().collect();
+            format!("{} {} {}", w[0], w.last().unwrap_or(&""), comment.trim())
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
 #[test]
 fn ha_stack_on_fresh_lab_hosts() {
     require_lab_prerequisites();
@@ -192,12 +208,61 @@ fn ha_stack_on_fresh_lab_hosts() {
         }
     }
 
-    // 4. Backups.
-    let info = ssh(
-        "node4",
-        "sudo -u pgbackrest pgbackrest info 2>/dev/null || sudo -u postgres pgbackrest info",
+    // UFW holds exactly the intended rules: members reach PostgreSQL,
+    // Patroni and etcd; the backup host reaches SSH; clients the balancers.
+    let (n1, n2, n3, n4) = (
+        address("node1"),
+        address("node2"),
+        address("node3"),
+        address("node4"),
     );
+    let subnet = format!("{}.0/24", lab_net());
+    let mut db_rules = vec![
+        format!("22/tcp {subnet} ssh admin"),
+        format!("22/tcp {n4} ssh pgbackrest"),
+        format!("5000,5001,7000/tcp {subnet} haproxy"),
+    ];
+    for member in [&n1, &n2, &n3] {
+        db_rules.push(format!("5432,8008/tcp {member} postgres patroni"));
+        db_rules.push(format!("2379/tcp {member} etcd client"));
+        db_rules.push(format!("2380/tcp {member} etcd peer"));
+    }
+    let mut backup_rules = vec![format!("22/tcp {subnet} ssh admin")];
+    for member in [&n1, &n2, &n3] {
+        backup_rules.push(format!("22/tcp {member} ssh pgbackrest"));
+    }
+    for (host, expected) in [
+        ("node1", &db_rules),
+        ("node2", &db_rules),
+        ("node3", &db_rules),
+        ("node4", &backup_rules),
+    ] {
+        let mut expected = expected.clone();
+        expected.sort();
+        assert_eq!(ufw_rules(host), expected, "UFW rules on {host}");
+    }
+    // VRRP between the balancers only, in before.rules.
+    let vrrp = ssh(
+        "node1",
+        "iptables -S ufw-before-input | grep -c -- '-p vrrp -j ACCEPT'",
+    );
+    assert_eq!(vrrp.trim(), "2", "VRRP from the two other balancers");
+
+    // 4. Backups: a full backup, `pgbackrest check` passes, timers scheduled.
+    let info = ssh("node4", "runuser -u postgres -- pgbackrest info");
     assert!(info.contains("full backup"), "{info}");
+    let check = ssh_output(
+        "node4",
+        "runuser -u postgres -- pgbackrest --stanza=lab check",
+    );
+    assert!(check.status.success(), "pgbackrest check: {}", text(&check));
+    let timers = ssh("node4", "systemctl list-timers --all --no-legend --plain");
+    for kind in ["full", "diff"] {
+        assert!(
+            timers.contains(&format!("pgbackrest-backup-{kind}.timer")),
+            "no {kind} backup timer:\n{timers}"
+        );
+    }
 
     // 5. Converged: apply and plan change nothing.
     let started = Instant::now();

@@ -164,6 +164,7 @@ fn upload(
             script: shell::atomic_write_validated_script(path, owner, group, mode, v)
                 .map_err(ModuleError::Params)?,
             stdin: Some(content.to_vec()),
+            fresh_connection: false,
         },
     };
     if let Some(expected) = guard {

@@ -33,6 +33,7 @@ mod group;
 mod lineinfile;
 mod package;
 mod service;
+mod ssh_check;
 mod sysctl;
 mod template;
 mod ufw;
@@ -234,6 +235,10 @@ pub struct Action {
     pub script: String,
     /// Bytes for its standard input (file contents for uploads).
     pub stdin: Option<Vec<u8>>,
+    /// Run it on a new SSH connection, opened for it the way the run opened
+    /// its own, instead of the run's connection: proves that new logins
+    /// still work (after an sshd change, say).
+    pub fresh_connection: bool,
 }
 
 impl fmt::Debug for Action {
@@ -241,6 +246,7 @@ impl fmt::Debug for Action {
         f.debug_struct("Action")
             .field("script", &self.script)
             .field("stdin_bytes", &self.stdin.as_ref().map(Vec::len))
+            .field("fresh_connection", &self.fresh_connection)
             .finish()
     }
 }
@@ -251,6 +257,14 @@ impl Action {
         Self {
             script: script.into(),
             stdin: None,
+            fresh_connection: false,
+        }
+    }
+    /// Runs `script` on a new SSH connection (see [`Action::fresh_connection`]).
+    pub fn run_on_new_connection(script: impl Into<String>) -> Self {
+        Self {
+            fresh_connection: true,
+            ..Self::run(script)
         }
     }
     /// Writes `content` to `path` atomically: a temporary file in the same
@@ -266,6 +280,7 @@ impl Action {
         Self {
             script: shell::atomic_write_script(path, owner, group, mode),
             stdin: Some(content),
+            fresh_connection: false,
         }
     }
 }
@@ -287,6 +302,7 @@ pub fn registry() -> Vec<Box<dyn Module>> {
         Box::new(command::Command),
         Box::new(command::Shell),
         Box::new(wait_for::WaitFor),
+        Box::new(ssh_check::SshCheck),
     ]
 }
 

@@ -98,6 +98,23 @@ pub fn ssh(host: &str, command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a shell command on a lab host as root, logged in as root (for
+/// repairs when the admin user is locked out); returns the whole output.
+pub fn ssh_as_root(host: &str, command: &str) -> Output {
+    Command::new("ssh")
+        .args(["-i", &format!("{}/id_ed25519", lab_dir())])
+        .args([
+            "-o",
+            &format!("UserKnownHostsFile={}/known_hosts", lab_dir()),
+        ])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .args(["-o", "ConnectTimeout=10"])
+        .arg(format!("root@{}", address(host)))
+        .arg(command)
+        .output()
+        .expect("ssh runs")
+}
+
 /// Runs a shell command on a lab host and returns the whole output.
 pub fn ssh_output(host: &str, command: &str) -> Output {
     Command::new("ssh")
