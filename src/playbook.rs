@@ -60,6 +60,9 @@ pub struct RoleRef {
     pub tags: Vec<String>,
     /// Vars given with the reference.
     pub vars: Vars,
+    /// Conditions added to every task of the role (and of its handlers),
+    /// before the task's own `when`.
+    pub when: Vec<(String, Pos)>,
 }
 
 /// A cross-host wait: start only after `role` has finished on every host
@@ -140,7 +143,7 @@ const TASK_KEYS: [&str; 11] = [
 const PLAY_KEYS: [&str; 8] = [
     "name", "hosts", "vars", "roles", "tasks", "handlers", "become", "tags",
 ];
-const ROLE_REF_KEYS: [&str; 4] = ["role", "after", "tags", "vars"];
+const ROLE_REF_KEYS: [&str; 5] = ["role", "after", "tags", "vars", "when"];
 
 impl Playbook {
     /// Loads a playbook and every role it names. Roles are looked up in
@@ -282,6 +285,7 @@ fn parse_role_ref(node: &Node) -> Result<RoleRef, InputError> {
         after: Vec::new(),
         tags: Vec::new(),
         vars: Vars::new(),
+        when: Vec::new(),
     };
     if let Value::Str(name) = &node.value {
         reference.name = name.clone();
@@ -296,6 +300,7 @@ fn parse_role_ref(node: &Node) -> Result<RoleRef, InputError> {
             "after" => reference.after = parse_after(value)?,
             "tags" => reference.tags = value.as_str_list("`tags`")?,
             "vars" => reference.vars = vars_of(value, "role vars")?,
+            "when" => reference.when = parse_conditions(value)?,
             other => {
                 return Err(InputError::at(
                     &key.pos,
@@ -311,6 +316,17 @@ fn parse_role_ref(node: &Node) -> Result<RoleRef, InputError> {
         return Err(node.error("a role reference needs `role: NAME`"));
     }
     Ok(reference)
+}
+
+/// A `when:` value: one expression or a list of them (all must hold).
+fn parse_conditions(node: &Node) -> Result<Vec<(String, Pos)>, InputError> {
+    match &node.value {
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| Ok((i.as_str("`when`")?, i.pos.clone())))
+            .collect(),
+        _ => Ok(vec![(node.as_str("`when`")?, node.pos.clone())]),
+    }
 }
 
 fn parse_after(node: &Node) -> Result<Vec<After>, InputError> {
@@ -397,15 +413,7 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
     for (key, value) in entries {
         match key.name.as_str() {
             "name" => task.name = value.as_str("a task's name")?,
-            "when" => {
-                task.when = match &value.value {
-                    Value::Seq(items) => items
-                        .iter()
-                        .map(|i| Ok((i.as_str("`when`")?, i.pos.clone())))
-                        .collect::<Result<_, InputError>>()?,
-                    _ => vec![(value.as_str("`when`")?, value.pos.clone())],
-                }
-            }
+            "when" => task.when = parse_conditions(value)?,
             "loop" => task.loop_items = Some(value.clone()),
             "notify" => {
                 task.notify = match &value.value {

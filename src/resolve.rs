@@ -140,6 +140,7 @@ impl Resolved {
                         last: None,
                     };
                     for task in &role.tasks {
+                        let task = &with_conditions(task, &reference.when);
                         let id =
                             placer.place(&mut nodes, chain, Some(role), task, false, &tags, &scope);
                         instance.first.get_or_insert(id);
@@ -148,6 +149,7 @@ impl Resolved {
                         pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
                     }
                     for handler in &role.handlers {
+                        let handler = &with_conditions(handler, &reference.when);
                         let id = placer.place(
                             &mut nodes,
                             chain,
@@ -329,6 +331,16 @@ impl Placer<'_> {
     }
 }
 
+/// `task` with a role reference's conditions before its own `when`.
+fn with_conditions(task: &Arc<TaskDef>, conditions: &[(String, Pos)]) -> Arc<TaskDef> {
+    if conditions.is_empty() {
+        return task.clone();
+    }
+    let mut conditioned = TaskDef::clone(task);
+    conditioned.when = conditions.iter().chain(&task.when).cloned().collect();
+    Arc::new(conditioned)
+}
+
 fn label(node: &TaskNode) -> String {
     match &node.role {
         Some(role) => format!("{}: {role} / {}", node.host, node.task.name),
@@ -349,8 +361,11 @@ fn role_order<'a>(
     refs: &'a [RoleRef],
     playbook: &'a Playbook,
 ) -> Result<Vec<(Arc<Role>, RoleRef)>, InputError> {
+    /// `inherited`: the `when` of the references that pulled this one in as
+    /// a dependency (a dependency runs under its dependent's conditions).
     fn visit(
         reference: &RoleRef,
+        inherited: &[(String, Pos)],
         playbook: &Playbook,
         stack: &mut Vec<String>,
         seen: &mut BTreeSet<String>,
@@ -372,19 +387,28 @@ fn role_order<'a>(
                 format!("role `{}` is not loaded", reference.name),
             ));
         };
+        let mut reference = reference.clone();
+        reference.when = inherited.iter().chain(&reference.when).cloned().collect();
         stack.push(reference.name.clone());
         for dep in &role.dependencies {
-            visit(dep, playbook, stack, seen, out)?;
+            visit(dep, &reference.when, playbook, stack, seen, out)?;
         }
         stack.pop();
         seen.insert(reference.name.clone());
-        out.push((role.clone(), reference.clone()));
+        out.push((role.clone(), reference));
         Ok(())
     }
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for reference in refs {
-        visit(reference, playbook, &mut Vec::new(), &mut seen, &mut out)?;
+        visit(
+            reference,
+            &[],
+            playbook,
+            &mut Vec::new(),
+            &mut seen,
+            &mut out,
+        )?;
     }
     Ok(out)
 }
@@ -553,6 +577,47 @@ mod tests {
             err.contains(&format!("{}:3:", Path::new("site.yaml").display()))
                 || err.contains("site.yaml:3:"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_role_reference_when_guards_its_tasks_handlers_and_dependencies() {
+        let dir = tempfile::tempdir().expect("tmp");
+        fs::write(dir.path().join("inv.yaml"), INVENTORY).expect("inv");
+        fs::write(
+            dir.path().join("site.yaml"),
+            "- hosts: db\n  roles:\n    - {role: app, when: \"'dcs' in group_names\"}\n    - base\n",
+        )
+        .expect("playbook");
+        for (name, tasks) in [("base", ONE), ("app", TWO)] {
+            let role = dir.path().join("roles").join(name);
+            fs::create_dir_all(&role).expect("mkdir");
+            fs::write(role.join("tasks.yaml"), tasks).expect("tasks");
+        }
+        let app = dir.path().join("roles/app");
+        fs::write(app.join("handlers.yaml"), HANDLER).expect("handlers");
+        fs::write(app.join("meta.yaml"), "dependencies: [base]\n").expect("meta");
+        let inv = Inventory::load(&dir.path().join("inv.yaml")).expect("inventory");
+        let pb = Playbook::load(&dir.path().join("site.yaml")).expect("playbook");
+        let resolved = Resolved::build(&inv, &pb, &Selection::default()).expect("builds");
+        let conditions: Vec<(String, Vec<String>)> = resolved
+            .nodes
+            .iter()
+            .filter(|n| n.host == "a")
+            .map(|n| {
+                let when = n.task.when.iter().map(|(c, _)| c.clone()).collect();
+                (n.task.name.clone(), when)
+            })
+            .collect();
+        let guard = "'dcs' in group_names".to_string();
+        assert_eq!(
+            conditions,
+            vec![
+                ("one".to_string(), vec![guard.clone()]),
+                ("two".to_string(), vec![guard.clone()]),
+                ("restart".to_string(), vec![guard]),
+            ],
+            "the dependency, the task and the handler carry the condition; `base` runs once"
         );
     }
 }

@@ -55,15 +55,73 @@ pub fn node_vars(
     if let Some(item) = values.item {
         special.push(("item", item.clone()));
     }
+    // minijinja 3's merge_maps looks keys up from the last map to the first:
+    // lowest precedence first.
     minijinja::value::merge_maps([
-        crate::template::value(extra),
-        Value::from_pairs(special),
-        values.registered,
-        crate::template::value(&node.task.vars),
-        crate::template::value(&*node.scope_vars),
+        globals.clone(),
+        crate::template::value(&*resolved.defaults),
         host.map(|h| crate::template::value(&h.vars))
             .unwrap_or_default(),
-        crate::template::value(&*resolved.defaults),
-        globals.clone(),
+        crate::template::value(&*node.scope_vars),
+        crate::template::value(&node.task.vars),
+        values.registered,
+        Value::from_pairs(special),
+        crate::template::value(extra),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::Playbook;
+    use crate::resolve::Selection;
+
+    #[test]
+    fn extra_vars_beat_host_vars_which_beat_role_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            dir.path().join("inv.yaml"),
+            "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1, from_host: host, both: host}\n",
+        )
+        .expect("inventory");
+        std::fs::write(dir.path().join("site.yaml"), "- hosts: a\n  roles: [r]\n")
+            .expect("playbook");
+        let role = dir.path().join("roles/r");
+        std::fs::create_dir_all(&role).expect("mkdir");
+        std::fs::write(
+            role.join("tasks.yaml"),
+            "- name: t\n  command: {cmd: 'true'}\n",
+        )
+        .expect("tasks");
+        std::fs::write(
+            role.join("defaults.yaml"),
+            "from_default: default\nfrom_host: default\nboth: default\nfrom_extra: default\n",
+        )
+        .expect("defaults");
+        let inventory = Inventory::load(&dir.path().join("inv.yaml")).expect("inventory");
+        let playbook = Playbook::load(&dir.path().join("site.yaml")).expect("playbook");
+        let resolved =
+            Resolved::build(&inventory, &playbook, &Selection::default()).expect("resolves");
+        let mut extra = Vars::new();
+        extra.insert("from_extra".into(), Json::from("extra"));
+        extra.insert("both".into(), Json::from("extra"));
+        let vars = node_vars(
+            &inventory,
+            &resolved,
+            &globals(&inventory),
+            &extra,
+            &resolved.nodes[0],
+            HostValues {
+                facts: Value::UNDEFINED,
+                registered: Value::from_pairs(Vec::<(String, Value)>::new()),
+                item: None,
+            },
+        );
+        let get = |k: &str| vars.get_attr(k).expect(k).to_string();
+        assert_eq!(get("from_default"), "default");
+        assert_eq!(get("from_host"), "host");
+        assert_eq!(get("from_extra"), "extra");
+        assert_eq!(get("both"), "extra");
+        assert_eq!(get("inventory_hostname"), "a");
+    }
 }
