@@ -443,9 +443,14 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
         });
     }
     if hosts.is_empty() && errors.is_empty() {
+        let at = walk.group_pos.get("all").cloned().unwrap_or_else(|| Pos {
+            file: std::sync::Arc::new(path.to_path_buf()),
+            line: 1,
+            column: 1,
+        });
         errors.push(InputError::at(
-            &Pos::synthetic(&path.display().to_string()),
-            "the inventory has no hosts",
+            &at,
+            "the inventory has no hosts: list them under `hosts:` of `all` or of a group",
         ));
     }
     Inventory {

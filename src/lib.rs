@@ -62,7 +62,8 @@ pub fn load_inputs(
             return Err(InputErrors(errors));
         }
     };
-    let resolved = Resolved::build(&inventory, &playbook, selection)?;
+    let resolved =
+        Resolved::build(&inventory, &playbook, selection).map_err(InputErrors::deduped)?;
     validate::check(&inventory, &playbook, &resolved, extra)?;
     Ok(Inputs {
         inventory,

@@ -428,10 +428,10 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
                     return Err(InputError::at(
                         &key.pos,
                         format!(
-                            "a task runs one module, but this one names `{}` and `{}` (a misspelled task keyword?{})",
+                            "a task runs one module, but this one names `{}` and `{}` (a misspelled task keyword?){}",
                             first.name,
                             key.name,
-                            suggestion(&key.name, TASK_KEYS).trim_start_matches(" (").trim_end_matches(')')
+                            suggestion(&key.name, TASK_KEYS)
                         ),
                     ));
                 }
