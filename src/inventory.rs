@@ -98,7 +98,14 @@ impl Inventory {
     /// Loads an inventory file and the `group_vars/` and `host_vars/`
     /// folders beside it. All problems found are reported together.
     pub fn load(path: &Path) -> Result<Inventory, InputErrors> {
-        let root = yaml::load(path)?;
+        let text = yaml::read(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses inventory `text` read from `path` (its `group_vars/` and
+    /// `host_vars/` folders are looked up beside `path`).
+    pub fn parse(text: &str, path: &Path) -> Result<Inventory, InputErrors> {
+        let root = yaml::parse(text, path)?;
         let mut errors = Vec::new();
         let mut walk = Walk::default();
         let entries = root.as_map("the inventory")?;

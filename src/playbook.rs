@@ -146,7 +146,14 @@ impl Playbook {
     /// Loads a playbook and every role it names. Roles are looked up in
     /// `roles/` beside the playbook, then in `../roles`.
     pub fn load(path: &Path) -> Result<Playbook, InputErrors> {
-        let root = yaml::load(path)?;
+        let text = yaml::read(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses playbook `text` read from `path`; its roles are loaded from
+    /// the folders beside `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Playbook, InputErrors> {
+        let root = yaml::parse(text, path)?;
         let mut errors = Vec::new();
         let mut plays = Vec::new();
         for node in root.as_seq("a playbook")? {

@@ -218,15 +218,19 @@ pub fn parse(text: &str, file: &Path) -> Result<Node, InputError> {
     Ok(raw.into_node(&file))
 }
 
-/// Reads and parses a YAML file.
-pub fn load(path: &Path) -> Result<Node, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads an input file as text; a failure names the file.
+pub fn read(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|e| {
         InputError::at(
             &Pos::synthetic(&path.display().to_string()),
             format!("cannot read: {e}"),
         )
-    })?;
-    parse(&text, path)
+    })
+}
+
+/// Reads and parses a YAML file.
+pub fn load(path: &Path) -> Result<Node, InputError> {
+    parse(&read(path)?, path)
 }
 
 fn first_line(message: &str) -> String {
