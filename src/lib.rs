@@ -18,6 +18,7 @@ pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod scope;
+pub mod secrets;
 pub mod template;
 pub mod validate;
 pub mod yaml;

@@ -62,10 +62,31 @@ enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
+    /// Encrypted secrets (see `secrets init --help`).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Bring up, inspect and break the built-in lab of container hosts.
     Lab {
         #[command(subcommand)]
         command: pgdeploy_lab::LabCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// Generate the cluster's passwords once into an age-encrypted file
+    /// (missing ones only; existing values are kept). The identity is
+    /// $PGDEPLOY_AGE_IDENTITY or ~/.config/pgdeploy/age-identity.txt, created
+    /// when missing.
+    Init {
+        /// Inventory file; the secrets file is `secrets.age` beside it.
+        #[arg(short, long)]
+        inventory: PathBuf,
+        /// The secrets file instead of `secrets.age` beside the inventory.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
     },
 }
 
@@ -89,6 +110,10 @@ struct InputArgs {
     /// Extra vars: `key=value` or `@file.yaml`; they beat every other var.
     #[arg(short = 'e', long = "extra-vars")]
     extra_vars: Vec<String>,
+    /// Encrypted secrets file (default: `secrets.age` beside the inventory,
+    /// when it exists); its vars rank just below `-e`.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -170,6 +195,9 @@ fn main() -> ExitCode {
             host,
             accept_new_host_keys,
         } => facts(&inventory, &host, accept_new_host_keys),
+        Command::Secrets {
+            command: SecretsCommand::Init { inventory, secrets },
+        } => secrets_init(&inventory, secrets),
         Command::Lab { command } => match pgdeploy_lab::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -190,7 +218,9 @@ fn load(args: &InputArgs) -> Result<(Inputs, pgdeploy::inventory::Vars), ExitCod
         );
         ExitCode::from(EXIT_BAD_INPUT)
     };
-    let extra = parse_extra_vars(&args.extra_vars).map_err(bad)?;
+    let mut extra =
+        pgdeploy::secrets::load(&args.inventory, args.secrets.as_deref()).map_err(bad)?;
+    extra.extend(parse_extra_vars(&args.extra_vars).map_err(bad)?);
     let selection = Selection {
         limit: args.limit.clone(),
         tags: args.tags.clone(),
@@ -247,6 +277,33 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn secrets_init(inventory: &std::path::Path, file: Option<PathBuf>) -> ExitCode {
+    let file = file.unwrap_or_else(|| pgdeploy::secrets::default_file(inventory));
+    let identity = pgdeploy::secrets::identity_path();
+    match pgdeploy::secrets::init(&file, &identity) {
+        Ok(report) => {
+            if report.new_identity {
+                println!(
+                    "created the identity {} (public key {}); keep it out of the repository and back it up",
+                    identity.display(),
+                    report.recipient
+                );
+            }
+            println!(
+                "{}: generated [{}], kept [{}]",
+                file.display(),
+                report.generated.join(", "),
+                report.kept.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 
