@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 a task failed or a host was unreachable; 2 bad
 //! input (nothing applied), or, with `plan --detailed-exitcode`, changes
-//! pending.
+//! pending; 130 stopped by Ctrl-C (tasks in progress finished, no new one
+//! started).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -157,6 +158,8 @@ enum GraphFormat {
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
+/// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -258,7 +261,20 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let report = runtime.block_on(run.execute(progress));
+    let report = runtime.block_on(async {
+        let watcher = run.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: letting the tasks in progress finish, starting no new ones (Ctrl-C again to abort at once)");
+                watcher.interrupt();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("aborted: tasks in progress may be half done");
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+            }
+        });
+        run.execute(progress).await
+    });
     match args.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
@@ -271,7 +287,9 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
             print!("{}", masker.mask(&report.recap_text()));
         }
     }
-    if !report.success() {
+    if report.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if !report.success() {
         ExitCode::from(EXIT_FAILED)
     } else if detailed_exitcode && !report.summary().is_empty() {
         ExitCode::from(EXIT_BAD_INPUT)

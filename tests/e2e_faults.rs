@@ -1,6 +1,6 @@
 //! Faults in the middle of a run on the lab's real hosts, one test,
 //! scenarios in order: a host killed during an apply, a host isolated
-//! during an apply. Each run is started in the background, broken during
+//! during an apply, Ctrl-C during an apply. Each run is started in the background, broken during
 //! its 12 s slow step, and must end on its own with the other hosts
 //! finished, exit 1 and a recap naming the broken host; a re-run after the
 //! host is back converges. The lab is left down.
@@ -73,77 +73,100 @@ fn faults_mid_run() {
     let inventory = lab_inventory();
     let inventory = inventory.to_str().expect("utf8 path");
 
-    host_killed(inventory);
-    host_isolated(inventory);
+    fault_mid_run(
+        inventory,
+        "host killed",
+        "node2",
+        &["kill", "node2"],
+        &["start", "node2"],
+    );
+    fault_mid_run(
+        inventory,
+        "host isolated",
+        "node3",
+        &["isolate", "node3"],
+        &["heal", "node3"],
+    );
+    interrupted(inventory);
 
     lab(&["down"]);
 }
 
-/// The others finish, the recap names the host and the task, exit 1; after
-/// `lab start` a re-run converges.
-fn host_killed(inventory: &str) {
+/// Starts the slow playbook, runs `fault` during its slow step, waits for
+/// the run's end; checks exit 1, `finished` hosts done, the recap naming
+/// `broken` and the task; runs `restore`; a re-run converges.
+fn fault_mid_run(inventory: &str, what: &str, broken: &str, fault: &[&str], restore: &[&str]) {
     reset(&HOSTS);
     let started = Instant::now();
     let child = spawn_apply(inventory);
     wait_for_slow_step();
-    lab(&["kill", "node2"]);
-    let out = finish(child, started, "host killed");
+    lab(fault);
+    let out = finish(child, started, what);
+    lab(restore);
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    for h in ["node1", "node3"] {
+    assert_eq!(out.status.code(), Some(1), "{what}:\n{all}");
+    for h in HOSTS.iter().filter(|h| **h != broken) {
         assert_eq!(
             ssh(h, "cat /opt/pgd-fault/done"),
             "done\n",
-            "{h} finished:\n{all}"
+            "{what}: {h} finished:\n{all}"
         );
     }
     let recap = &all[all.find("RECAP").unwrap_or(0)..];
-    let node2 = recap
+    let lines: Vec<&str> = recap
         .lines()
-        .skip_while(|l| !l.trim_start().starts_with("node2"))
+        .skip_while(|l| !l.trim_start().starts_with(broken))
         .take(3)
-        .collect::<Vec<_>>()
-        .join("\n");
+        .collect();
     assert!(
-        node2.contains("a slow step") || node2.contains("unreachable: "),
-        "the recap says where node2 failed:\n{recap}"
+        lines.join("\n").contains("failed at `a slow step`"),
+        "{what}: the recap says where {broken} failed:\n{recap}"
     );
-    println!("host killed, recap:\n{recap}");
-    lab(&["start", "node2"]);
+    println!("{what}, recap:\n{recap}");
     let again = pgdeploy(&["apply", "-i", inventory, &fixture("faults/slow.yaml")]);
     assert!(
         again.status.success(),
-        "the re-run converges:\n{}",
+        "{what}: the re-run converges:\n{}",
         text(&again)
     );
-    assert_eq!(ssh("node2", "cat /opt/pgd-fault/done"), "done\n");
+    assert_eq!(ssh(broken, "cat /opt/pgd-fault/done"), "done\n");
 }
 
-/// Timeouts, no hang: the isolated host is reported, the others finish.
-fn host_isolated(inventory: &str) {
+/// Ctrl-C: the slow step finishes, the last step is not started anywhere,
+/// exit 130 and a recap saying so; a re-run converges.
+fn interrupted(inventory: &str) {
     reset(&HOSTS);
     let started = Instant::now();
     let child = spawn_apply(inventory);
     wait_for_slow_step();
-    lab(&["isolate", "node3"]);
-    let out = finish(child, started, "host isolated");
-    lab(&["heal", "node3"]);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = finish(child, started, "Ctrl-C");
     let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    for h in ["node1", "node2"] {
+    assert_eq!(out.status.code(), Some(130), "{all}");
+    assert!(
+        all.contains("INTERRUPTED") && all.contains("not run"),
+        "{all}"
+    );
+    for h in HOSTS {
+        let state = ssh(h, "ls /opt/pgd-fault");
         assert_eq!(
-            ssh(h, "cat /opt/pgd-fault/done"),
-            "done\n",
-            "{h} finished:\n{all}"
+            state, "slept\n",
+            "{h}: the step in progress finished, none started after:\n{all}"
         );
     }
     let recap = &all[all.find("RECAP").unwrap_or(0)..];
-    assert!(recap.contains("node3"), "{recap}");
-    println!("host isolated, recap:\n{recap}");
+    println!("Ctrl-C, recap:\n{recap}");
     let again = pgdeploy(&["apply", "-i", inventory, &fixture("faults/slow.yaml")]);
     assert!(
         again.status.success(),
         "the re-run converges:\n{}",
         text(&again)
     );
+    for h in HOSTS {
+        assert_eq!(ssh(h, "cat /opt/pgd-fault/done"), "done\n");
+    }
 }
