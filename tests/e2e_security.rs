@@ -1,7 +1,7 @@
 //! Security on the lab's real hosts, one test, scenarios in order:
 //! no shell injection through variables, secrets never printed, and host
 //! keys checked strictly (unknown refused, changed refused naming both
-//! fingerprints).
+//! fingerprints). The lab is left down.
 
 mod common;
 
@@ -28,6 +28,7 @@ fn security_on_the_lab() {
     secrets_never_printed(inventory);
     unknown_host_key_refused(inventory);
     changed_host_key_refused(inventory);
+    pgdeploy_ok(&["lab", "down"]);
 }
 
 /// Every place a payload could run: files named pwned* anywhere on the
