@@ -51,6 +51,20 @@ impl fmt::Display for InputErrors {
 
 impl std::error::Error for InputErrors {}
 
+impl InputErrors {
+    /// The same errors with repeats (one per host of the same task) dropped,
+    /// first occurrence kept.
+    pub fn deduped(self) -> Self {
+        let mut unique: Vec<InputError> = Vec::new();
+        for e in self.0 {
+            if !unique.contains(&e) {
+                unique.push(e);
+            }
+        }
+        Self(unique)
+    }
+}
+
 impl From<InputError> for InputErrors {
     fn from(e: InputError) -> Self {
         Self(vec![e])

@@ -98,7 +98,14 @@ impl Inventory {
     /// Loads an inventory file and the `group_vars/` and `host_vars/`
     /// folders beside it. All problems found are reported together.
     pub fn load(path: &Path) -> Result<Inventory, InputErrors> {
-        let root = yaml::load(path)?;
+        let text = yaml::read(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses inventory `text` read from `path` (its `group_vars/` and
+    /// `host_vars/` folders are looked up beside `path`).
+    pub fn parse(text: &str, path: &Path) -> Result<Inventory, InputErrors> {
+        let root = yaml::parse(text, path)?;
         let mut errors = Vec::new();
         let mut walk = Walk::default();
         let entries = root.as_map("the inventory")?;
@@ -443,9 +450,14 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
         });
     }
     if hosts.is_empty() && errors.is_empty() {
+        let at = walk.group_pos.get("all").cloned().unwrap_or_else(|| Pos {
+            file: std::sync::Arc::new(path.to_path_buf()),
+            line: 1,
+            column: 1,
+        });
         errors.push(InputError::at(
-            &Pos::synthetic(&path.display().to_string()),
-            "the inventory has no hosts",
+            &at,
+            "the inventory has no hosts: list them under `hosts:` of `all` or of a group",
         ));
     }
     Inventory {

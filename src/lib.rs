@@ -18,6 +18,7 @@ pub mod report;
 pub mod resolve;
 pub mod run;
 pub mod scope;
+pub mod secrets;
 pub mod template;
 pub mod validate;
 pub mod yaml;
@@ -62,7 +63,8 @@ pub fn load_inputs(
             return Err(InputErrors(errors));
         }
     };
-    let resolved = Resolved::build(&inventory, &playbook, selection)?;
+    let resolved =
+        Resolved::build(&inventory, &playbook, selection).map_err(InputErrors::deduped)?;
     validate::check(&inventory, &playbook, &resolved, extra)?;
     Ok(Inputs {
         inventory,

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 a task failed or a host was unreachable; 2 bad
 //! input (nothing applied), or, with `plan --detailed-exitcode`, changes
-//! pending.
+//! pending; 130 stopped by Ctrl-C (tasks in progress finished, no new one
+//! started).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -62,10 +63,31 @@ enum Command {
         #[arg(long)]
         accept_new_host_keys: bool,
     },
+    /// Encrypted secrets (see `secrets init --help`).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Bring up, inspect and break the built-in lab of container hosts.
     Lab {
         #[command(subcommand)]
         command: pgdeploy_lab::LabCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// Generate the cluster's passwords once into an age-encrypted file
+    /// (missing ones only; existing values are kept). The identity is
+    /// $PGDEPLOY_AGE_IDENTITY or ~/.config/pgdeploy/age-identity.txt, created
+    /// when missing.
+    Init {
+        /// Inventory file; the secrets file is `secrets.age` beside it.
+        #[arg(short, long)]
+        inventory: PathBuf,
+        /// The secrets file instead of `secrets.age` beside the inventory.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
     },
 }
 
@@ -89,6 +111,10 @@ struct InputArgs {
     /// Extra vars: `key=value` or `@file.yaml`; they beat every other var.
     #[arg(short = 'e', long = "extra-vars")]
     extra_vars: Vec<String>,
+    /// Encrypted secrets file (default: `secrets.age` beside the inventory,
+    /// when it exists); its vars rank just below `-e`.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,6 +158,8 @@ enum GraphFormat {
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
+/// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -170,6 +198,9 @@ fn main() -> ExitCode {
             host,
             accept_new_host_keys,
         } => facts(&inventory, &host, accept_new_host_keys),
+        Command::Secrets {
+            command: SecretsCommand::Init { inventory, secrets },
+        } => secrets_init(&inventory, secrets),
         Command::Lab { command } => match pgdeploy_lab::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -190,7 +221,9 @@ fn load(args: &InputArgs) -> Result<(Inputs, pgdeploy::inventory::Vars), ExitCod
         );
         ExitCode::from(EXIT_BAD_INPUT)
     };
-    let extra = parse_extra_vars(&args.extra_vars).map_err(bad)?;
+    let mut extra =
+        pgdeploy::secrets::load(&args.inventory, args.secrets.as_deref()).map_err(bad)?;
+    extra.extend(parse_extra_vars(&args.extra_vars).map_err(bad)?);
     let selection = Selection {
         limit: args.limit.clone(),
         tags: args.tags.clone(),
@@ -228,7 +261,20 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let report = runtime.block_on(run.execute(progress));
+    let report = runtime.block_on(async {
+        let watcher = run.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: letting the tasks in progress finish, starting no new ones (Ctrl-C again to abort at once)");
+                watcher.interrupt();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("aborted: tasks in progress may be half done");
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+            }
+        });
+        run.execute(progress).await
+    });
     match args.output {
         OutputFormat::Json => {
             let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
@@ -241,12 +287,41 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
             print!("{}", masker.mask(&report.recap_text()));
         }
     }
-    if !report.success() {
+    if report.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if !report.success() {
         ExitCode::from(EXIT_FAILED)
     } else if detailed_exitcode && !report.summary().is_empty() {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn secrets_init(inventory: &std::path::Path, file: Option<PathBuf>) -> ExitCode {
+    let file = file.unwrap_or_else(|| pgdeploy::secrets::default_file(inventory));
+    let identity = pgdeploy::secrets::identity_path();
+    match pgdeploy::secrets::init(&file, &identity) {
+        Ok(report) => {
+            if report.new_identity {
+                println!(
+                    "created the identity {} (public key {}); keep it out of the repository and back it up",
+                    identity.display(),
+                    report.recipient
+                );
+            }
+            println!(
+                "{}: generated [{}], kept [{}]",
+                file.display(),
+                report.generated.join(", "),
+                report.kept.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 

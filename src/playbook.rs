@@ -149,7 +149,14 @@ impl Playbook {
     /// Loads a playbook and every role it names. Roles are looked up in
     /// `roles/` beside the playbook, then in `../roles`.
     pub fn load(path: &Path) -> Result<Playbook, InputErrors> {
-        let root = yaml::load(path)?;
+        let text = yaml::read(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses playbook `text` read from `path`; its roles are loaded from
+    /// the folders beside `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Playbook, InputErrors> {
+        let root = yaml::parse(text, path)?;
         let mut errors = Vec::new();
         let mut plays = Vec::new();
         for node in root.as_seq("a playbook")? {
@@ -436,10 +443,10 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
                     return Err(InputError::at(
                         &key.pos,
                         format!(
-                            "a task runs one module, but this one names `{}` and `{}` (a misspelled task keyword?{})",
+                            "a task runs one module, but this one names `{}` and `{}` (a misspelled task keyword?){}",
                             first.name,
                             key.name,
-                            suggestion(&key.name, TASK_KEYS).trim_start_matches(" (").trim_end_matches(')')
+                            suggestion(&key.name, TASK_KEYS)
                         ),
                     ));
                 }

@@ -121,6 +121,9 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Whether it was a check (nothing changed).
     pub check: bool,
+    /// Whether it was stopped by Ctrl-C (tasks in progress finished, no new
+    /// one started).
+    pub interrupted: bool,
 }
 
 /// Totals of a plan, for its one-line summary.
@@ -150,9 +153,11 @@ impl PlanSummary {
 impl RunReport {
     /// Whether every host was reached and no task failed.
     pub fn success(&self) -> bool {
-        self.hosts
-            .iter()
-            .all(|h| h.unreachable.is_none() && h.recap().failed == 0)
+        !self.interrupted
+            && self
+                .hosts
+                .iter()
+                .all(|h| h.unreachable.is_none() && h.recap().failed == 0)
     }
 
     /// Counts changes by kind.
@@ -300,6 +305,18 @@ impl RunReport {
                 );
             }
         }
+        if self.interrupted {
+            let not_run = self
+                .hosts
+                .iter()
+                .flat_map(|h| &h.results)
+                .filter(|r| r.message.as_deref() == Some("not run: interrupted"))
+                .count();
+            let _ = writeln!(
+                out,
+                "INTERRUPTED: the tasks in progress finished, {not_run} tasks were not run; the counts above are what was done. Run again to converge."
+            );
+        }
         let verb = if self.check { "checked" } else { "applied" };
         let _ = writeln!(
             out,
@@ -423,6 +440,7 @@ mod tests {
 
     fn report(results: Vec<TaskResult>) -> RunReport {
         RunReport {
+            interrupted: false,
             hosts: vec![HostReport {
                 host: "node1".into(),
                 unreachable: None,

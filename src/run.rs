@@ -65,6 +65,8 @@ pub struct Run {
     /// `groups` and `hostvars` for templates.
     globals: Value,
     done: Vec<watch::Sender<Option<bool>>>,
+    /// Raised by [`Run::interrupt`]: no new task starts.
+    interrupted: watch::Sender<bool>,
 }
 
 impl Run {
@@ -92,7 +94,19 @@ impl Run {
             run_id,
             globals,
             done,
+            interrupted: watch::channel(false).0,
         }
+    }
+
+    /// Stops the run cleanly (Ctrl-C): tasks in progress finish, no new
+    /// task starts, hosts waiting on others stop waiting; the report says
+    /// what was done and what was not run.
+    pub fn interrupt(&self) {
+        self.interrupted.send_replace(true);
+    }
+
+    fn is_interrupted(&self) -> bool {
+        *self.interrupted.borrow()
     }
 
     /// Runs every host's chain; returns when all hosts are done.
@@ -123,6 +137,7 @@ impl Run {
             hosts,
             elapsed: started.elapsed(),
             check: self.options.check,
+            interrupted: self.is_interrupted(),
         }
     }
 
@@ -161,6 +176,9 @@ impl Run {
         let mut stopped: Option<String> = None;
         for (position, id) in chain.iter().enumerate() {
             let node = &self.resolved.nodes[*id];
+            if stopped.is_none() && self.is_interrupted() {
+                stopped = Some("not run: interrupted".into());
+            }
             if let Some(reason) = &stopped {
                 self.finish(*id, false);
                 if node.selected && !node.is_handler {
@@ -172,7 +190,11 @@ impl Run {
             }
             if !node.waits_on.is_empty() {
                 permit = None;
-                let failed = self.wait_for(&node.waits_on).await;
+                let mut interrupted = self.interrupted.subscribe();
+                let failed = tokio::select! {
+                    failed = self.wait_for(&node.waits_on) => failed,
+                    _ = interrupted.wait_for(|i| *i) => Some(node.waits_on[0]),
+                };
                 permit = forks.clone().acquire_owned().await.ok().or(permit);
                 state.probes.clear();
                 if let Some(pred) = failed {

@@ -6,6 +6,7 @@
 //! keeps its type (a list stays a list), as Ansible does.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, ObjectRepr};
@@ -20,6 +21,9 @@ pub struct TemplateError {
     pub message: String,
     /// Whether the cause is an undefined variable.
     pub undefined: bool,
+    /// 1-based line and column of the fault in the template's source, when
+    /// known.
+    pub location: Option<(u32, u32)>,
 }
 
 impl TemplateError {
@@ -29,15 +33,48 @@ impl TemplateError {
             Some(detail) => format!("{}: {detail}", err.kind()),
             None => err.kind().to_string(),
         };
+        let mut location = err.line().map(|l| (l as u32, 0));
         if let Some(range) = err.range() {
-            if let Some(text) = source.get(range) {
-                message = format!("{message} (in `{}`)", text.trim());
+            let start = range.start.min(source.len());
+            if let Some(prefix) = source.get(..start) {
+                let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
+                let line = prefix.matches('\n').count() + 1;
+                location = Some((
+                    line as u32,
+                    (prefix[line_start..].chars().count() + 1) as u32,
+                ));
+            }
+            match source.get(range).map(str::trim) {
+                Some(text)
+                    if undefined
+                        && !text.is_empty()
+                        && text
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '.') =>
+                {
+                    message = format!("`{text}` is undefined")
+                }
+                Some(text) if !text.is_empty() => message = format!("{message} (in `{text}`)"),
+                _ => {}
             }
         }
         if let Some(line) = err.line().filter(|_| source.contains('\n')) {
             message = format!("line {line}: {message}");
         }
-        Self { message, undefined }
+        Self {
+            message,
+            undefined,
+            location,
+        }
+    }
+
+    /// An error that is not about one place in a template.
+    fn plain(message: String, undefined: bool) -> Self {
+        Self {
+            message,
+            undefined,
+            location: None,
+        }
     }
 }
 
@@ -83,9 +120,8 @@ impl Templater {
 
     /// Renders a template file.
     pub fn render_file(&self, path: &Path, vars: &Value) -> Result<String, TemplateError> {
-        let source = std::fs::read_to_string(path).map_err(|e| TemplateError {
-            message: format!("cannot read {}: {e}", path.display()),
-            undefined: false,
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            TemplateError::plain(format!("cannot read {}: {e}", path.display()), false)
         })?;
         self.render(&source, vars)
     }
@@ -109,10 +145,13 @@ impl Templater {
             .env
             .compile_expression(expr)
             .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
-        compiled
+        let value = compiled
             .eval(vars.clone())
-            .map(|v| v.is_true())
-            .map_err(|e| TemplateError::from_minijinja(&e, expr))
+            .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
+        if value.is_undefined() {
+            return Err(TemplateError::plain(format!("`{expr}` is undefined"), true));
+        }
+        Ok(value.is_true())
     }
 
     /// Renders every string inside a JSON value.
@@ -147,15 +186,10 @@ impl Templater {
                 .eval(vars.clone())
                 .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
             if value.is_undefined() {
-                return Err(TemplateError {
-                    message: format!("`{expr}` is undefined"),
-                    undefined: true,
-                });
+                return Err(TemplateError::plain(format!("`{expr}` is undefined"), true));
             }
-            return serde_json::to_value(&value).map_err(|e| TemplateError {
-                message: format!("`{expr}`: {e}"),
-                undefined: false,
-            });
+            return serde_json::to_value(&value)
+                .map_err(|e| TemplateError::plain(format!("`{expr}`: {e}"), false));
         }
         self.render(s, vars).map(Json::String)
     }
@@ -177,24 +211,43 @@ fn single_expression(s: &str) -> Option<&str> {
 
 /// Stands for values only known once a host is contacted (facts, registered
 /// results) when inputs are checked without connecting: any attribute of it
-/// exists, so only truly undefined variables are reported.
-#[derive(Debug)]
-pub struct Unknown;
+/// exists, so only truly undefined variables are reported. Every use of it
+/// (or of anything reached through it) raises its shared `used` flag, so a
+/// check can tell a fully known rendering from one that holds placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct Unknown {
+    used: Arc<AtomicBool>,
+}
+
+impl Unknown {
+    /// A placeholder whose uses raise `used`.
+    pub fn value(used: &Arc<AtomicBool>) -> Value {
+        Value::from_object(Unknown { used: used.clone() })
+    }
+
+    fn touch(&self) {
+        self.used.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Object for Unknown {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Map
     }
     fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
-        Some(Value::from_object(Unknown))
+        self.touch();
+        Some(Value::from_object(self.as_ref().clone()))
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.touch();
         Enumerator::Empty
     }
     fn is_true(self: &Arc<Self>) -> bool {
+        self.touch();
         true
     }
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.touch();
         f.write_str("<known at run time>")
     }
 }
@@ -257,12 +310,13 @@ mod tests {
     #[test]
     fn unknown_stands_for_anything() {
         let t = Templater::new();
-        let ctx = Value::from_pairs([
-            ("facts", Value::from_object(Unknown)),
-            ("x", Value::from(1)),
-        ]);
+        let used = Arc::new(AtomicBool::new(false));
+        let ctx = Value::from_pairs([("facts", Unknown::value(&used)), ("x", Value::from(1))]);
+        assert_eq!(t.render("{{ x }}", &ctx).expect("x"), "1");
+        assert!(!used.load(Ordering::Relaxed), "x alone is fully known");
         let rendered = t.render("{{ facts.memory_mb }} {{ x }}", &ctx);
         assert!(rendered.is_ok(), "{rendered:?}");
+        assert!(used.load(Ordering::Relaxed), "facts are a placeholder");
         assert!(t.render("{{ y }}", &ctx).expect_err("y").undefined);
     }
 }

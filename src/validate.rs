@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use pgdeploy_modules::ModuleError;
 
 use minijinja::Value;
 use serde_json::Value as Json;
@@ -16,7 +19,7 @@ use crate::inventory::{Inventory, Vars};
 use crate::playbook::{Playbook, TaskDef};
 use crate::resolve::{Resolved, TaskNode};
 use crate::scope::{self, HostValues};
-use crate::template::{Templater, Unknown};
+use crate::template::{TemplateError, Templater, Unknown};
 use crate::yaml::Value as YamlValue;
 
 /// Where a task's `src` lives: absolute as given, else in the role's
@@ -71,16 +74,10 @@ pub fn check(
         &misshapen,
         &mut errors,
     );
-    let mut unique = Vec::new();
-    for e in errors {
-        if !unique.contains(&e) {
-            unique.push(e);
-        }
-    }
-    if unique.is_empty() {
+    if errors.is_empty() {
         Ok(())
     } else {
-        Err(InputErrors(unique))
+        Err(InputErrors(errors).deduped())
     }
 }
 
@@ -182,6 +179,29 @@ fn check_strings_syntax(
     }
 }
 
+/// Where in template file `path` the error `e` is (line and column when
+/// minijinja knows them).
+fn template_pos(path: &Path, e: &TemplateError) -> crate::yaml::Pos {
+    let (line, column) = e.location.unwrap_or((0, 0));
+    crate::yaml::Pos {
+        file: Arc::new(path.to_path_buf()),
+        line,
+        column: column.max(u32::from(line > 0)),
+    }
+}
+
+/// A message without its "line N: " prefix, for errors whose position
+/// already names the line.
+fn without_line_prefix(message: &str) -> &str {
+    match message
+        .strip_prefix("line ")
+        .and_then(|r| r.split_once(": "))
+    {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => message,
+    }
+}
+
 fn check_templates_syntax(dir: &Path, templater: &Templater, errors: &mut Vec<InputError>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -196,18 +216,10 @@ fn check_templates_syntax(dir: &Path, templater: &Templater, errors: &mut Vec<In
             continue;
         };
         if let Err(e) = templater.check_syntax(&source) {
-            let line = e
-                .message
-                .strip_prefix("line ")
-                .and_then(|r| r.split(':').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let pos = crate::yaml::Pos {
-                file: Arc::new(path.clone()),
-                line,
-                column: 0,
-            };
-            errors.push(InputError::at(&pos, format!("template syntax: {e}")));
+            errors.push(InputError::at(
+                &template_pos(&path, &e),
+                format!("template syntax: {}", without_line_prefix(&e.message)),
+            ));
         }
     }
 }
@@ -228,12 +240,13 @@ fn check_nodes(
         .iter()
         .filter_map(|t| t.register.clone())
         .collect();
+    let placeholder_used = Arc::new(AtomicBool::new(false));
+    let unknown = Unknown::value(&placeholder_used);
     let registered = Value::from_pairs(
         registered_names
             .iter()
-            .map(|n| (n.clone(), Value::from_object(Unknown))),
+            .map(|n| (n.clone(), unknown.clone())),
     );
-    let unknown = Value::from_object(Unknown);
     let mut required_checked = HashSet::new();
     for node in resolved
         .nodes
@@ -265,7 +278,11 @@ fn check_nodes(
                 Ok(false) => skip = true,
                 Err(e) if e.undefined => errors.push(InputError::at(
                     pos,
-                    format!("host `{}`: `when: {condition}`: {e}", node.host),
+                    format!(
+                        "host `{}`: `when: {condition}`: {e}{}",
+                        node.host,
+                        var_suggestion(&e, &vars)
+                    ),
                 )),
                 _ => {}
             }
@@ -273,15 +290,119 @@ fn check_nodes(
         if skip {
             continue;
         }
+        check_loop(node, &vars, templater, &placeholder_used, errors);
         let raw = node.task.params.to_json();
+        placeholder_used.store(false, Ordering::Relaxed);
         match templater.render_json(&raw, &vars) {
             Err(e) if e.undefined => errors.push(InputError::at(
                 &node.task.params.pos,
-                format!("host `{}`, task `{}`: {e}", node.host, node.task.name),
+                format!(
+                    "host `{}`, task `{}`: {e}{}",
+                    node.host,
+                    node.task.name,
+                    var_suggestion(&e, &vars)
+                ),
             )),
-            Ok(params) => check_sources(node, &params, &vars, templater, errors),
+            Ok(params) => {
+                if !placeholder_used.load(Ordering::Relaxed) {
+                    check_resource(node, &params, errors);
+                }
+                check_sources(node, &params, &vars, templater, errors);
+            }
             Err(_) => {}
         }
+    }
+}
+
+/// " (did you mean `x`?)" when an undefined variable's name is close to a
+/// variable that exists.
+fn var_suggestion(e: &TemplateError, vars: &Value) -> String {
+    let Some(name) = e
+        .message
+        .split('`')
+        .nth(1)
+        .filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+    else {
+        return String::new();
+    };
+    let names: Vec<String> = vars
+        .try_iter()
+        .map(|keys| keys.filter_map(|k| k.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    suggestion(name, names.iter().map(String::as_str))
+}
+
+/// A `loop` must give a list; checked when it is fully known without a host.
+fn check_loop(
+    node: &TaskNode,
+    vars: &Value,
+    templater: &Templater,
+    placeholder_used: &AtomicBool,
+    errors: &mut Vec<InputError>,
+) {
+    let Some(items) = &node.task.loop_items else {
+        return;
+    };
+    placeholder_used.store(false, Ordering::Relaxed);
+    match templater.render_json(&items.to_json(), vars) {
+        Err(e) if e.undefined => errors.push(InputError::at(
+            &items.pos,
+            format!("host `{}`: `loop`: {e}", node.host),
+        )),
+        Ok(Json::Array(_)) | Err(_) => {}
+        Ok(_) if placeholder_used.load(Ordering::Relaxed) => {}
+        Ok(other) => errors.push(InputError::at(
+            &items.pos,
+            format!(
+                "`loop` must give a list, found {}",
+                pgdeploy_modules::json_type_name(&other)
+            ),
+        )),
+    }
+}
+
+/// Builds the module's resource from parameters that are fully known
+/// without a host, so wrong types and values (a mode that is a list, a port
+/// out of range, a bad CIDR, an unknown state) are found before any host is
+/// contacted. The error points at the parameter it names, when it names one.
+fn check_resource(node: &TaskNode, params: &Json, errors: &mut Vec<InputError>) {
+    let Some(module) = pgdeploy_modules::find(&node.task.module.0) else {
+        return;
+    };
+    let Err(ModuleError::Params(message)) = module.resource(params, &CheckContext) else {
+        return;
+    };
+    let pos = message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find_map(|word| {
+            node.task
+                .params
+                .get(word.split(['.', '[']).next().unwrap_or(word))
+        })
+        .map(|n| n.pos.clone())
+        .unwrap_or_else(|| node.task.params.pos.clone());
+    errors.push(InputError::at(
+        &pos,
+        format!("task `{}`: {message}", node.task.name),
+    ));
+}
+
+/// What modules see while their parameters are checked: templates and
+/// files are checked on their own (see `check_sources`), so they read as
+/// empty here.
+struct CheckContext;
+
+impl pgdeploy_modules::Context for CheckContext {
+    fn render_template(&self, _src: &str) -> Result<String, ModuleError> {
+        Ok(String::new())
+    }
+    fn read_file(&self, _src: &str) -> Result<Vec<u8>, ModuleError> {
+        Ok(Vec::new())
+    }
+    fn run_id(&self) -> &str {
+        "validate"
     }
 }
 
@@ -322,8 +443,14 @@ fn check_sources(
         if let Err(e) = templater.render_file(&path, vars) {
             if e.undefined {
                 errors.push(InputError::at(
-                    &pos,
-                    format!("host `{}`: template {}: {e}", node.host, path.display()),
+                    &template_pos(&path, &e),
+                    format!(
+                        "{}{} (host `{}`, task `{}` at {pos})",
+                        without_line_prefix(&e.message),
+                        var_suggestion(&e, vars),
+                        node.host,
+                        node.task.name
+                    ),
                 ));
             }
         }

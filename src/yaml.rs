@@ -218,25 +218,40 @@ pub fn parse(text: &str, file: &Path) -> Result<Node, InputError> {
     Ok(raw.into_node(&file))
 }
 
-/// Reads and parses a YAML file.
-pub fn load(path: &Path) -> Result<Node, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads an input file as text; a failure names the file.
+pub fn read(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|e| {
         InputError::at(
             &Pos::synthetic(&path.display().to_string()),
             format!("cannot read: {e}"),
         )
-    })?;
-    parse(&text, path)
+    })
+}
+
+/// Reads and parses a YAML file.
+pub fn load(path: &Path) -> Result<Node, InputError> {
+    parse(&read(path)?, path)
 }
 
 fn first_line(message: &str) -> String {
-    // serde-saphyr's messages may carry a rendered snippet; keep the gist
-    // and drop its own " at line X column Y", which we print in our format.
-    let line = message.lines().next().unwrap_or(message).trim();
-    match line.find(" at line ") {
-        Some(i) => line[..i].to_string(),
-        None => line.to_string(),
+    // serde-saphyr's messages may carry a rendered snippet, an "error: line
+    // X column Y: " prefix and a hint about its own options; keep the gist,
+    // as the position is printed in our format.
+    let mut line = message.lines().next().unwrap_or(message).trim();
+    line = line.strip_prefix("error: ").unwrap_or(line);
+    if let Some(rest) = line.strip_prefix("line ") {
+        if let Some((_, after)) = rest.split_once(": ") {
+            line = after;
+        }
     }
+    if let Some(i) = line.find(" at line ") {
+        line = &line[..i];
+    }
+    if let Some(key) = line.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return format!("duplicate key `{key}` (a key may appear once in a mapping)");
+    }
+    line.to_string()
 }
 
 fn find_tab_indent(text: &str) -> Option<(u32, u32)> {

@@ -40,6 +40,7 @@ mod ufw;
 mod user;
 mod wait_for;
 
+pub use params::kind_of as json_type_name;
 pub use shell::quote;
 
 /// Errors a module reports: bad parameters (before any host is touched) or a

@@ -67,7 +67,8 @@ pub(crate) fn parse<T: DeserializeOwned>(
     })
 }
 
-fn kind_of(value: &serde_json::Value) -> &'static str {
+/// A short name of a JSON value's type, for error messages ("a list").
+pub fn kind_of(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -107,6 +107,14 @@ fn policy_name(p: Policy) -> (&'static str, &'static str) {
     }
 }
 
+/// Prefixes a parameter error with the parameter's name.
+fn named(param: &str, err: ModuleError) -> ModuleError {
+    match err {
+        ModuleError::Params(m) => ModuleError::Params(format!("`{param}`: {m}")),
+        other => other,
+    }
+}
+
 /// Normalizes an address as ufw stores it: `any` → the family's `/0`, host
 /// masks dropped, network bits masked.
 fn normalize_addr(addr: Option<&str>, v6: bool) -> Result<String, ModuleError> {
@@ -117,10 +125,9 @@ fn normalize_addr(addr: Option<&str>, v6: bool) -> Result<String, ModuleError> {
     let (ip, len) = match addr.split_once('/') {
         Some((ip, len)) => (
             ip,
-            Some(
-                len.parse::<u8>()
-                    .map_err(|_| ModuleError::Params(format!("bad prefix length in {addr:?}")))?,
-            ),
+            Some(len.parse::<u8>().map_err(|_| {
+                ModuleError::Params(format!("{addr:?} has a prefix length that is not a number"))
+            })?),
         ),
         None => (addr, None),
     };
@@ -150,7 +157,7 @@ fn normalize_addr(addr: Option<&str>, v6: bool) -> Result<String, ModuleError> {
             ))
         }
         _ => Err(ModuleError::Params(format!(
-            "bad prefix length in {addr:?}"
+            "{addr:?} has a prefix length out of range (0-32 for IPv4, 0-128 for IPv6)"
         ))),
     }
 }
@@ -242,11 +249,11 @@ impl Module for Ufw {
         if let Some(port) = &p.port {
             let ok = !port.is_empty()
                 && port
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == ':' || c == ',');
+                    .split([':', ','])
+                    .all(|n| n.parse::<u16>().is_ok_and(|n| n > 0));
             if !ok {
                 return Err(ModuleError::Params(format!(
-                    "port {port:?} must be a number, a range a:b or a list a,b"
+                    "`port` {port:?} must be a port number (1-65535), a range a:b or a list a,b"
                 )));
             }
             if (port.contains(':') || port.contains(',')) && proto == "any" {
@@ -266,8 +273,8 @@ impl Module for Ufw {
             action: verb_name(verb).into(),
             proto: proto.clone(),
             dport: p.port.clone().unwrap_or_else(|| "any".into()),
-            dst: normalize_addr(p.to.as_deref(), v6)?,
-            src: normalize_addr(p.from.as_deref(), v6)?,
+            dst: normalize_addr(p.to.as_deref(), v6).map_err(|e| named("to", e))?,
+            src: normalize_addr(p.from.as_deref(), v6).map_err(|e| named("from", e))?,
             direction: direction.into(),
         };
         let mut command = vec![verb_name(verb).to_string(), direction.to_string()];

@@ -1,0 +1,329 @@
+//! Security on the lab's real hosts, one test, scenarios in order:
+//! no shell injection through variables, secrets never printed, and host
+//! keys checked strictly (unknown refused, changed refused naming both
+//! fingerprints). The lab is left down.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+const SECRET: &str = "e2e-Secret-q7Lw2x9K";
+
+#[test]
+fn security_on_the_lab() {
+    require_lab_prerequisites();
+    lab_up(4);
+    let inventory = lab_inventory();
+    let inventory = inventory.to_str().expect("utf8 path");
+    for host in ["node1", "node2"] {
+        ssh(
+            host,
+            "rm -rf /opt/pgd-inj /opt/pgd-sec /tmp/pwned* /pwned* /root/pwned* /home/admin/pwned*",
+        );
+    }
+
+    no_shell_injection(inventory);
+    secrets_never_printed(inventory);
+    unknown_host_key_refused(inventory);
+    changed_host_key_refused(inventory);
+    pgdeploy_ok(&["lab", "down"]);
+}
+
+/// Every place a payload could run: files named pwned* anywhere on the
+/// host (outside the payload's own directory) or on this machine.
+fn pwned_files(host: &str) -> String {
+    ssh(
+        host,
+        "find / -xdev -name '*pwned*' -not -path '/opt/pgd-inj/*' 2>/dev/null; true",
+    )
+}
+
+fn no_shell_injection(inventory: &str) {
+    let _ = std::fs::remove_file("/tmp/pwned-1");
+    let out = pgdeploy(&[
+        "apply",
+        "-i",
+        inventory,
+        &fixture("security/injection.yaml"),
+    ]);
+    assert!(
+        out.status.success(),
+        "injection playbook applies:\n{}",
+        text(&out)
+    );
+    let text_payload = "$(touch /tmp/pwned-1); touch /tmp/pwned-2 `touch /tmp/pwned-3` ' ; touch /tmp/pwned-4 ; ' \" ; touch /tmp/pwned-5 ; \" | touch /tmp/pwned-6 && touch /tmp/pwned-7 $HOME ${IFS} \\ end";
+    let dir = "/opt/pgd-inj/$(touch pwned-a);touch pwned-b;`touch pwned-c`'\"x";
+    let quoted_dir = format!("'{}'", dir.replace('\'', r"'\''"));
+    for host in ["node1", "node2"] {
+        assert_eq!(pwned_files(host).trim(), "", "{host}: a payload ran");
+        for (file, expected) in [
+            ("copy", text_payload.to_string()),
+            ("template", format!("{text_payload}\n")),
+            ("printed", text_payload.to_string()),
+        ] {
+            let got = ssh(host, &format!("cat {quoted_dir}/{file}"));
+            assert_eq!(got, expected, "{host}: {file} holds the payload literally");
+        }
+        let lines = ssh(host, &format!("cat {quoted_dir}/lines"));
+        assert_eq!(lines.trim_end(), text_payload, "{host}: lineinfile");
+        let block = ssh(host, &format!("cat {quoted_dir}/block"));
+        assert!(
+            block.contains(text_payload),
+            "{host}: blockinfile:\n{block}"
+        );
+        let shell = ssh(host, "cat /opt/pgd-inj/shell");
+        assert_eq!(shell, text_payload, "{host}: shell with | quote");
+        let link = ssh(host, &format!("readlink {quoted_dir}/link"));
+        assert_eq!(link.trim(), format!("{dir}/copy"), "{host}: link target");
+    }
+    // A second run finds everything converged: the probes quote too.
+    let again = pgdeploy(&[
+        "apply",
+        "-i",
+        inventory,
+        &fixture("security/injection.yaml"),
+        "--output",
+        "json",
+    ]);
+    assert!(again.status.success(), "{}", text(&again));
+    let changed: Vec<_> = changes(&json(&again))
+        .into_iter()
+        .filter(|(_, kind, _)| kind != "run")
+        .collect();
+    assert!(changed.is_empty(), "second run changed {changed:?}");
+    // Names that reach useradd, groupadd, systemctl and apt are refused
+    // before any host is contacted.
+    let names = pgdeploy(&[
+        "apply",
+        "-i",
+        inventory,
+        &fixture("security/injection-names.yaml"),
+    ]);
+    assert_eq!(names.status.code(), Some(2), "{}", text(&names));
+    for what in [
+        "valid user name",
+        "valid group name",
+        "not a unit name",
+        "Debian package name",
+    ] {
+        assert!(
+            text(&names).contains(what),
+            "missing `{what}`:\n{}",
+            text(&names)
+        );
+    }
+    assert_eq!(pwned_files("node1").trim(), "");
+    assert!(
+        !std::path::Path::new("/tmp/pwned-1").exists(),
+        "a payload ran on this machine"
+    );
+    println!("injection: 2 payloads through 10 module parameters on 2 hosts, nothing ran; 4 payload names refused with exit 2");
+}
+
+/// Runs the secrets playbook with `args` and returns the output.
+fn secrets_run(inventory: &str, args: &[&str]) -> Output {
+    let secret = format!("demo_password={SECRET}");
+    let playbook = fixture("security/secrets.yaml");
+    let mut all = vec![args[0], "-i", inventory, playbook.as_str(), "-e", &secret];
+    all.extend(&args[1..]);
+    pgdeploy(&all)
+}
+
+fn secrets_never_printed(inventory: &str) {
+    let runs: Vec<(&str, Vec<&str>, Option<i32>)> = vec![
+        ("plan", vec!["plan"], Some(0)),
+        (
+            "check diff verbose",
+            vec!["apply", "--check", "--diff", "-v"],
+            Some(0),
+        ),
+        ("apply diff verbose", vec!["apply", "--diff", "-v"], Some(0)),
+        (
+            "apply json",
+            vec!["apply", "--output", "json", "-v"],
+            Some(0),
+        ),
+        (
+            "failing task, verbose",
+            vec!["apply", "-v", "--diff", "-e", "fail_with_secret=true"],
+            Some(1),
+        ),
+        (
+            "failing task, json",
+            vec!["apply", "--output", "json", "-e", "fail_with_secret=true"],
+            Some(1),
+        ),
+    ];
+    // Change the file so the diff of a changed secret is shown too.
+    ssh(
+        "node1",
+        "test -f /opt/pgd-sec/app.conf && echo 'password = old' > /opt/pgd-sec/app.conf; true",
+    );
+    for (what, args, code) in runs {
+        let out = secrets_run(inventory, &args);
+        assert_eq!(out.status.code(), code, "{what}:\n{}", text(&out));
+        let all = text(&out);
+        assert!(!all.contains(SECRET), "{what} printed the secret:\n{all}");
+        if what.starts_with("failing") {
+            assert!(
+                all.contains("***"),
+                "{what}: the masked secret is shown as ***:\n{all}"
+            );
+        }
+    }
+    for host in ["node1", "node2"] {
+        let content = ssh(host, "cat /opt/pgd-sec/app.conf");
+        assert_eq!(
+            content,
+            format!("password = {SECRET}\n"),
+            "the host got the real value"
+        );
+        let modes = ssh(
+            host,
+            "stat -c '%a %U' /opt/pgd-sec/app.conf /opt/pgd-sec/templated.conf /opt/pgd-sec/echoed",
+        );
+        for line in modes.lines() {
+            assert_eq!(line, "600 root", "{host}: secret file mode/owner: {modes}");
+        }
+    }
+    println!("secrets: 6 runs (plan, check/diff/-v, apply diff/-v, json, two failing runs), stdout and stderr never hold the secret");
+}
+
+/// An inventory like the lab's whose known_hosts is `known_hosts`.
+fn inventory_with_known_hosts(inventory: &str, known_hosts: &str) -> String {
+    let text = std::fs::read_to_string(inventory).expect("lab inventory");
+    let changed = text.replace(
+        &format!("pgdeploy_known_hosts: {}/known_hosts", lab_dir()),
+        &format!("pgdeploy_known_hosts: {known_hosts}"),
+    );
+    assert_ne!(changed, text, "the lab inventory names its known_hosts");
+    let path = format!("/tmp/pgd-sec-inventory-{}.yaml", std::process::id());
+    std::fs::write(&path, changed).expect("write inventory");
+    path
+}
+
+fn unknown_host_key_refused(inventory: &str) {
+    let known = format!("/tmp/pgd-sec-known-{}", std::process::id());
+    std::fs::write(&known, "").expect("empty known_hosts");
+    let inv = inventory_with_known_hosts(inventory, &known);
+    let out = pgdeploy(&["facts", "-i", &inv, "node1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("unknown host key"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&known).expect("read"),
+        "",
+        "nothing recorded"
+    );
+    let out = pgdeploy(&["facts", "-i", &inv, "node1", "--accept-new-host-keys"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        std::fs::read_to_string(&known)
+            .expect("read")
+            .contains(&address("node1")),
+        "the new key is recorded"
+    );
+    let _ = std::fs::remove_file(&known);
+    let _ = std::fs::remove_file(&inv);
+    println!(
+        "host keys: an unknown key is refused (exit 1), recorded only with --accept-new-host-keys"
+    );
+}
+
+/// `SHA256:...` of the first key `ssh-keygen -l` lists in `file`.
+fn fingerprint_of(file: &str) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-f", file])
+        .output()
+        .expect("ssh-keygen");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn changed_host_key_refused(inventory: &str) {
+    // The recorded ed25519 key of node2, and a fresh one put in its place.
+    let recorded =
+        std::fs::read_to_string(format!("{}/known_hosts", lab_dir())).expect("known_hosts");
+    let line = recorded
+        .lines()
+        .find(|l| {
+            l.split_whitespace().next() == Some(address("node2").as_str())
+                && l.contains("ssh-ed25519")
+        })
+        .expect("node2's recorded key")
+        .to_string();
+    let old_file = format!("/tmp/pgd-sec-old-{}", std::process::id());
+    std::fs::write(&old_file, format!("{line}\n")).expect("write");
+    let old = fingerprint_of(&old_file);
+    let _ = std::fs::remove_file(&old_file);
+    let new = ssh(
+        "node2",
+        "mkdir -p /root/pgd-hostkeys && cp -a /etc/ssh/ssh_host_* /root/pgd-hostkeys/ && \
+         rm -f /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && \
+         systemctl restart ssh && ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub",
+    )
+    .split_whitespace()
+    .nth(1)
+    .unwrap_or_default()
+    .to_string();
+    assert_ne!(old, new);
+    for extra in [None, Some("--accept-new-host-keys")] {
+        let mut args = vec!["apply", "-i", inventory, "--limit", "node1:node2"];
+        let playbook = fixture("security/secrets.yaml");
+        args.push(&playbook);
+        let secret = format!("demo_password={SECRET}");
+        args.extend(["-e", &secret]);
+        args.extend(extra);
+        let out = pgdeploy(&args);
+        let all = text(&out);
+        // Restore before asserting, so a failure leaves the lab usable.
+        if extra.is_some() {
+            ssh_restore_node2_keys();
+        }
+        assert_eq!(out.status.code(), Some(1), "{extra:?}:\n{all}");
+        assert!(
+            all.contains("node2") && all.contains("host key changed"),
+            "{all}"
+        );
+        assert!(
+            all.contains(&old) && all.contains(&new),
+            "both fingerprints {old} {new}:\n{all}"
+        );
+        assert!(all.contains("node1"), "{all}");
+        println!(
+            "host keys: a changed key ({extra:?}) is refused: {}",
+            all.lines()
+                .find(|l| l.contains("host key changed"))
+                .unwrap_or_default()
+        );
+    }
+    // node2 is reachable again with its original key.
+    let out = pgdeploy(&["facts", "-i", inventory, "node2"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Puts node2's original host keys back (saved by the test). The host's
+/// key is the test's own fresh one at this point, so this one connection
+/// does not check it.
+fn ssh_restore_node2_keys() {
+    let restored = Command::new("ssh")
+        .args([
+            "-i",
+            &format!("{}/id_ed25519", lab_dir()),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            &format!("admin@{}", address("node2")),
+            "sudo sh -c 'cp -a /root/pgd-hostkeys/. /etc/ssh/ && rm -rf /root/pgd-hostkeys && systemctl restart ssh'",
+        ])
+        .status()
+        .expect("ssh");
+    assert!(restored.success(), "restore node2's host keys");
+}
