@@ -55,7 +55,7 @@ pub fn node_vars(
     if let Some(item) = values.item {
         special.push(("item", item.clone()));
     }
-    minijinja::value::merge_maps([
+    layered(vec![
         crate::template::value(extra),
         Value::from_pairs(special),
         values.registered,
@@ -66,4 +66,28 @@ pub fn node_vars(
         crate::template::value(&*resolved.defaults),
         globals.clone(),
     ])
+}
+
+/// Merges variable layers given highest precedence first: a name is looked
+/// up in the first layer that defines it. (minijinja's `merge_maps` lets
+/// the *last* map win, so the layers are handed to it reversed.)
+pub fn layered(mut highest_first: Vec<Value>) -> Value {
+    highest_first.reverse();
+    minijinja::value::merge_maps(highest_first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_layers_win() {
+        let extra = crate::template::value(&json!({"port": 1}));
+        let host = crate::template::value(&json!({"port": 2, "name": "h"}));
+        let defaults = crate::template::value(&json!({"port": 3, "name": "d", "only": true}));
+        let merged = layered(vec![extra, host, defaults]);
+        assert_eq!(merged.get_attr("port").ok(), Some(Value::from(1)));
+        assert_eq!(merged.get_attr("name").ok(), Some(Value::from("h")));
+        assert_eq!(merged.get_attr("only").ok(), Some(Value::from(true)));
+    }
 }
