@@ -2,7 +2,8 @@
 //! (healthy, degraded, after failover), a switchover and a rolling restart
 //! for a parameter change, each under a client writing through the VIP
 //! (longest gap printed, no acknowledged write lost), growing the cluster
-//! by a fifth host and shrinking it again without restarting the others.
+//! by a fifth host and shrinking it again without restarting the others,
+//! restart and reinit of a member.
 //! One test, scenarios in order; it leaves the lab down.
 
 mod common;
@@ -438,7 +439,36 @@ fn day2_operations_on_a_fresh_lab() {
         "a member restarted while node5 left"
     );
 
-    // 6. A replica's host crashes: status is degraded and names it; after a
+    // 6. restart and reinit of one replica; the others keep running.
+    let s = status(&lab).1;
+    let replica = streaming_replicas(&s)[0].clone();
+    let before = postmaster_starts(&members);
+    let out = run_ok("restart", &lab, &[&replica]);
+    assert!(out.contains(&format!("{replica} restarted")), "{out}");
+    let after = postmaster_starts(&members);
+    for m in members {
+        assert_eq!(
+            before[m] != after[m],
+            m == replica,
+            "{m}: {before:?} -> {after:?}"
+        );
+    }
+    let out = run_ok("reinit", &lab, &[&replica]);
+    assert!(out.contains(&format!("{replica} reinitialized")), "{out}");
+    let refused = run("reinit", &lab, &[&leader_of(&s)]);
+    assert!(
+        text(&refused).contains("is the leader"),
+        "{}",
+        text(&refused)
+    );
+    wait_for_status(
+        &lab,
+        "healthy after reinit",
+        Duration::from_secs(60),
+        |c, _, _| c == 0,
+    );
+
+    // 7. A replica's host crashes: status is degraded and names it; after a
     //    crash of the leader's host, status shows the new leader.
     let s = status(&lab).1;
     let leader = leader_of(&s);
