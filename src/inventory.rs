@@ -94,6 +94,31 @@ struct Walk {
     group_pos: BTreeMap<String, Pos>,
 }
 
+impl Connection {
+    /// The transport's target for the host named `name`.
+    pub fn target(&self, name: &str) -> pgdeploy_transport::Target {
+        pgdeploy_transport::Target {
+            name: name.to_string(),
+            address: self.address.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
+
+    /// `base` with this host's known_hosts file, when it names one.
+    pub fn options(
+        &self,
+        base: &pgdeploy_transport::ConnectOptions,
+    ) -> pgdeploy_transport::ConnectOptions {
+        let mut options = base.clone();
+        if let Some(known_hosts) = &self.known_hosts {
+            options.known_hosts = known_hosts.clone();
+        }
+        options
+    }
+}
+
 impl Inventory {
     /// Loads an inventory file and the `group_vars/` and `host_vars/`
     /// folders beside it. All problems found are reported together.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pgdeploy::cluster::{ops, rolling, status, Cluster, ClusterError};
 use pgdeploy::output::{Progress, Style};
 use pgdeploy::report::Masker;
 use pgdeploy::resolve::Selection;
@@ -68,6 +69,40 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// The cluster's health: Patroni members, etcd, HAProxy, VIP, backups.
+    /// Exit 0 when healthy, 1 and a one-line reason when degraded.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Largest acceptable age of the newest backup, in hours.
+        #[arg(long, default_value_t = 26.0)]
+        max_backup_age_hours: f64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+    },
+    /// A planned switchover with pre-checks, each step printed.
+    Switchover {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member to lead (default: the streaming replica with the least lag).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Restart one member's PostgreSQL through Patroni.
+    Restart {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member.
+        member: String,
+    },
+    /// Rebuild a replica from the leader (Patroni reinitialize).
+    Reinit {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member.
+        member: String,
+    },
     /// Bring up, inspect and break the built-in lab of container hosts.
     Lab {
         #[command(subcommand)]
@@ -115,6 +150,26 @@ struct InputArgs {
     /// when it exists); its vars rank just below `-e`.
     #[arg(long)]
     secrets: Option<PathBuf>,
+}
+
+/// Options of the day-2 commands (status, switchover, restart, reinit).
+#[derive(Args, Debug, Clone)]
+struct ClusterArgs {
+    /// Inventory file (Ansible YAML format).
+    #[arg(short, long)]
+    inventory: PathBuf,
+    /// The playbook whose role defaults name ports and settings.
+    #[arg(long, default_value = "playbooks/site.yaml")]
+    playbook: PathBuf,
+    /// Extra vars: `key=value` or `@file.yaml` (e.g. postgres_superuser_password).
+    #[arg(short = 'e', long = "extra-vars")]
+    extra_vars: Vec<String>,
+    /// Largest acceptable replication lag, in MB.
+    #[arg(long, default_value_t = 16.0)]
+    max_lag_mb: f64,
+    /// Record unknown host keys in known_hosts.
+    #[arg(long)]
+    accept_new_host_keys: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -201,6 +256,23 @@ fn main() -> ExitCode {
         Command::Secrets {
             command: SecretsCommand::Init { inventory, secrets },
         } => secrets_init(&inventory, secrets),
+        Command::Status {
+            cluster,
+            max_backup_age_hours,
+            output,
+        } => status(&cluster, max_backup_age_hours, output),
+        Command::Switchover { cluster, to } => operation(&cluster, |c| async move {
+            let plan = ops::switchover(&c, to.as_deref(), cluster.max_lag_mb, &say).await?;
+            Ok(format!("switchover done: {} leads", plan.candidate))
+        }),
+        Command::Restart { cluster, member } => operation(&cluster, |c| async move {
+            ops::restart(&c, &member, &say).await?;
+            Ok(format!("{member} restarted"))
+        }),
+        Command::Reinit { cluster, member } => operation(&cluster, |c| async move {
+            ops::reinit(&c, &member, &say).await?;
+            Ok(format!("{member} reinitialized"))
+        }),
         Command::Lab { command } => match pgdeploy_lab::run(&command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -239,6 +311,7 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
         Err(code) => return code,
     };
     let masker = Masker::new(&inputs.inventory, &extra);
+    let parameters = patroni_cluster(&inputs, &extra);
     let check = plan || args.check;
     let options = RunOptions {
         check,
@@ -288,10 +361,46 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
         }
     }
     if report.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else if !report.success() {
-        ExitCode::from(EXIT_FAILED)
-    } else if detailed_exitcode && !report.summary().is_empty() {
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    if !report.success() {
+        return ExitCode::from(EXIT_FAILED);
+    }
+    // The cluster itself: plan shows whether each parameter change needs a
+    // reload or a restart; apply takes out members that left the `postgres`
+    // group and rolls restarts out (see cluster::rolling).
+    // With JSON output, stdout carries the report only: steps go to stderr.
+    let tell = |line: &str| match args.output {
+        OutputFormat::Human => say(line),
+        OutputFormat::Json => eprintln!("{line}"),
+    };
+    let mut parameters_pending = false;
+    if let Some(cluster) = parameters.filter(|_| !check || args.output == OutputFormat::Human) {
+        let done = runtime.block_on(async {
+            let result = if check {
+                // Before the first deploy there is no cluster to compare with.
+                match rolling::parameter_changes(&cluster).await {
+                    Ok(changes) if !changes.is_empty() => {
+                        println!("PostgreSQL parameters (live cluster):");
+                        changes.iter().for_each(|c| println!("  {c}"));
+                        parameters_pending = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => println!("PostgreSQL parameters: not compared ({e})"),
+                }
+                Ok(())
+            } else {
+                day2_converge(&cluster, &tell).await
+            };
+            cluster.close().await;
+            result
+        });
+        if let Err(e) = done {
+            eprintln!("error: cluster: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    }
+    if detailed_exitcode && (parameters_pending || !report.summary().is_empty()) {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
         ExitCode::SUCCESS
@@ -337,21 +446,11 @@ fn facts(inventory: &std::path::Path, host: &str, accept_new_host_keys: bool) ->
         eprintln!("error: no host `{host}` in {}", inventory.path.display());
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let c = &h.connection;
-    let target = pgdeploy_transport::Target {
-        name: host.into(),
-        address: c.address.clone(),
-        port: c.port,
-        user: c.user.clone(),
-        key_file: c.key_file.clone(),
-    };
-    let mut options = pgdeploy_transport::ConnectOptions {
+    let target = h.connection.target(host);
+    let options = h.connection.options(&pgdeploy_transport::ConnectOptions {
         accept_new_host_keys,
         ..Default::default()
-    };
-    if let Some(k) = &c.known_hosts {
-        options.known_hosts = k.clone();
-    }
+    });
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| e.to_string())
         .and_then(|rt| {
@@ -380,4 +479,132 @@ fn facts(inventory: &std::path::Path, host: &str, accept_new_host_keys: bool) ->
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Prints one step of a day-2 operation, with the time of day.
+fn say(line: &str) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let of_day = secs % 86_400.0;
+    println!(
+        "[{:02}:{:02}:{:06.3}] {line}",
+        (of_day / 3600.0) as u32,
+        (of_day % 3600.0 / 60.0) as u32,
+        of_day % 60.0
+    );
+}
+
+/// Loads the inventory and playbook of a day-2 command; bad input is
+/// reported (exit 2) before any host is contacted.
+fn open_cluster(args: &ClusterArgs) -> Result<Cluster, ExitCode> {
+    let bad = |e: pgdeploy::error::InputErrors| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let extra = parse_extra_vars(&args.extra_vars).map_err(bad)?;
+    let inventory = pgdeploy::inventory::Inventory::load(&args.inventory).map_err(bad)?;
+    let playbook = pgdeploy::playbook::Playbook::load(&args.playbook).map_err(bad)?;
+    let mut cluster = Cluster::new(inventory, &playbook, extra);
+    cluster.accept_new_host_keys(args.accept_new_host_keys);
+    if let Err(e) = status::check_inventory(&cluster) {
+        eprintln!("error: {e}");
+        return Err(ExitCode::from(EXIT_BAD_INPUT));
+    }
+    Ok(cluster)
+}
+
+/// Runs `op` on the inventory's cluster, then closes the connections;
+/// bad input or an error are reported and become the exit code.
+fn on_cluster<T, F, Fut>(args: &ClusterArgs, op: F) -> Result<T, ExitCode>
+where
+    F: FnOnce(std::sync::Arc<Cluster>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let cluster = std::sync::Arc::new(open_cluster(args)?);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(EXIT_FAILED)
+    })?;
+    runtime
+        .block_on(async {
+            let result = op(cluster.clone()).await;
+            cluster.close().await;
+            result
+        })
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        })
+}
+
+/// Runs a day-2 operation that prints its steps; its result is its last line.
+fn operation<F, Fut>(args: &ClusterArgs, op: F) -> ExitCode
+where
+    F: FnOnce(std::sync::Arc<Cluster>) -> Fut,
+    Fut: std::future::Future<Output = Result<String, ClusterError>>,
+{
+    match on_cluster(args, op) {
+        Ok(done) => {
+            say(&done);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn status(args: &ClusterArgs, max_backup_age_hours: f64, output: OutputFormat) -> ExitCode {
+    let limits = status::Limits {
+        max_lag_mb: args.max_lag_mb,
+        max_backup_age_hours,
+    };
+    let report = match on_cluster(
+        args,
+        |c| async move { Ok(status::collect(&c, limits).await) },
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        OutputFormat::Human => print!("{}", status::render(&report)),
+    }
+    if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        if output == OutputFormat::Json {
+            eprintln!("{}", status::verdict(&report));
+        }
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// The cluster whose parameters `apply` and `plan` handle: when the playbook
+/// uses the `patroni` role and the inventory has `postgres` hosts.
+fn patroni_cluster(inputs: &Inputs, extra: &pgdeploy::inventory::Vars) -> Option<Cluster> {
+    let has_members = inputs
+        .inventory
+        .groups
+        .get("postgres")
+        .is_some_and(|g| !g.hosts.is_empty());
+    (has_members && inputs.playbook.roles.contains_key("patroni"))
+        .then(|| Cluster::new(inputs.inventory.clone(), &inputs.playbook, extra.clone()))
+}
+
+/// After an apply: members that left the `postgres` group are taken out,
+/// then restart-only parameter changes are rolled out.
+async fn day2_converge(cluster: &Cluster, tell: ops::Say<'_>) -> Result<(), ClusterError> {
+    let removed = rolling::remove_stale_members(cluster, tell).await?;
+    if !removed.is_empty() {
+        tell(&format!("members removed: {}", removed.join(", ")));
+    }
+    let restarted = rolling::converge(cluster, 16.0, tell).await?;
+    if !restarted.is_empty() {
+        tell(&format!("rolling restart done: {}", restarted.join(", ")));
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use minijinja::Value;
 use pgdeploy_modules::{Action, Change, ModuleError, Plan, ProbeOutput, Resource};
-use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, Target};
+use pgdeploy_transport::{ConnectOptions, ExecOutput, Session};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
@@ -256,24 +256,14 @@ impl Run {
             .inventory
             .host(name)
             .ok_or_else(|| format!("host {name} is not in the inventory"))?;
-        let c = &host.connection;
-        let target = Target {
-            name: name.to_string(),
-            address: c.address.clone(),
-            port: c.port,
-            user: c.user.clone(),
-            key_file: c.key_file.clone(),
-        };
-        let mut options = ConnectOptions {
+        let mut options = host.connection.options(&ConnectOptions {
             accept_new_host_keys: self.options.accept_new_host_keys,
             ..ConnectOptions::default()
-        };
-        if let Some(known_hosts) = &c.known_hosts {
-            options.known_hosts = known_hosts.clone();
-        }
+        });
         if let Some(timeout) = self.options.connect_timeout {
             options.connect_timeout = timeout;
         }
+        let target = host.connection.target(name);
         Session::connect(&target, &options)
             .await
             .map_err(|e| e.to_string())

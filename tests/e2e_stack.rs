@@ -13,12 +13,7 @@ const SUPERUSER_PASSWORD: &str = "e2e-Super-7f3kq9";
 const REPLICATION_PASSWORD: &str = "e2e-Repl-2m8xv4";
 
 fn secrets() -> Vec<String> {
-    vec![
-        "-e".into(),
-        format!("postgres_superuser_password={SUPERUSER_PASSWORD}"),
-        "-e".into(),
-        format!("postgres_replication_password={REPLICATION_PASSWORD}"),
-    ]
+    secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD)
 }
 
 fn apply(extra: &[&str]) -> std::process::Output {

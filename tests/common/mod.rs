@@ -192,3 +192,13 @@ pub fn require_lab_prerequisites() {
         "the end-to-end tests need the lab: run as root with systemd-container, debootstrap and nftables installed (see .ci/run)"
     );
 }
+
+/// `-e` arguments giving the two passwords the site playbook requires.
+pub fn secret_args(superuser: &str, replication: &str) -> Vec<String> {
+    vec![
+        "-e".into(),
+        format!("postgres_superuser_password={superuser}"),
+        "-e".into(),
+        format!("postgres_replication_password={replication}"),
+    ]
+}

@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod known_hosts;
 
 use std::borrow::Cow;

@@ -358,14 +358,20 @@ async fn become_as_root_runs_without_sudo() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tunnel_to_local_echo_server() {
-    require_sshd!();
-    let sshd = Sshd::start();
+/// A TCP listener on a free loopback port, and that port.
+async fn local_listener() -> (tokio::net::TcpListener, u16) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    (listener, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_to_local_echo_server() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let (listener, port) = local_listener().await;
     let server = tokio::spawn(async move {
         for _ in 0..2 {
             let (mut sock, _) = listener.accept().await.expect("accept");
@@ -426,6 +432,68 @@ async fn tunnel_to_local_echo_server() {
         "{:?}",
         res.err()
     );
+}
+
+/// HTTP over a tunnel, as pgdeploy talks to Patroni's REST API: a tiny
+/// local HTTP server answers a GET and a POST (with body) through sshd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_through_a_tunnel() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let (listener, port) = local_listener().await;
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            // Read the head and, for the POST, its 9-byte body.
+            loop {
+                let n = sock.read(&mut buf).await.expect("read");
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).into_owned();
+                if text.starts_with("GET") && text.ends_with("\r\n\r\n") {
+                    break;
+                }
+                if text.ends_with("{\"to\": 2}") || n == 0 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&req).into_owned();
+            let body = format!("{{\"seen\": {:?}}}", text.lines().next().unwrap_or(""));
+            let answer = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(answer.as_bytes()).await.expect("write");
+        }
+    });
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let t = s.tunnel("127.0.0.1", port).await.expect("tunnel");
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        pgdeploy_transport::http::request(t, "GET", "127.0.0.1", "/patroni", None),
+    )
+    .await
+    .expect("timely")
+    .expect("GET");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "{\"seen\": \"GET /patroni HTTP/1.1\"}");
+    let t = s.tunnel("127.0.0.1", port).await.expect("tunnel");
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        pgdeploy_transport::http::request(
+            t,
+            "POST",
+            "127.0.0.1",
+            "/switchover",
+            Some("{\"to\": 2}"),
+        ),
+    )
+    .await
+    .expect("timely")
+    .expect("POST");
+    assert_eq!(res.text(), "{\"seen\": \"POST /switchover HTTP/1.1\"}");
+    server.await.expect("server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,460 @@
+//! Day-2 operations: pgdeploy talks to a running cluster itself, through
+//! SSH tunnels (direct-tcpip channels) over its own connections to the
+//! hosts, so the workstation needs nothing but SSH access.
+//!
+//! [`Cluster`] knows the hosts and ports from the inventory (and the
+//! playbook's role defaults); it reaches Patroni's REST API with a small
+//! HTTP client, PostgreSQL with tokio-postgres (`connect_raw` over the
+//! tunnel), etcd's `/health`, and HAProxy's stats page, each on the host's
+//! own loopback. [`status`] reports the cluster's health, [`ops`] performs
+//! switchover, restart and reinit, and [`rolling`] restarts members for
+//! restart-only parameter changes, replicas first and the leader last.
+
+pub mod ops;
+pub mod rolling;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pgdeploy_transport::{http, ConnectOptions, Session};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::inventory::{Inventory, Vars};
+use crate::playbook::Playbook;
+
+/// Failures of day-2 operations, each naming the host or member concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A host could not be reached over SSH or a tunnel could not be opened.
+    #[error("{0}")]
+    Transport(#[from] pgdeploy_transport::TransportError),
+    /// An HTTP exchange with a host's service failed.
+    #[error("{host}: {service}: {reason}")]
+    Http {
+        /// The host.
+        host: String,
+        /// `Patroni GET /cluster`, `etcd /health`, ...
+        service: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A PostgreSQL query through a tunnel failed.
+    #[error("{host}: PostgreSQL: {reason}")]
+    Sql {
+        /// The host.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The inventory lacks something the operation needs.
+    #[error("{0}")]
+    Input(String),
+    /// A pre-check refused the operation, or the cluster did not reach the
+    /// expected state in time.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One Patroni member as `GET /cluster` lists it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+pub struct PatroniMember {
+    /// Member name (the inventory name).
+    pub name: String,
+    /// `leader`, `replica`, `sync_standby`, ...
+    pub role: String,
+    /// `running`, `streaming`, `starting`, `stopped`, `start failed`, ...
+    pub state: String,
+    /// The member's address.
+    #[serde(default)]
+    pub host: String,
+    /// The timeline it is on.
+    #[serde(default)]
+    pub timeline: Option<u64>,
+    /// Replication lag in bytes (replicas; Patroni may say `"unknown"`).
+    #[serde(default)]
+    pub lag: Option<Json>,
+    /// A parameter change waits for a restart.
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+impl PatroniMember {
+    /// Whether this member holds the leader lock.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role.as_str(), "leader" | "standby_leader")
+    }
+
+    /// The lag in bytes when Patroni knows it.
+    pub fn lag_bytes(&self) -> Option<u64> {
+        self.lag.as_ref().and_then(Json::as_u64)
+    }
+}
+
+/// `GET /cluster`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PatroniCluster {
+    /// The members that hold a key in the DCS.
+    pub members: Vec<PatroniMember>,
+}
+
+impl PatroniCluster {
+    /// The leader, if there is one.
+    pub fn leader(&self) -> Option<&PatroniMember> {
+        self.members.iter().find(|m| m.is_leader())
+    }
+
+    /// A member by name.
+    pub fn member(&self, name: &str) -> Option<&PatroniMember> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// `GET /patroni` of one member (the fields pgdeploy reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PatroniNode {
+    /// `running`, `starting`, ...
+    pub state: String,
+    /// `master`/`primary` or `replica`.
+    pub role: String,
+    /// When its PostgreSQL last started.
+    #[serde(default)]
+    pub postmaster_start_time: Option<String>,
+    /// Timeline.
+    #[serde(default)]
+    pub timeline: Option<u64>,
+    /// A parameter change waits for a restart.
+    #[serde(default)]
+    pub pending_restart: bool,
+    /// On the leader: its walsenders.
+    #[serde(default)]
+    pub replication: Vec<WalSender>,
+}
+
+/// One walsender on the leader, as `GET /patroni` lists it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct WalSender {
+    /// The replica's member name.
+    pub application_name: String,
+    /// `streaming`, `catchup`, ...
+    pub state: String,
+    /// `async`, `sync`, `quorum`, `potential`.
+    #[serde(default)]
+    pub sync_state: String,
+}
+
+/// A running cluster as the inventory describes it, with one SSH
+/// connection per host (opened on first use, kept for the whole command).
+pub struct Cluster {
+    inventory: Inventory,
+    defaults: Vars,
+    extra: Vars,
+    options: ConnectOptions,
+    sessions: tokio::sync::Mutex<BTreeMap<String, Session>>,
+}
+
+/// How long one HTTP exchange or query through a tunnel may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Cluster {
+    /// A cluster from an inventory, the playbook whose role defaults name
+    /// the ports, and `-e` vars.
+    pub fn new(inventory: Inventory, playbook: &Playbook, extra: Vars) -> Cluster {
+        let mut defaults = Vars::new();
+        for role in playbook.roles.values() {
+            for (k, v) in &role.defaults {
+                defaults.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        Cluster {
+            inventory,
+            defaults,
+            extra,
+            options: ConnectOptions::default(),
+            sessions: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records unknown host keys instead of refusing them.
+    pub fn accept_new_host_keys(&mut self, accept: bool) {
+        self.options.accept_new_host_keys = accept;
+    }
+
+    /// A variable as a host sees it: `-e`, then the inventory, then role
+    /// defaults.
+    pub fn var(&self, host: &str, name: &str) -> Option<Json> {
+        self.extra
+            .get(name)
+            .or_else(|| self.inventory.host(host).and_then(|h| h.vars.get(name)))
+            .or_else(|| self.defaults.get(name))
+            .filter(|v| !v.is_null())
+            .cloned()
+    }
+
+    /// A port variable, or `default` when unset.
+    pub fn port(&self, host: &str, name: &str, default: u16) -> u16 {
+        self.var(host, name)
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(default)
+    }
+
+    /// The hosts of an inventory group (empty when it does not exist).
+    pub fn group(&self, name: &str) -> Vec<String> {
+        self.inventory
+            .groups
+            .get(name)
+            .map(|g| g.hosts.clone())
+            .unwrap_or_default()
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The cluster's name (`cluster_name`).
+    pub fn name(&self) -> String {
+        self.group("postgres")
+            .first()
+            .and_then(|h| self.var(h, "cluster_name"))
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
+    /// The SSH connection to `host`, opened on first use.
+    pub async fn session(&self, host: &str) -> Result<Session, ClusterError> {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(host).filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let h = self
+            .inventory
+            .host(host)
+            .ok_or_else(|| ClusterError::Input(format!("no host `{host}` in the inventory")))?;
+        let target = h.connection.target(host);
+        let options = h.connection.options(&self.options);
+        let session = Session::connect(&target, &options).await?;
+        sessions.insert(host.to_string(), session.clone());
+        Ok(session)
+    }
+
+    /// Runs a shell command on `host` (as root when the inventory says
+    /// `become`); returns stdout, or an error with stderr on failure.
+    pub async fn exec(&self, host: &str, script: &str) -> Result<String, ClusterError> {
+        let become_root = self
+            .inventory
+            .host(host)
+            .is_some_and(|h| h.connection.become_root);
+        let out = self
+            .session(host)
+            .await?
+            .exec(script, become_root, None)
+            .await?;
+        if out.success() {
+            Ok(out.stdout_str().into_owned())
+        } else {
+            Err(ClusterError::Refused(format!(
+                "{host}: `{script}` failed (exit {}): {}",
+                out.status,
+                out.stderr_str().trim()
+            )))
+        }
+    }
+
+    /// One HTTP request to `port` on `host`'s loopback, through a tunnel.
+    pub async fn http(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<http::Response, ClusterError> {
+        let service = format!("{method} 127.0.0.1:{port}{path}");
+        let err = |reason: String| ClusterError::Http {
+            host: host.to_string(),
+            service: service.clone(),
+            reason,
+        };
+        let session = self.session(host).await?;
+        let exchange = async {
+            let tunnel = session
+                .tunnel("127.0.0.1", port)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            http::request(tunnel, method, &format!("127.0.0.1:{port}"), path, body)
+                .await
+                .map_err(|e| err(e.to_string()))
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| err(format!("no answer within {}s", EXCHANGE_TIMEOUT.as_secs())))?
+    }
+
+    /// Patroni's REST port on `host`.
+    pub fn patroni_port(&self, host: &str) -> u16 {
+        self.port(host, "patroni_restapi_port", 8008)
+    }
+
+    /// `GET path` on `host`'s Patroni, parsed as JSON. Patroni answers
+    /// health endpoints with 503 and a JSON body; both are accepted.
+    pub async fn patroni_get<T: serde::de::DeserializeOwned>(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Result<T, ClusterError> {
+        let res = self
+            .http(host, self.patroni_port(host), "GET", path, None)
+            .await?;
+        serde_json::from_slice(&res.body).map_err(|e| ClusterError::Http {
+            host: host.into(),
+            service: format!("Patroni GET {path}"),
+            reason: format!(
+                "status {}, unexpected body ({e}): {}",
+                res.status,
+                res.text()
+            ),
+        })
+    }
+
+    /// `POST path` with a JSON body to `host`'s Patroni; an answer other
+    /// than 2xx is an error carrying Patroni's message.
+    pub async fn patroni_post(
+        &self,
+        host: &str,
+        path: &str,
+        body: &Json,
+    ) -> Result<String, ClusterError> {
+        let res = self
+            .http(
+                host,
+                self.patroni_port(host),
+                "POST",
+                path,
+                Some(&body.to_string()),
+            )
+            .await?;
+        if (200..300).contains(&res.status) {
+            Ok(res.text().trim().to_string())
+        } else {
+            Err(ClusterError::Refused(format!(
+                "{host}: Patroni POST {path} answered {}: {}",
+                res.status,
+                res.text().trim()
+            )))
+        }
+    }
+
+    /// The cluster as the first reachable postgres member's Patroni sees it.
+    pub async fn patroni_cluster(&self) -> Result<(String, PatroniCluster), ClusterError> {
+        let mut last = ClusterError::Input("the inventory's `postgres` group is empty".into());
+        for host in self.group("postgres") {
+            match self.patroni_get::<PatroniCluster>(&host, "/cluster").await {
+                Ok(c) => return Ok((host, c)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs `sql` as the superuser on `host`'s PostgreSQL (through a tunnel
+    /// to its loopback) and returns the rows as text columns.
+    pub async fn query(&self, host: &str, sql: &str) -> Result<Vec<Vec<String>>, ClusterError> {
+        let sql_err = |reason: String| ClusterError::Sql {
+            host: host.to_string(),
+            reason,
+        };
+        let password = self
+            .var(host, "postgres_superuser_password")
+            .and_then(|v| v.as_str().map(String::from))
+            .ok_or_else(|| {
+                ClusterError::Input(
+                    "postgres_superuser_password is not set (give it with -e or in the inventory)"
+                        .into(),
+                )
+            })?;
+        let user = self
+            .var(host, "patroni_superuser")
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| "postgres".into());
+        let port = self.port(host, "postgres_port", 5432);
+        let session = self.session(host).await?;
+        let work = async {
+            let tunnel = session
+                .tunnel("127.0.0.1", port)
+                .await
+                .map_err(|e| sql_err(e.to_string()))?;
+            let mut config = tokio_postgres::Config::new();
+            config
+                .user(&user)
+                .password(&password)
+                .dbname("postgres")
+                .application_name("pgdeploy");
+            let (client, connection) = config
+                .connect_raw(tunnel, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| sql_err(e.to_string()))?;
+            let driver = tokio::spawn(connection);
+            let rows = client
+                .simple_query(sql)
+                .await
+                .map_err(|e| sql_err(e.to_string()));
+            drop(client);
+            let _ = driver.await;
+            let mut table = Vec::new();
+            for message in rows? {
+                if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                    table.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).unwrap_or("").to_string())
+                            .collect(),
+                    );
+                }
+            }
+            Ok(table)
+        };
+        tokio::time::timeout(EXCHANGE_TIMEOUT * 3, work)
+            .await
+            .map_err(|_| sql_err("no answer within 30s".into()))?
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        for session in self.sessions.lock().await.values() {
+            let _ = session.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_json_of_patroni_3() {
+        let text = r#"{"members": [{"name": "node1", "role": "leader", "state": "running", "api_url": "http://10.0.0.11:8008/patroni", "host": "10.0.0.11", "port": 5432, "timeline": 1},
+            {"name": "node2", "role": "replica", "state": "running", "host": "10.0.0.12", "port": 5432, "timeline": 1, "lag": 0, "pending_restart": true},
+            {"name": "node3", "role": "replica", "state": "stopped", "host": "10.0.0.13", "port": 5432, "lag": "unknown"}]}"#;
+        let c: PatroniCluster = serde_json::from_str(text).expect("parses");
+        assert_eq!(c.leader().map(|m| m.name.as_str()), Some("node1"));
+        let n2 = c.member("node2").expect("node2");
+        assert!(n2.pending_restart);
+        assert_eq!(n2.lag_bytes(), Some(0));
+        assert_eq!(c.member("node3").and_then(|m| m.lag_bytes()), None);
+        assert_eq!(c.member("node3").and_then(|m| m.timeline), None);
+    }
+
+    #[test]
+    fn patroni_node_json() {
+        let text = r#"{"state": "running", "postmaster_start_time": "2026-11-24 04:19:09.086314+00:00", "role": "master", "server_version": 150020, "xlog": {"location": 117440608}, "timeline": 1, "replication": [{"usename": "replicator", "application_name": "node3", "client_addr": "10.213.52.13", "state": "streaming", "sync_state": "async", "sync_priority": 0}], "dcs_last_seen": 1795494062, "patroni": {"version": "3.0.2", "scope": "lab"}}"#;
+        let n: PatroniNode = serde_json::from_str(text).expect("parses");
+        assert_eq!(n.replication[0].application_name, "node3");
+        assert!(!n.pending_restart);
+        assert_eq!(n.timeline, Some(1));
+    }
+}

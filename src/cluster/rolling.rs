@@ -1,0 +1,373 @@
+//! Rolling restarts for PostgreSQL parameters that only take effect after
+//! a restart.
+//!
+//! The playbook's `patroni` role writes the parameters (`postgres_parameters`)
+//! into Patroni's configuration and reloads Patroni: parameters PostgreSQL
+//! can reload take effect then. [`parameter_changes`] tells, for each
+//! member, which desired parameters differ from the live `pg_settings` and
+//! whether each needs a reload or a restart (its `context` is
+//! `postmaster`); `plan` prints that. [`converge`], run by `apply` after the
+//! playbook, restarts the members that still need it: replicas one by one
+//! (each streaming again before the next), then a switchover away from the
+//! leader (which restarts it as a replica), then the old leader only if it
+//! still needs it. [`remove_stale_members`] takes out members that left the
+//! inventory's `postgres` group.
+
+use serde_json::Value as Json;
+
+use super::ops::{self, Say};
+use super::{Cluster, ClusterError, PatroniNode};
+
+/// What a parameter change needs to take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Needs {
+    /// `pg_reload_conf()` (Patroni's reload) is enough.
+    Reload,
+    /// The postmaster must restart.
+    Restart,
+}
+
+/// A desired parameter that differs from a member's live value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParamChange {
+    /// The member.
+    pub member: String,
+    /// Parameter name.
+    pub name: String,
+    /// Its live value as `SHOW` prints it.
+    pub current: String,
+    /// The desired value.
+    pub desired: String,
+    /// Reload or restart.
+    pub needs: Needs,
+}
+
+impl std::fmt::Display for ParamChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let needs = match self.needs {
+            Needs::Reload => "reload",
+            Needs::Restart => "restart: rolling, replicas first, leader last",
+        };
+        write!(
+            f,
+            "~ {} {}: {} → {} ({needs})",
+            self.member, self.name, self.current, self.desired
+        )
+    }
+}
+
+/// A parameter value as text, the way PostgreSQL reads it.
+fn value_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Bool(true) => "on".into(),
+        Json::Bool(false) => "off".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Bytes (memory) or microseconds (time) per unit, as PostgreSQL spells
+/// units; `None` for anything else.
+fn unit_factor(unit: &str) -> Option<f64> {
+    let digits: String = unit.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let scale: f64 = if digits.is_empty() {
+        1.0
+    } else {
+        digits.parse().ok()?
+    };
+    let base = match &unit[digits.len()..] {
+        "B" => 1.0,
+        "kB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "us" => 1.0,
+        "ms" => 1_000.0,
+        "s" => 1_000_000.0,
+        "min" => 60_000_000.0,
+        "h" => 3_600_000_000.0,
+        "d" => 86_400_000_000.0,
+        _ => return None,
+    };
+    Some(scale * base)
+}
+
+fn as_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" | "y" => Some(true),
+        "off" | "false" | "no" | "0" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether `desired` (as written in the playbook) equals the live
+/// `setting` of a parameter of type `vartype` measured in `unit`.
+pub fn same_value(desired: &str, setting: &str, unit: &str, vartype: &str) -> bool {
+    match vartype {
+        "bool" => as_bool(desired).is_some() && as_bool(desired) == as_bool(setting),
+        "integer" | "real" => {
+            let desired = desired.trim();
+            let split = desired
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+                .unwrap_or(desired.len());
+            let (number, suffix) = desired.split_at(split);
+            let (Ok(number), Ok(live)) = (number.parse::<f64>(), setting.parse::<f64>()) else {
+                return false;
+            };
+            let suffix = suffix.trim();
+            let (want, have) = if unit.is_empty() || suffix.is_empty() {
+                (number, live)
+            } else {
+                match (unit_factor(suffix), unit_factor(unit)) {
+                    (Some(a), Some(b)) => (number * a, live * b),
+                    _ => return false,
+                }
+            };
+            (want - have).abs() <= 1e-9 * want.abs().max(1.0)
+        }
+        "enum" => desired.trim().eq_ignore_ascii_case(setting),
+        _ => desired == setting,
+    }
+}
+
+/// The desired parameters of `member` that differ from its live values.
+pub async fn member_changes(
+    cluster: &Cluster,
+    member: &str,
+) -> Result<Vec<ParamChange>, ClusterError> {
+    let Some(Json::Object(desired)) = cluster.var(member, "postgres_parameters") else {
+        return Ok(Vec::new());
+    };
+    if desired.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = desired
+        .keys()
+        .map(|k| format!("'{}'", k.replace('\'', "''")))
+        .collect();
+    let rows = cluster
+        .query(
+            member,
+            &format!(
+                "select name, setting, coalesce(unit, ''), vartype, context, current_setting(name) \
+                 from pg_settings where name in ({})",
+                names.join(", ")
+            ),
+        )
+        .await?;
+    let mut changes = Vec::new();
+    for (name, value) in &desired {
+        let desired = value_text(value);
+        let Some(row) = rows.iter().find(|r| r[0] == *name) else {
+            return Err(ClusterError::Input(format!(
+                "{member}: postgres_parameters names `{name}`, which PostgreSQL does not know"
+            )));
+        };
+        if !same_value(&desired, &row[1], &row[2], &row[3]) {
+            changes.push(ParamChange {
+                member: member.to_string(),
+                name: name.clone(),
+                current: row[5].clone(),
+                desired,
+                needs: if row[4] == "postmaster" {
+                    Needs::Restart
+                } else {
+                    Needs::Reload
+                },
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// The parameter changes of every postgres member.
+pub async fn parameter_changes(cluster: &Cluster) -> Result<Vec<ParamChange>, ClusterError> {
+    let mut all = Vec::new();
+    for member in cluster.group("postgres") {
+        all.extend(member_changes(cluster, &member).await?);
+    }
+    Ok(all)
+}
+
+/// Whether `member` needs a restart: a restart-only parameter differs from
+/// its live value, or Patroni flags `pending_restart`.
+async fn needs_restart(cluster: &Cluster, member: &str) -> Result<bool, ClusterError> {
+    let pending = cluster
+        .patroni_get::<PatroniNode>(member, "/patroni")
+        .await?
+        .pending_restart;
+    Ok(pending
+        || member_changes(cluster, member)
+            .await?
+            .iter()
+            .any(|c| c.needs == Needs::Restart))
+}
+
+/// Takes out the Patroni members that are no longer in the inventory's
+/// `postgres` group: stops and disables Patroni on the host (when the
+/// inventory still knows it), deletes its member key from etcd (through a
+/// tunnel to an etcd host's v3 gateway) and waits until Patroni no longer
+/// lists it. The leader is never removed: switch over first. Returns the
+/// members removed.
+pub async fn remove_stale_members(
+    cluster: &Cluster,
+    say: Say<'_>,
+) -> Result<Vec<String>, ClusterError> {
+    let (_, patroni) = cluster.patroni_cluster().await?;
+    let wanted = cluster.group("postgres");
+    let mut removed = Vec::new();
+    for member in patroni.members.iter().filter(|m| !wanted.contains(&m.name)) {
+        let name = &member.name;
+        if member.is_leader() {
+            return Err(ClusterError::Refused(format!(
+                "{name} left the postgres group but leads the cluster: run `pgdeploy switchover` first"
+            )));
+        }
+        say(&format!("remove member {name}: stop Patroni on it"));
+        if cluster.inventory().host(name).is_some() {
+            cluster
+                .exec(name, "systemctl disable --now patroni")
+                .await?;
+        } else {
+            say(&format!(
+                "{name} is not in the inventory; its Patroni is left as it is"
+            ));
+        }
+        let key = format!("/service/{}/members/{name}", cluster.name());
+        delete_etcd_key(cluster, &key).await?;
+        ops::poll(
+            &format!("{name} leaving"),
+            std::time::Duration::from_secs(60),
+            || async {
+                let (_, c) = cluster.patroni_cluster().await.map_err(|e| e.to_string())?;
+                match c.member(name) {
+                    None => Ok(()),
+                    Some(m) => Err(format!("{name} is still listed ({})", m.state)),
+                }
+            },
+        )
+        .await?;
+        say(&format!("{name} removed from the Patroni cluster"));
+        removed.push(name.clone());
+    }
+    Ok(removed)
+}
+
+/// Deletes one key through the first etcd host whose v3 gateway answers.
+async fn delete_etcd_key(cluster: &Cluster, key: &str) -> Result<(), ClusterError> {
+    use base64::Engine as _;
+    let body = serde_json::json!({
+        "key": base64::engine::general_purpose::STANDARD.encode(key)
+    })
+    .to_string();
+    let mut last = ClusterError::Input("the inventory's `etcd` group is empty".into());
+    for host in cluster.group("etcd") {
+        let port = cluster.port(&host, "etcd_client_port", 2379);
+        match cluster
+            .http(&host, port, "POST", "/v3/kv/deleterange", Some(&body))
+            .await
+        {
+            Ok(res) if res.status == 200 => return Ok(()),
+            Ok(res) => {
+                last = ClusterError::Refused(format!(
+                    "{host}: etcd deleterange {key} answered {}: {}",
+                    res.status,
+                    res.text().trim()
+                ))
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Restarts the members that need it, replicas one by one, the leader last
+/// (through a switchover when it has a replica). Returns the members
+/// restarted, in order.
+pub async fn converge(
+    cluster: &Cluster,
+    max_lag_mb: f64,
+    say: Say<'_>,
+) -> Result<Vec<String>, ClusterError> {
+    let (_, patroni) = cluster.patroni_cluster().await?;
+    let leader = patroni.leader().map(|m| m.name.clone()).ok_or_else(|| {
+        ClusterError::Refused("rolling restart: the cluster has no leader".into())
+    })?;
+    let mut restarted = Vec::new();
+    let members: Vec<String> = cluster
+        .group("postgres")
+        .into_iter()
+        .filter(|m| patroni.member(m).is_some())
+        .collect();
+    for member in members.iter().filter(|m| **m != leader) {
+        if needs_restart(cluster, member).await? {
+            say(&format!("rolling restart: replica {member}"));
+            ops::restart(cluster, member, say).await?;
+            restarted.push(member.clone());
+        }
+    }
+    if needs_restart(cluster, &leader).await? {
+        if members.len() > 1 {
+            say(&format!(
+                "rolling restart: leader {leader} last, through a switchover"
+            ));
+            ops::switchover(cluster, None, max_lag_mb, say).await?;
+            if needs_restart(cluster, &leader).await? {
+                ops::restart(cluster, &leader, say).await?;
+            }
+        } else {
+            say(&format!("rolling restart: {leader}, the only member"));
+            ops::restart(cluster, &leader, say).await?;
+        }
+        restarted.push(leader);
+    }
+    Ok(restarted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_compare_in_units() {
+        assert!(same_value("256MB", "32768", "8kB", "integer"));
+        assert!(!same_value("512MB", "32768", "8kB", "integer"));
+        assert!(same_value("1GB", "1024", "MB", "integer"));
+        assert!(same_value("8MB", "8192", "kB", "integer"));
+        assert!(same_value("100", "100", "", "integer"));
+        assert!(same_value("60s", "60", "s", "integer"));
+        assert!(same_value("1min", "60000", "ms", "integer"));
+        assert!(!same_value("2min", "60000", "ms", "integer"));
+        assert!(same_value("0.9", "0.9", "", "real"));
+        assert!(same_value("on", "on", "", "bool"));
+        assert!(same_value("true", "on", "", "bool"));
+        assert!(!same_value("off", "on", "", "bool"));
+        assert!(same_value("Replica", "replica", "", "enum"));
+        assert!(!same_value("%m [%p] ", "%m [%p]", "", "string"));
+        assert!(!same_value("lots", "100", "", "integer"));
+        assert!(!same_value("5parsecs", "5", "s", "integer"));
+    }
+
+    #[test]
+    fn values_as_postgres_reads_them() {
+        assert_eq!(value_text(&Json::from("256MB")), "256MB");
+        assert_eq!(value_text(&Json::from(200)), "200");
+        assert_eq!(value_text(&Json::from(true)), "on");
+    }
+
+    #[test]
+    fn change_lines() {
+        let c = ParamChange {
+            member: "node2".into(),
+            name: "shared_buffers".into(),
+            current: "128MB".into(),
+            desired: "256MB".into(),
+            needs: Needs::Restart,
+        };
+        assert_eq!(
+            c.to_string(),
+            "~ node2 shared_buffers: 128MB → 256MB (restart: rolling, replicas first, leader last)"
+        );
+    }
+}

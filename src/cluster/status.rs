@@ -1,0 +1,609 @@
+//! `pgdeploy status`: the cluster's health in one look: Patroni members
+//! (role, state, timeline, lag), etcd health, HAProxy's view of each
+//! backend, the VIP's holder, and the newest backup with its age.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::{Cluster, ClusterError, PatroniNode};
+
+/// Limits beyond which the cluster counts as degraded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest acceptable replication lag, in MB.
+    pub max_lag_mb: f64,
+    /// Largest acceptable age of the newest backup, in hours.
+    pub max_backup_age_hours: f64,
+}
+
+/// One Patroni member as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    /// Member name.
+    pub name: String,
+    /// Its address.
+    pub host: String,
+    /// `leader` or `replica` (Patroni's role).
+    pub role: String,
+    /// Patroni's state, e.g. `running`.
+    pub state: String,
+    /// Timeline.
+    pub timeline: Option<u64>,
+    /// Replication lag in MB (replicas).
+    pub lag_mb: Option<f64>,
+    /// A replica with a walsender in state `streaming` on the leader.
+    pub streaming: bool,
+    /// A parameter change waits for a restart.
+    pub pending_restart: bool,
+}
+
+/// One etcd member's health.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdStatus {
+    /// Inventory host.
+    pub host: String,
+    /// `/health` said `"health": "true"`.
+    pub healthy: bool,
+    /// Why not, when not.
+    pub error: Option<String>,
+}
+
+/// One HAProxy server line.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackendStatus {
+    /// Proxy (`postgres_rw`, `postgres_ro`).
+    pub proxy: String,
+    /// Server (member name).
+    pub server: String,
+    /// `UP`, `DOWN`, `MAINT`, ...
+    pub status: String,
+}
+
+/// What one balancer's HAProxy sees.
+#[derive(Debug, Clone, Serialize)]
+pub struct BalancerStatus {
+    /// Inventory host.
+    pub host: String,
+    /// Server lines of the PostgreSQL proxies.
+    pub backends: Vec<BackendStatus>,
+    /// Why the stats page could not be read.
+    pub error: Option<String>,
+}
+
+/// The newest backup in the repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupStatus {
+    /// The repository host.
+    pub host: String,
+    /// pgBackRest's label.
+    pub label: String,
+    /// `full`, `diff`, `incr`.
+    pub kind: String,
+    /// When it finished (Unix seconds).
+    pub stopped_at: i64,
+    /// Its age in hours when `status` ran.
+    pub age_hours: f64,
+}
+
+/// Everything `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// `cluster_name`.
+    pub cluster: String,
+    /// The leader's name.
+    pub leader: Option<String>,
+    /// Patroni members.
+    pub members: Vec<MemberStatus>,
+    /// etcd members.
+    pub etcd: Vec<EtcdStatus>,
+    /// HAProxy on each balancer.
+    pub haproxy: Vec<BalancerStatus>,
+    /// The VIP's address.
+    pub vip: Option<String>,
+    /// The balancers holding the VIP (one when healthy).
+    pub vip_holders: Vec<String>,
+    /// The newest backup.
+    pub backup: Option<BackupStatus>,
+    /// What makes the cluster degraded; empty when healthy.
+    pub problems: Vec<String>,
+    /// `problems` is empty.
+    pub healthy: bool,
+}
+
+/// Gathers the status of the inventory's cluster.
+pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
+    let mut problems = Vec::new();
+    let (members, leader) = members(cluster, limits, &mut problems).await;
+    let etcd = etcd(cluster, &mut problems).await;
+    let haproxy = haproxy(cluster, leader.as_deref(), &mut problems).await;
+    let (vip, vip_holders) = vip(cluster, &mut problems).await;
+    let backup = backup(cluster, limits, &mut problems).await;
+    Status {
+        cluster: cluster.name(),
+        leader,
+        members,
+        etcd,
+        haproxy,
+        vip,
+        vip_holders,
+        backup,
+        healthy: problems.is_empty(),
+        problems,
+    }
+}
+
+async fn members(
+    cluster: &Cluster,
+    limits: Limits,
+    problems: &mut Vec<String>,
+) -> (Vec<MemberStatus>, Option<String>) {
+    let (asked, patroni) = match cluster.patroni_cluster().await {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(format!("no Patroni member answers: {e}"));
+            return (Vec::new(), None);
+        }
+    };
+    let leader = patroni.leader().map(|m| m.name.clone());
+    let senders = match &leader {
+        Some(l) => cluster
+            .patroni_get::<PatroniNode>(l, "/patroni")
+            .await
+            .map(|n| n.replication)
+            .unwrap_or_default(),
+        None => {
+            problems.push(format!("no leader (Patroni on {asked} lists none)"));
+            Vec::new()
+        }
+    };
+    let mut list = Vec::new();
+    for m in &patroni.members {
+        let streaming = senders
+            .iter()
+            .any(|s| s.application_name == m.name && s.state == "streaming");
+        let lag_mb = m.lag_bytes().map(|b| b as f64 / 1_048_576.0);
+        if !m.is_leader() {
+            if m.state != "running" && m.state != "streaming" {
+                problems.push(format!("replica {} is {}", m.name, m.state));
+            } else if !streaming && leader.is_some() {
+                problems.push(format!(
+                    "replica {} is not streaming from the leader",
+                    m.name
+                ));
+            }
+            match lag_mb {
+                Some(lag) if lag > limits.max_lag_mb => problems.push(format!(
+                    "replica {} lags {lag:.1} MB (limit {} MB)",
+                    m.name, limits.max_lag_mb
+                )),
+                None if leader.is_some() => {
+                    problems.push(format!("replica {} has an unknown lag", m.name))
+                }
+                _ => {}
+            }
+        }
+        list.push(MemberStatus {
+            name: m.name.clone(),
+            host: m.host.clone(),
+            role: m.role.clone(),
+            state: m.state.clone(),
+            timeline: m.timeline,
+            lag_mb,
+            streaming,
+            pending_restart: m.pending_restart,
+        });
+    }
+    for host in cluster.group("postgres") {
+        if patroni.member(&host).is_none() {
+            problems.push(format!("{host} is not a member of the Patroni cluster"));
+        }
+    }
+    (list, leader)
+}
+
+async fn etcd(cluster: &Cluster, problems: &mut Vec<String>) -> Vec<EtcdStatus> {
+    let hosts = cluster.group("etcd");
+    let mut list = Vec::new();
+    for host in &hosts {
+        let port = cluster.port(host, "etcd_client_port", 2379);
+        let answer = cluster.http(host, port, "GET", "/health", None).await;
+        let (healthy, error) = match answer {
+            Ok(res) => match serde_json::from_slice::<Json>(&res.body) {
+                Ok(v) if v["health"] == "true" => (true, None),
+                _ => (false, Some(format!("/health: {}", res.text().trim()))),
+            },
+            Err(e) => (false, Some(e.to_string())),
+        };
+        list.push(EtcdStatus {
+            host: host.clone(),
+            healthy,
+            error,
+        });
+    }
+    let up = list.iter().filter(|e| e.healthy).count();
+    if !hosts.is_empty() && up * 2 <= hosts.len() {
+        problems.push(format!(
+            "etcd has no quorum ({up} of {} members healthy)",
+            hosts.len()
+        ));
+    } else {
+        for e in list.iter().filter(|e| !e.healthy) {
+            problems.push(format!("etcd on {} is unhealthy", e.host));
+        }
+    }
+    list
+}
+
+/// The server lines of HAProxy's CSV stats (`/;csv`) for the PostgreSQL
+/// proxies (`postgres_*`), without the FRONTEND/BACKEND summary lines.
+pub fn parse_haproxy_csv(csv: &str) -> Vec<BackendStatus> {
+    let mut header: Vec<&str> = Vec::new();
+    let mut list = Vec::new();
+    for line in csv.lines() {
+        if let Some(h) = line.strip_prefix("# ") {
+            header = h.split(',').collect();
+            continue;
+        }
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+            continue;
+        };
+        let fields: Vec<&str> = line.split(',').collect();
+        let get = |i: usize| fields.get(i).copied().unwrap_or_default();
+        if get(px).starts_with("postgres_") && !matches!(get(sv), "FRONTEND" | "BACKEND") {
+            list.push(BackendStatus {
+                proxy: get(px).to_string(),
+                server: get(sv).to_string(),
+                status: get(st).to_string(),
+            });
+        }
+    }
+    list
+}
+
+async fn haproxy(
+    cluster: &Cluster,
+    leader: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Vec<BalancerStatus> {
+    let mut list = Vec::new();
+    for host in cluster.group("balancers") {
+        let port = cluster.port(&host, "haproxy_stats_port", 7000);
+        let (backends, error) = match cluster.http(&host, port, "GET", "/;csv", None).await {
+            Ok(res) if res.status == 200 => (parse_haproxy_csv(&res.text()), None),
+            Ok(res) => (
+                Vec::new(),
+                Some(format!("stats page answered {}", res.status)),
+            ),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        if let Some(e) = &error {
+            problems.push(format!("HAProxy on {host}: {e}"));
+        } else if let Some(leader) = leader {
+            let up: Vec<&str> = backends
+                .iter()
+                .filter(|b| b.proxy == "postgres_rw" && b.status.starts_with("UP"))
+                .map(|b| b.server.as_str())
+                .collect();
+            if up != [leader] {
+                problems.push(format!(
+                    "HAProxy on {host} sends writes to [{}], not to the leader {leader}",
+                    up.join(", ")
+                ));
+            }
+        }
+        list.push(BalancerStatus {
+            host,
+            backends,
+            error,
+        });
+    }
+    list
+}
+
+async fn vip(cluster: &Cluster, problems: &mut Vec<String>) -> (Option<String>, Vec<String>) {
+    let balancers = cluster.group("balancers");
+    let Some(vip) = balancers
+        .first()
+        .and_then(|h| cluster.var(h, "vip_address"))
+        .and_then(|v| v.as_str().map(String::from))
+    else {
+        return (None, Vec::new());
+    };
+    let mut holders = Vec::new();
+    for host in &balancers {
+        let script = format!(
+            "ip -o -4 addr show | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {}",
+            pgdeploy_transport::quote(&vip)
+        );
+        if cluster.exec(host, &script).await.is_ok() {
+            holders.push(host.clone());
+        }
+    }
+    match holders.len() {
+        0 => problems.push(format!("no balancer holds the VIP {vip}")),
+        1 => {}
+        _ => problems.push(format!(
+            "the VIP {vip} is held by several balancers: {}",
+            holders.join(", ")
+        )),
+    }
+    (Some(vip), holders)
+}
+
+/// The newest backup in `pgbackrest info --output=json`.
+pub fn newest_backup(info: &str) -> Option<(String, String, i64)> {
+    let v: Json = serde_json::from_str(info).ok()?;
+    v.as_array()?
+        .iter()
+        .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten())
+        .filter(|b| b["error"] != true)
+        .filter_map(|b| {
+            Some((
+                b["label"].as_str()?.to_string(),
+                b["type"].as_str()?.to_string(),
+                b["timestamp"]["stop"].as_i64()?,
+            ))
+        })
+        .max_by_key(|b| b.2)
+}
+
+async fn backup(
+    cluster: &Cluster,
+    limits: Limits,
+    problems: &mut Vec<String>,
+) -> Option<BackupStatus> {
+    let host = cluster.group("backup").into_iter().next()?;
+    let stanza = cluster.name();
+    let script = format!(
+        "runuser -u postgres -- pgbackrest --stanza={} info --output=json",
+        pgdeploy_transport::quote(&stanza)
+    );
+    let info = match cluster.exec(&host, &script).await {
+        Ok(i) => i,
+        Err(e) => {
+            problems.push(format!("cannot read the backups on {host}: {e}"));
+            return None;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let Some((label, kind, stopped_at)) = newest_backup(&info) else {
+        problems.push(format!("no backup in the repository on {host}"));
+        return None;
+    };
+    let age_hours = (now - stopped_at).max(0) as f64 / 3600.0;
+    if age_hours > limits.max_backup_age_hours {
+        problems.push(format!(
+            "the newest backup ({label}) is {age_hours:.1} h old (limit {} h)",
+            limits.max_backup_age_hours
+        ));
+    }
+    Some(BackupStatus {
+        host,
+        label,
+        kind,
+        stopped_at,
+        age_hours,
+    })
+}
+
+/// The status as text: a member table like `patronictl list`, then etcd,
+/// HAProxy, VIP and backup lines, then the verdict.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Cluster: {}", status.cluster);
+    let header = [
+        "Member",
+        "Host",
+        "Role",
+        "State",
+        "TL",
+        "Lag in MB",
+        "Pending",
+    ];
+    let rows: Vec<[String; 7]> = status
+        .members
+        .iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                m.host.clone(),
+                if m.role == "leader" {
+                    "Leader".into()
+                } else {
+                    "Replica".into()
+                },
+                if m.streaming {
+                    "streaming".into()
+                } else {
+                    m.state.clone()
+                },
+                m.timeline.map(|t| t.to_string()).unwrap_or_default(),
+                m.lag_mb.map(|l| format!("{l:.1}")).unwrap_or_default(),
+                if m.pending_restart {
+                    "*".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[&str]| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("| {} |", parts.join(" | "))
+    };
+    let rule = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    let _ = writeln!(out, "{rule}\n{}\n{rule}", line(&header));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "{}", line(&cells));
+    }
+    let _ = writeln!(out, "{rule}");
+    let etcd: Vec<String> = status
+        .etcd
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.host,
+                if e.healthy { "healthy" } else { "UNHEALTHY" }
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "etcd:    {}", etcd.join(", "));
+    for b in &status.haproxy {
+        let view = match &b.error {
+            Some(e) => format!("unreachable: {e}"),
+            None => b
+                .backends
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}/{} {}",
+                        s.proxy.trim_start_matches("postgres_"),
+                        s.server,
+                        s.status
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let _ = writeln!(out, "haproxy: {}: {view}", b.host);
+    }
+    if let Some(vip) = &status.vip {
+        let _ = writeln!(
+            out,
+            "vip:     {vip} on {}",
+            if status.vip_holders.is_empty() {
+                "no balancer".into()
+            } else {
+                status.vip_holders.join(", ")
+            }
+        );
+    }
+    match &status.backup {
+        Some(b) => {
+            let _ = writeln!(
+                out,
+                "backup:  {} ({}) on {}, {:.1} h old",
+                b.label, b.kind, b.host, b.age_hours
+            );
+        }
+        None => {
+            let _ = writeln!(out, "backup:  none");
+        }
+    }
+    let _ = writeln!(out, "{}", verdict(status));
+    out
+}
+
+/// `healthy`, or `degraded: ` and every problem on one line.
+pub fn verdict(status: &Status) -> String {
+    if status.healthy {
+        "healthy".into()
+    } else {
+        format!("degraded: {}", status.problems.join("; "))
+    }
+}
+
+/// Why `collect` could not even start (bad inventory).
+pub fn check_inventory(cluster: &Cluster) -> Result<(), ClusterError> {
+    if cluster.group("postgres").is_empty() {
+        return Err(ClusterError::Input(format!(
+            "{}: the inventory has no `postgres` group with hosts",
+            cluster.inventory().path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haproxy_csv_server_lines() {
+        let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+stats,FRONTEND,,,0,1,1000,2,0,0,0,0,0,,,,,OPEN,\n\
+postgres_rw,FRONTEND,,,0,1,1000,2,0,0,0,0,0,,,,,OPEN,\n\
+postgres_rw,node1,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP,1\n\
+postgres_rw,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,DOWN,1\n\
+postgres_rw,BACKEND,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP,1\n\
+postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
+        let lines = parse_haproxy_csv(csv);
+        assert_eq!(
+            lines
+                .iter()
+                .map(|b| format!("{} {} {}", b.proxy, b.server, b.status))
+                .collect::<Vec<_>>(),
+            [
+                "postgres_rw node1 UP",
+                "postgres_rw node2 DOWN",
+                "postgres_ro node2 UP 1/2"
+            ]
+        );
+    }
+
+    #[test]
+    fn newest_backup_of_pgbackrest_info() {
+        let info = r#"[{"backup":[{"label":"20261124-042014F","type":"full","error":false,"timestamp":{"start":1795494014,"stop":1795494019}},
+            {"label":"20261124-042014F_20261125-010000D","type":"diff","error":false,"timestamp":{"start":1795570000,"stop":1795570060}},
+            {"label":"broken","type":"incr","error":true,"timestamp":{"start":1795580000,"stop":1795580060}}],"name":"lab"}]"#;
+        assert_eq!(
+            newest_backup(info),
+            Some((
+                "20261124-042014F_20261125-010000D".into(),
+                "diff".into(),
+                1795570060
+            ))
+        );
+        assert_eq!(newest_backup(r#"[{"backup":[],"name":"lab"}]"#), None);
+        assert_eq!(newest_backup("not json"), None);
+    }
+
+    #[test]
+    fn verdict_is_one_line() {
+        let status = Status {
+            cluster: "lab".into(),
+            leader: None,
+            members: Vec::new(),
+            etcd: Vec::new(),
+            haproxy: Vec::new(),
+            vip: None,
+            vip_holders: Vec::new(),
+            backup: None,
+            problems: vec!["no leader".into(), "node2 is not a member".into()],
+            healthy: false,
+        };
+        assert_eq!(
+            verdict(&status),
+            "degraded: no leader; node2 is not a member"
+        );
+        assert!(render(&status).ends_with("degraded: no leader; node2 is not a member\n"));
+    }
+}

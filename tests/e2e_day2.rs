@@ -1,0 +1,505 @@
+//! End-to-end test of day-2 operations on a fresh 5-host lab: `status`
+//! (healthy, degraded, after failover), a switchover and a rolling restart
+//! for a parameter change, each under a client writing through the VIP
+//! (longest gap printed, no acknowledged write lost), growing the cluster
+//! by a fifth host and shrinking it again without restarting the others,
+//! restart and reinit of a member.
+//! One test, scenarios in order; it leaves the lab down.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const SUPERUSER_PASSWORD: &str = "e2e-Day2-Super-4k8w";
+const REPLICATION_PASSWORD: &str = "e2e-Day2-Repl-9q2z";
+
+fn secrets() -> Vec<String> {
+    secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD)
+}
+
+/// Runs `pgdeploy COMMAND -i INVENTORY ARGS... -e secrets`.
+fn run(command: &str, inventory: &Path, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = vec![
+        command.into(),
+        "-i".into(),
+        inventory.to_string_lossy().into_owned(),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    all.extend(secrets());
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    pgdeploy(&refs)
+}
+
+fn run_ok(command: &str, inventory: &Path, args: &[&str]) -> String {
+    let out = run(command, inventory, args);
+    assert!(
+        out.status.success(),
+        "pgdeploy {command} {args:?} failed:\n{}",
+        text(&out)
+    );
+    text(&out)
+}
+
+/// `pgdeploy status --output json`: (exit code, parsed JSON, stderr).
+fn status(inventory: &Path) -> (i32, Value, String) {
+    let out = run("status", inventory, &["--output", "json"]);
+    (
+        out.status.code().unwrap_or(-1),
+        json(&out),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `status` until `accept` holds; returns that status.
+fn wait_for_status(
+    inventory: &Path,
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(i32, &Value, &str) -> bool,
+) -> (i32, Value, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, s, err) = status(inventory);
+        if accept(code, &s, &err) {
+            return (code, s, err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within {timeout:?}; last status (exit {code}): {s:#}\n{err}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn leader_of(s: &Value) -> String {
+    s["leader"].as_str().unwrap_or_default().to_string()
+}
+
+fn streaming_replicas(s: &Value) -> Vec<String> {
+    s["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] != "leader" && m["streaming"] == true)
+        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Each member's postmaster start time, from its Patroni.
+fn postmaster_starts(members: &[&str]) -> BTreeMap<String, String> {
+    members
+        .iter()
+        .map(|m| {
+            let body = ssh(m, "curl -s http://127.0.0.1:8008/patroni");
+            let v: Value = serde_json::from_str(&body).expect("Patroni JSON");
+            (
+                m.to_string(),
+                v["postmaster_start_time"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A client inserting rows through the VIP's read-write port as fast as it
+/// can, reconnecting after errors. Only acknowledged (committed) inserts
+/// are recorded, with the time of their acknowledgement.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<(i64, Instant)>>,
+}
+
+impl Writer {
+    fn start(first_id: i64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut acked = Vec::new();
+                let mut id = first_id;
+                let mut client: Option<tokio_postgres::Client> = None;
+                while !flag.load(Ordering::Relaxed) {
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        client = connect_vip().await;
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    }
+                    let Some(c) = client.as_ref() else { continue };
+                    id += 1;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                    let insert = c.execute("insert into day2_writes (id) values ($1)", &params);
+                    match tokio::time::timeout(Duration::from_secs(3), insert).await {
+                        Ok(Ok(1)) => acked.push((id, Instant::now())),
+                        _ => {
+                            client = None;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                acked
+            })
+        });
+        Writer { stop, handle }
+    }
+
+    /// Stops the client; returns the longest gap between acknowledged
+    /// writes, and the acknowledged ids.
+    fn finish(self) -> (Duration, Vec<i64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let acked = self.handle.join().expect("writer thread");
+        assert!(acked.len() > 10, "the writer hardly wrote: {}", acked.len());
+        let gap = acked
+            .windows(2)
+            .map(|w| w[1].1 - w[0].1)
+            .max()
+            .unwrap_or_default();
+        (gap, acked.into_iter().map(|(id, _)| id).collect())
+    }
+}
+
+async fn connect_vip() -> Option<tokio_postgres::Client> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(lab_vip())
+        .port(5000)
+        .user("postgres")
+        .password(SUPERUSER_PASSWORD)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(2));
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    Some(client)
+}
+
+/// Runs `sql` through the VIP's read-write port (retrying while it fails).
+fn vip_query(sql: &str) -> Vec<tokio_postgres::Row> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(c) = connect_vip().await {
+                match c.query(sql, &[]).await {
+                    Ok(rows) => return rows,
+                    Err(e) if Instant::now() > deadline => panic!("{sql}: {e}"),
+                    Err(_) => {}
+                }
+            }
+            assert!(Instant::now() < deadline, "{sql}: the VIP does not answer");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// Every acknowledged id is in the table.
+fn assert_no_write_lost(acked: &[i64], scenario: &str) {
+    let rows = vip_query("select id from day2_writes");
+    let stored: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let lost: Vec<&i64> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{scenario}: {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    println!("{scenario}: {} acknowledged writes, none lost", acked.len());
+}
+
+/// The lab inventory with `postgres` set to `members`, written beside it.
+fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
+    let lab = std::fs::read_to_string(lab_inventory()).expect("lab inventory");
+    let hosts: Vec<String> = members.iter().map(|m| format!("{m}: {{}}")).collect();
+    let line = format!("    postgres: {{hosts: {{{}}}}}", hosts.join(", "));
+    let text: Vec<String> = lab
+        .lines()
+        .map(|l| {
+            if l.starts_with("    postgres: ") {
+                line.clone()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("pgdeploy-day2-{}-{name}.yaml", lab_instance()));
+    std::fs::write(&path, text.join("\n") + "\n").expect("write inventory");
+    path
+}
+
+#[test]
+fn day2_operations_on_a_fresh_lab() {
+    require_lab_prerequisites();
+    let started = Instant::now();
+    pgdeploy_ok(&["lab", "down"]);
+    lab_up(5);
+    let lab = lab_inventory();
+    run_ok("apply", &lab, &[]);
+    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+
+    // 1. status on a healthy cluster: exit 0, everything in the JSON.
+    let (_, s, _) = wait_for_status(&lab, "healthy", Duration::from_secs(60), |c, _, _| c == 0);
+    assert_eq!(s["healthy"], true, "{s:#}");
+    assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
+    assert_eq!(streaming_replicas(&s).len(), 2, "{s:#}");
+    assert_eq!(
+        s["etcd"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["healthy"] == true)
+            .count(),
+        3,
+        "{s:#}"
+    );
+    let leader = leader_of(&s);
+    for b in s["haproxy"].as_array().expect("haproxy") {
+        let up: Vec<&str> = b["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["proxy"] == "postgres_rw" && x["status"] == "UP")
+            .filter_map(|x| x["server"].as_str())
+            .collect();
+        assert_eq!(up, [leader.as_str()], "{b:#}");
+    }
+    assert_eq!(s["vip_holders"].as_array().map(Vec::len), Some(1), "{s:#}");
+    assert!(s["backup"]["label"].is_string(), "{s:#}");
+    let human = run_ok("status", &lab, &[]);
+    assert!(human.contains("| Leader "), "{human}");
+    assert!(human.trim_end().ends_with("healthy"), "{human}");
+
+    vip_query("create table day2_writes (id bigint primary key, at timestamptz default now())");
+
+    // 2. A switchover under the write loop.
+    let writer = Writer::start(0);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = run_ok("switchover", &lab, &[]);
+    print!("{out}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (gap, acked) = writer.finish();
+    println!(
+        "switchover: longest gap in acknowledged writes {:.3}s",
+        gap.as_secs_f64()
+    );
+    assert_no_write_lost(&acked, "switchover");
+    let (_, s, _) = wait_for_status(
+        &lab,
+        "healthy after switchover",
+        Duration::from_secs(60),
+        |c, _, _| c == 0,
+    );
+    let new_leader = leader_of(&s);
+    assert_ne!(new_leader, leader, "the leader did not change");
+    assert!(
+        out.contains(&format!("switchover done: {new_leader} leads")),
+        "{out}"
+    );
+    // A refusal names its reason.
+    let refused = run("switchover", &lab, &["--to", &new_leader]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("already the leader"),
+        "{}",
+        text(&refused)
+    );
+
+    // 3. A restart-only parameter (shared_buffers) and a reload-only one
+    //    (work_mem) rolled out by apply under the write loop.
+    let members = ["node1", "node2", "node3"];
+    let before = postmaster_starts(&members);
+    let params = std::env::temp_dir().join(format!("pgdeploy-day2-{}-params.yaml", lab_instance()));
+    std::fs::write(
+        &params,
+        "postgres_parameters:\n  shared_buffers: 160MB\n  work_mem: 6MB\n",
+    )
+    .expect("params file");
+    let params_arg = format!("@{}", params.display());
+    let plan = run("plan", &lab, &["-e", &params_arg]);
+    let plan_text = text(&plan);
+    let line_of = |m: &str, param: &str| -> String {
+        plan_text
+            .lines()
+            .find(|l| l.contains(&format!("~ {m} {param}:")))
+            .unwrap_or_else(|| panic!("no {param} line for {m}:\n{plan_text}"))
+            .to_string()
+    };
+    for m in members {
+        assert!(line_of(m, "shared_buffers")
+            .ends_with("→ 160MB (restart: rolling, replicas first, leader last)"));
+        assert!(line_of(m, "work_mem").ends_with("→ 6MB (reload)"));
+    }
+    let writer = Writer::start(1_000_000);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = run_ok("apply", &lab, &["-e", &params_arg]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (gap, acked) = writer.finish();
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+    println!("{}", steps.join("\n"));
+    println!(
+        "rolling restart: longest gap in acknowledged writes {:.3}s",
+        gap.as_secs_f64()
+    );
+    assert_no_write_lost(&acked, "rolling restart");
+    let after = postmaster_starts(&members);
+    for m in members {
+        assert_ne!(before[m], after[m], "{m} was not restarted");
+        let restarts = steps
+            .iter()
+            .filter(|l| l.contains(&format!("] restart {m} ")))
+            .count()
+            + steps
+                .iter()
+                .filter(|l| l.contains(&format!("switchover {m} -> ")))
+                .count();
+        assert_eq!(
+            restarts,
+            1,
+            "{m} restarted {restarts} times:\n{}",
+            steps.join("\n")
+        );
+    }
+    // The old leader restarted last (through the switchover).
+    let last = after
+        .iter()
+        .max_by_key(|(_, t)| t.as_str())
+        .map(|(m, _)| m.clone());
+    assert_eq!(last.as_deref(), Some(new_leader.as_str()), "{after:?}");
+    assert!(out.contains("rolling restart done: "), "{out}");
+    for m in members {
+        assert_eq!(
+            ssh(
+                m,
+                "runuser -u postgres -- psql -Atc 'show shared_buffers' -c 'show work_mem'"
+            ),
+            "160MB\n6MB\n",
+            "{m}"
+        );
+    }
+    let plan = run("plan", &lab, &["-e", &params_arg, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    // 4. Grow: node5 joins as a replica; no other member restarts.
+    let grown = inventory_with_postgres(&["node1", "node2", "node3", "node5"], "grown");
+    let before = postmaster_starts(&members);
+    let t = Instant::now();
+    run_ok("apply", &grown, &["-e", &params_arg]);
+    println!("grow: node5 joined in {:.1}s", t.elapsed().as_secs_f64());
+    let (_, s, _) = wait_for_status(
+        &grown,
+        "node5 streaming",
+        Duration::from_secs(120),
+        |c, s, _| c == 0 && streaming_replicas(s).contains(&"node5".to_string()),
+    );
+    assert_eq!(s["members"].as_array().map(Vec::len), Some(4), "{s:#}");
+    assert_eq!(
+        postmaster_starts(&members),
+        before,
+        "a member restarted while node5 joined"
+    );
+    for b in s["haproxy"].as_array().expect("haproxy") {
+        assert!(b.to_string().contains("\"server\":\"node5\""), "{b:#}");
+    }
+
+    // 5. Shrink: node5 leaves; gone from Patroni and HAProxy; nobody restarts.
+    let t = Instant::now();
+    let out = run_ok("apply", &lab, &["-e", &params_arg]);
+    println!("shrink: node5 removed in {:.1}s", t.elapsed().as_secs_f64());
+    assert!(
+        out.contains("node5 removed from the Patroni cluster"),
+        "{out}"
+    );
+    let (_, s, _) = wait_for_status(
+        &lab,
+        "healthy without node5",
+        Duration::from_secs(60),
+        |c, _, _| c == 0,
+    );
+    assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
+    assert!(!s.to_string().contains("node5"), "{s:#}");
+    assert_eq!(
+        postmaster_starts(&members),
+        before,
+        "a member restarted while node5 left"
+    );
+
+    // 6. restart and reinit of one replica; the others keep running.
+    let s = status(&lab).1;
+    let replica = streaming_replicas(&s)[0].clone();
+    let before = postmaster_starts(&members);
+    let out = run_ok("restart", &lab, &[&replica]);
+    assert!(out.contains(&format!("{replica} restarted")), "{out}");
+    let after = postmaster_starts(&members);
+    for m in members {
+        assert_eq!(
+            before[m] != after[m],
+            m == replica,
+            "{m}: {before:?} -> {after:?}"
+        );
+    }
+    let out = run_ok("reinit", &lab, &[&replica]);
+    assert!(out.contains(&format!("{replica} reinitialized")), "{out}");
+    let refused = run("reinit", &lab, &[&leader_of(&s)]);
+    assert!(
+        text(&refused).contains("is the leader"),
+        "{}",
+        text(&refused)
+    );
+    wait_for_status(
+        &lab,
+        "healthy after reinit",
+        Duration::from_secs(60),
+        |c, _, _| c == 0,
+    );
+
+    // 7. A replica's host crashes: status is degraded and names it; after a
+    //    crash of the leader's host, status shows the new leader.
+    let s = status(&lab).1;
+    let leader = leader_of(&s);
+    let replica = streaming_replicas(&s)[0].clone();
+    pgdeploy_ok(&["lab", "kill", &replica]);
+    let (code, _, reason) =
+        wait_for_status(&lab, "degraded", Duration::from_secs(60), |c, _, err| {
+            c != 0 && err.contains(&replica)
+        });
+    println!(
+        "status with {replica} down (exit {code}): {}",
+        reason.trim()
+    );
+    assert_eq!(reason.trim().lines().count(), 1, "{reason}");
+    pgdeploy_ok(&["lab", "start", &replica]);
+    wait_for_status(
+        &lab,
+        "healthy again",
+        Duration::from_secs(120),
+        |c, _, _| c == 0,
+    );
+    pgdeploy_ok(&["lab", "kill", &leader]);
+    let (_, s, _) = wait_for_status(&lab, "a new leader", Duration::from_secs(90), |_, s, _| {
+        !leader_of(s).is_empty() && leader_of(s) != leader
+    });
+    println!(
+        "after the crash of {leader}: status shows leader {}",
+        leader_of(&s)
+    );
+    pgdeploy_ok(&["lab", "start", &leader]);
+
+    println!("day-2 test: {:.1}s", started.elapsed().as_secs_f64());
+    pgdeploy_ok(&["lab", "down"]);
+}
