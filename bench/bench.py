@@ -268,6 +268,9 @@ def main():
                     for tool, values in earlier["times"].items():
                         if not measured["times"].get(tool):
                             measured["times"][tool] = values
+                    if not measured["pgdeploy_cpu_s"]:
+                        for key in ("pgdeploy_peak_rss_kib", "pgdeploy_cpu_s", "measured", "load_average"):
+                            measured[key] = earlier.get(key)
                 results[f"{nodes}/{workload}"] = measured
                 RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     except BenchError as e:
