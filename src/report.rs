@@ -45,9 +45,16 @@ pub struct TaskResult {
     /// Why it failed or was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// How long it took.
+    /// How long it took (after its `after:` waits).
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
+    /// When it started, from the start of the run (`started_ms`).
+    #[serde(rename = "started_ms", serialize_with = "millis")]
+    pub started: Duration,
+    /// How long it waited for other hosts (`after:` edges) before it
+    /// started (`waited_ms`).
+    #[serde(rename = "waited_ms", serialize_with = "millis")]
+    pub waited: Duration,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -64,6 +71,13 @@ pub struct HostReport {
     pub unreachable: Option<String>,
     /// Its task results in order.
     pub results: Vec<TaskResult>,
+    /// When it had connected and read its facts, from the start of the run
+    /// (`connect_ms`).
+    #[serde(rename = "connect_ms", serialize_with = "millis")]
+    pub connect: Duration,
+    /// When it was done, from the start of the run (`finished_ms`).
+    #[serde(rename = "finished_ms", serialize_with = "millis")]
+    pub finished: Duration,
 }
 
 /// Counts per host, as in Ansible's recap.
@@ -88,14 +102,15 @@ impl HostReport {
             host: host.to_string(),
             unreachable: None,
             results: Vec::new(),
+            connect: Duration::ZERO,
+            finished: Duration::ZERO,
         }
     }
     /// A report for a host whose worker crashed.
     pub fn crashed(reason: String) -> Self {
         Self {
-            host: "?".into(),
             unreachable: Some(reason),
-            results: Vec::new(),
+            ..Self::new("?")
         }
     }
     /// The host's counts.
@@ -435,6 +450,8 @@ mod tests {
             changes,
             message: None,
             duration: Duration::ZERO,
+            started: Duration::ZERO,
+            waited: Duration::ZERO,
         }
     }
 
@@ -442,9 +459,8 @@ mod tests {
         RunReport {
             interrupted: false,
             hosts: vec![HostReport {
-                host: "node1".into(),
-                unreachable: None,
                 results,
+                ..HostReport::new("node1")
             }],
             elapsed: Duration::ZERO,
             check: true,

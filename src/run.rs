@@ -123,7 +123,7 @@ impl Run {
             let host = host.clone();
             let chain = chain.clone();
             handles.push(tokio::spawn(async move {
-                run.host(&host, &chain, forks, observer).await
+                run.host(&host, &chain, forks, observer, started).await
             }));
         }
         let mut hosts = Vec::new();
@@ -147,6 +147,7 @@ impl Run {
         chain: &[usize],
         forks: Arc<Semaphore>,
         observer: Arc<dyn Observer>,
+        run_started: Instant,
     ) -> HostReport {
         observer.host_started(name, chain.len());
         let mut report = HostReport::new(name);
@@ -155,6 +156,7 @@ impl Run {
             Ok(s) => s,
             Err(reason) => {
                 report.unreachable = Some(reason.clone());
+                report.finished = run_started.elapsed();
                 for id in chain {
                     self.finish(*id, false);
                 }
@@ -167,12 +169,14 @@ impl Run {
             Ok(out) => state.facts = facts::parse(&out.stdout_str()),
             Err(e) => {
                 report.unreachable = Some(format!("reading facts failed: {e}"));
+                report.finished = run_started.elapsed();
                 chain.iter().for_each(|id| self.finish(*id, false));
                 let _ = session.close().await;
                 observer.host_finished(&report);
                 return report;
             }
         }
+        report.connect = run_started.elapsed();
         let mut stopped: Option<String> = None;
         for (position, id) in chain.iter().enumerate() {
             let node = &self.resolved.nodes[*id];
@@ -188,7 +192,9 @@ impl Run {
                 }
                 continue;
             }
+            let mut waited = Duration::ZERO;
             if !node.waits_on.is_empty() {
+                let waiting = Instant::now();
                 permit = None;
                 let mut interrupted = self.interrupted.subscribe();
                 let failed = tokio::select! {
@@ -196,6 +202,7 @@ impl Run {
                     _ = interrupted.wait_for(|i| *i) => Some(node.waits_on[0]),
                 };
                 permit = forks.clone().acquire_owned().await.ok().or(permit);
+                waited = waiting.elapsed();
                 state.probes.clear();
                 if let Some(pred) = failed {
                     let reason = format!("not run: {} did not succeed", self.resolved.label(pred));
@@ -211,10 +218,18 @@ impl Run {
             }
             observer.task_started(name, position, &node.task.name);
             let started = Instant::now();
+            let actions_before = state.actions;
             let mut result = self
                 .task(node, &chain[position..], &session, &mut state)
                 .await;
             result.duration = started.elapsed();
+            state.reach = if state.actions == actions_before {
+                (state.reach * 2).clamp(1, MAX_BATCH)
+            } else {
+                0
+            };
+            result.started = started.duration_since(run_started);
+            result.waited = waited;
             observer.task_finished(&result);
             let ok = result.status != TaskStatus::Failed || node.task.ignore_errors;
             if result.status == TaskStatus::Changed {
@@ -228,6 +243,7 @@ impl Run {
         }
         drop(permit);
         let _ = session.close().await;
+        report.finished = run_started.elapsed();
         observer.host_finished(&report);
         report
     }
@@ -433,8 +449,14 @@ impl Run {
         module.resource(&params, &ctx).map_err(|e| e.to_string())
     }
 
-    /// Probes `current` and, in the same round trip, every later task on
-    /// this host that can already be rendered.
+    /// Probes `current` and, in the same round trip, the other items of
+    /// its task and the later tasks on this host whose probes can already
+    /// be rendered, up to the next cross-host wait and within the host's
+    /// probe reach (see [`HostState::reach`]). Probes are read-only, so a
+    /// task whose `when` cannot be decided yet (it reads a result that an
+    /// earlier task registers) is probed as if it will run, and a task that
+    /// cannot be rendered yet is left for its own batch, without ending
+    /// this one.
     async fn probe_batch(
         &self,
         node: &TaskNode,
@@ -444,59 +466,48 @@ impl Run {
         current: &str,
     ) -> Result<(), String> {
         let mut scripts = vec![current.to_string()];
-        for id in rest.iter().skip(1) {
+        let budget = 1 + state.reach.min(MAX_BATCH - 1);
+        'tasks: for (offset, id) in rest.iter().enumerate() {
             let next = &self.resolved.nodes[*id];
-            if !next.waits_on.is_empty()
-                || next.become_root != node.become_root
-                || scripts.len() >= 256
-            {
+            if offset > 0 && !next.waits_on.is_empty() {
                 break;
             }
-            if next.is_handler || !next.selected {
+            if next.become_root != node.become_root || next.is_handler || !next.selected {
                 continue;
             }
             let vars = self.vars_for(next, state, None);
-            let mut when_ok = true;
-            let mut unknown = false;
-            for (condition, _) in &next.task.when {
-                match self.templater.condition(condition, &vars) {
-                    Ok(v) => when_ok &= v,
-                    Err(_) => unknown = true,
-                }
-            }
-            if unknown {
-                break;
-            }
-            if !when_ok {
+            let skipped = next.task.when.iter().any(|(condition, _)| {
+                matches!(self.templater.condition(condition, &vars), Ok(false))
+            });
+            if skipped {
                 continue;
             }
             let Ok(items) = self.items(next, &vars) else {
-                break;
+                continue;
             };
-            let mut complete = true;
             for item in &items {
+                if scripts.len() >= budget {
+                    break 'tasks;
+                }
                 let item_vars = if item.is_some() {
                     self.vars_for(next, state, item.as_ref())
                 } else {
                     vars.clone()
                 };
-                match self.resource(next, &item_vars) {
-                    Ok(r) => {
-                        let s = r.probe();
-                        if !state.probes.contains_key(&(s.clone(), node.become_root))
-                            && !scripts.contains(&s)
-                        {
-                            scripts.push(s);
-                        }
+                if let Ok(resource) = self.resource(next, &item_vars) {
+                    let script = resource.probe();
+                    if !state
+                        .probes
+                        .contains_key(&(script.clone(), node.become_root))
+                        && !scripts.contains(&script)
+                    {
+                        scripts.push(script);
                     }
-                    Err(_) => complete = false,
                 }
             }
-            if !complete {
-                break;
-            }
         }
-        let batch = batch_script(&scripts);
+        let mark = batch_mark();
+        let batch = batch_script(&scripts, &mark);
         let out = session
             .exec(&batch, node.become_root, None)
             .await
@@ -508,7 +519,7 @@ impl Run {
                 out.stderr_str().trim()
             ));
         }
-        let answers = parse_batch(&out.stdout_str(), scripts.len())?;
+        let answers = parse_batch(&out.stdout_str(), &mark, scripts.len())?;
         for (script, answer) in scripts.into_iter().zip(answers) {
             state.probes.insert((script, node.become_root), answer);
         }
@@ -552,6 +563,7 @@ impl Run {
         for action in &plan.actions {
             // Whatever ran may have changed what later probes would see.
             state.probes.clear();
+            state.actions += 1;
             let out = if action.fresh_connection {
                 self.exec_on_new_connection(&node.host, action, node.become_root)
                     .await?
@@ -595,13 +607,36 @@ struct ItemOutcome {
     ran: bool,
 }
 
-#[derive(Default)]
+/// Most probes sent in one round trip.
+const MAX_BATCH: usize = 256;
+
 struct HostState {
     facts: Json,
     registered: Map<String, Json>,
     notified: HashSet<usize>,
     /// Probe answers by (script, become), valid until something changes.
     probes: HashMap<(String, bool), ProbeOutput>,
+    /// Actions run on the host so far.
+    actions: usize,
+    /// How many probes besides the current task's own a batch may add. Any
+    /// action throws every cached answer away, so while tasks keep changing
+    /// the host (a fresh deploy) probing ahead is wasted: the reach drops to
+    /// none after an action and doubles after each task that ran none, back
+    /// up to a whole batch (a converged run keeps it whole throughout).
+    reach: usize,
+}
+
+impl Default for HostState {
+    fn default() -> Self {
+        HostState {
+            facts: Json::Null,
+            registered: Map::new(),
+            notified: HashSet::new(),
+            probes: HashMap::new(),
+            actions: 0,
+            reach: MAX_BATCH,
+        }
+    }
 }
 
 struct ModuleContext<'a> {
@@ -628,13 +663,18 @@ impl pgdeploy_modules::Context for ModuleContext<'_> {
     }
 }
 
-const MARK: &str = "@@pgdeploy-probe";
+/// A line start that no probe prints: a fixed word and a random nonce, new
+/// for every batch.
+fn batch_mark() -> String {
+    format!("@@pgdeploy-probe-{:032x}", rand::random::<u128>())
+}
 
 /// One script that runs every probe (each in its own subshell, stdin
-/// closed) and prints, per probe, one line: mark, index, exit status,
-/// base64 stdout, base64 stderr.
-pub fn batch_script(probes: &[String]) -> String {
-    let mut script = String::from("t=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$t\"' EXIT\n");
+/// closed) and prints, per probe, its stdout, a line `MARK INDEX err`, its
+/// stderr and a line `MARK INDEX end STATUS`, each mark line after a newline
+/// of its own. It starts no process per probe beyond the probe's own.
+pub fn batch_script(probes: &[String], mark: &str) -> String {
+    let mut script = String::from("t=$(mktemp) || exit 1\ntrap 'rm -f \"$t\"' EXIT\n");
     for (i, probe) in probes.iter().enumerate() {
         let probe = if probe.trim().is_empty() {
             ":"
@@ -642,48 +682,31 @@ pub fn batch_script(probes: &[String]) -> String {
             probe.as_str()
         };
         script.push_str(&format!(
-            "(\n{probe}\n) </dev/null >\"$t/{i}.o\" 2>\"$t/{i}.e\"; echo $? >\"$t/{i}.s\"\n"
+            "(\n{probe}\n) </dev/null 2>\"$t\"; s=$?\necho; echo '{mark} {i} err'\nif [ -s \"$t\" ]; then cat \"$t\"; fi\necho; echo '{mark} {i} end' $s\n"
         ));
     }
-    script.push_str(&format!(
-        "i=0\nwhile [ $i -lt {} ]; do printf '{MARK} %s %s %s %s\\n' $i \"$(cat \"$t/$i.s\")\" \"$(base64 -w0 <\"$t/$i.o\")\" \"$(base64 -w0 <\"$t/$i.e\")\"; i=$((i+1)); done\n",
-        probes.len()
-    ));
     script
 }
 
 /// Splits a batch's output back into one answer per probe.
-pub fn parse_batch(output: &str, expected: usize) -> Result<Vec<ProbeOutput>, String> {
-    use base64::Engine;
-    let decode = |s: &str| -> Result<String, String> {
-        base64::engine::general_purpose::STANDARD
-            .decode(s.trim())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| format!("bad probe output: {e}"))
-    };
-    let mut answers = vec![None; expected];
-    for line in output.lines().filter(|l| l.starts_with(MARK)) {
-        let mut parts = line[MARK.len()..].trim_start().splitn(4, ' ');
-        let index: usize = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or("bad probe index")?;
-        let status: i32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(-1);
-        let stdout = decode(parts.next().unwrap_or(""))?;
-        let stderr = decode(parts.next().unwrap_or(""))?;
-        if let Some(slot) = answers.get_mut(index) {
-            *slot = Some(ProbeOutput {
-                status,
-                stdout,
-                stderr,
-            });
-        }
+pub fn parse_batch(output: &str, mark: &str, expected: usize) -> Result<Vec<ProbeOutput>, String> {
+    let mut answers = Vec::with_capacity(expected);
+    let mut rest = output;
+    for i in 0..expected {
+        let missing = || format!("probe {i} gave no answer");
+        let err = format!("\n{mark} {i} err\n");
+        let (stdout, after) = rest.split_once(&err).ok_or_else(missing)?;
+        let end = format!("\n{mark} {i} end ");
+        let (stderr, after) = after.split_once(&end).ok_or_else(missing)?;
+        let (status, after) = after.split_once('\n').unwrap_or((after, ""));
+        answers.push(ProbeOutput {
+            status: status.trim().parse().unwrap_or(-1),
+            stdout: stdout.to_string(),
+            stderr: stderr.to_string(),
+        });
+        rest = after;
     }
-    answers
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| a.ok_or_else(|| format!("probe {i} gave no answer")))
-        .collect()
+    Ok(answers)
 }
 
 impl TaskResult {
@@ -697,6 +720,8 @@ impl TaskResult {
             changes: Vec::new(),
             message: None,
             duration: Duration::ZERO,
+            started: Duration::ZERO,
+            waited: Duration::ZERO,
         }
     }
     fn skipped(node: &TaskNode, reason: String) -> TaskResult {
@@ -734,13 +759,15 @@ mod tests {
             "echo one".to_string(),
             "printf 'two\\nlines'; echo err >&2; exit 3".to_string(),
             "true".to_string(),
+            "printf '\\n\\n@@pgdeploy-probe 0 err\\n'".to_string(),
         ];
+        let mark = batch_mark();
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(batch_script(&probes))
+            .arg(batch_script(&probes, &mark))
             .output()
             .expect("sh");
-        let answers = parse_batch(&String::from_utf8_lossy(&out.stdout), 3).expect("parse");
+        let answers = parse_batch(&String::from_utf8_lossy(&out.stdout), &mark, 4).expect("parse");
         assert_eq!(
             answers[0],
             ProbeOutput {
@@ -758,10 +785,16 @@ mod tests {
             }
         );
         assert_eq!(answers[2].stdout, "");
+        assert_eq!(answers[3].stdout, "\n\n@@pgdeploy-probe 0 err\n");
     }
 
     #[test]
     fn a_missing_answer_is_an_error() {
-        assert!(parse_batch("", 1).is_err());
+        assert!(parse_batch("", &batch_mark(), 1).is_err());
+    }
+
+    #[test]
+    fn every_batch_has_its_own_mark() {
+        assert_ne!(batch_mark(), batch_mark());
     }
 }

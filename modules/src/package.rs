@@ -131,12 +131,21 @@ struct PackageResource {
 
 impl Resource for PackageResource {
     fn probe(&self) -> String {
-        let names: Vec<&str> = self.packages.iter().map(|p| p.name.as_str()).collect();
-        let names = quote_argv(&names);
-        let mut body =
-            format!("dpkg-query -W -f='dpkg=${{Package}} ${{Status}} ${{Version}}\\n' {names}\n");
-        if self.state != State::Absent {
-            body.push_str(&format!("LC_ALL=C apt-cache policy {names} | sed -n 's/^\\([^ ].*\\):$/policy=\\1/p; s/^  Candidate: /candidate=/p'\n"));
+        let list: Vec<&str> = self.packages.iter().map(|p| p.name.as_str()).collect();
+        let names = quote_argv(&list);
+        let words = quote(&list.join(" "));
+        let mut body = format!(
+            "out=$(dpkg-query -W -f='dpkg=${{Package}} ${{Status}} ${{Version}}\\n' {names})\nprintf '%s\\n' \"$out\"\n"
+        );
+        // Candidates come from apt's cache, which is slow to load: only for
+        // what is not installed, unless the latest version is wanted.
+        let policy = "LC_ALL=C apt-cache policy $wanted | sed -n 's/^\\([^ ].*\\):$/policy=\\1/p; s/^  Candidate: /candidate=/p'\n";
+        match self.state {
+            State::Absent => {}
+            State::Latest => body.push_str(&format!("wanted={words}\n{policy}")),
+            State::Present => body.push_str(&format!(
+                "wanted=$(printf '%s\\n' \"$out\" | awk -v names={words} 'BEGIN {{ n = split(names, w, \" \") }} /^dpkg=/ && $4 == \"installed\" {{ ok[substr($1, 6)] = 1 }} END {{ for (i = 1; i <= n; i++) {{ split(w[i], b, \":\"); if (!(b[1] in ok)) print w[i] }} }}')\nif [ -n \"$wanted\" ]; then\n{policy}fi\n"
+            )),
         }
         probe::wrap(&body)
     }

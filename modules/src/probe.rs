@@ -75,22 +75,27 @@ pub(crate) const DIFF_LIMIT: u64 = 256 * 1024;
 pub(crate) const EDIT_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// A probe snippet printing `type=`, and for existing paths `owner=`, `uid=`,
-/// `group=`, `gid=`, `mode=`, `size=`; for regular files `sha256=` and, when
-/// smaller than `content_limit` bytes, `content=` (base64) (a limit of 0
-/// skips both); for symlinks
-/// `target=` (base64). Keys get `prefix` in front.
+/// `group=`, `gid=`, `mode=`, `size=`; for regular files `content=` (base64)
+/// when smaller than `content_limit` bytes, else `sha256=` (a limit of 0
+/// skips both: [`PathState::from_kv`] derives the sha256 of a fetched
+/// content); for symlinks `target=` (base64). Keys get `prefix` in front.
+/// It starts as few processes as it can: probes of many files run in one
+/// batch.
 pub(crate) fn path_snippet(path: &str, prefix: &str, content_limit: u64) -> String {
     format!(
         r#"p={path}
 if [ -L "$p" ]; then t=link; elif [ -d "$p" ]; then t=directory; elif [ -f "$p" ]; then t=file; elif [ -e "$p" ]; then t=other; else t=absent; fi
 echo "{prefix}type=$t"
+size=0
 if [ "$t" != absent ]; then
-  stat --printf '{prefix}owner=%U\n{prefix}uid=%u\n{prefix}group=%G\n{prefix}gid=%g\n{prefix}mode=%a\n{prefix}size=%s\n' -- "$p"
+  s=$(stat --printf '{prefix}owner=%U\n{prefix}uid=%u\n{prefix}group=%G\n{prefix}gid=%g\n{prefix}mode=%a\n{prefix}size=%s' -- "$p")
+  printf '%s\n' "$s"
+  size=${{s##*size=}}
 fi
 if [ "$t" = link ]; then printf '{prefix}target='; printf %s "$(readlink -- "$p")" | base64 -w0; echo; fi
 if [ "$t" = file ] && [ {content_limit} -gt 0 ]; then
-  printf '{prefix}sha256='; sha256sum < "$p" | cut -c1-64
-  if [ "$(stat -c %s -- "$p")" -lt {content_limit} ]; then printf '{prefix}content='; base64 -w0 < "$p"; echo; fi
+  if [ "$size" -lt {content_limit} ]; then printf '{prefix}content='; base64 -w0 < "$p"; echo
+  else printf '{prefix}sha256='; set -- $(sha256sum < "$p"); echo "$1"; fi
 fi"#,
         path = quote(path),
     )
@@ -133,6 +138,9 @@ impl PathState {
                 .base64(&key("target"))?
                 .map(|t| String::from_utf8_lossy(&t).into_owned()),
         };
+        if state.sha256.is_none() {
+            state.sha256 = state.content.as_deref().map(crate::content::sha256_hex);
+        }
         if state.kind != "absent" {
             let mode = kv.need(&key("mode"))?;
             state.mode = crate::params::normalize_mode(mode).map_err(ModuleError::Probe)?;
