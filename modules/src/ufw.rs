@@ -272,7 +272,7 @@ impl Module for Ufw {
         let tuple = Tuple {
             action: verb_name(verb).into(),
             proto: proto.clone(),
-            dport: p.port.clone().unwrap_or_else(|| "any".into()),
+            dport: p.port.as_deref().map_or_else(|| "any".into(), sorted_ports),
             dst: normalize_addr(p.to.as_deref(), v6).map_err(|e| named("to", e))?,
             src: normalize_addr(p.from.as_deref(), v6).map_err(|e| named("from", e))?,
             direction: direction.into(),
@@ -433,6 +433,18 @@ impl Resource for UfwDefault {
 
 struct UfwState(State);
 
+/// A port list as ufw records it: its parts (ports or `a:b` ranges) in
+/// ascending order, so `9100,8008` matches the rule ufw stored as
+/// `8008,9100`.
+fn sorted_ports(ports: &str) -> String {
+    let mut parts: Vec<&str> = ports.split(',').collect();
+    parts.sort_by_key(|part| {
+        let first = part.split(':').next().unwrap_or(part);
+        (first.parse::<u32>().unwrap_or(u32::MAX), part.to_string())
+    });
+    parts.join(",")
+}
+
 /// Fails unless the rules allow incoming TCP to every SSH port.
 const SSH_GUARD: &str = r####"ports=$(sshd -T 2>/dev/null | awk '$1 == "port" { print $2 }')
 [ -n "$ports" ] || ports=22
@@ -574,6 +586,8 @@ mod tests {
     fn bad_params() {
         assert!(build("ufw", json!({})).is_err());
         assert!(build("ufw", json!({"rule": "allow", "port": "22; reboot"})).is_err());
+        assert_eq!(super::sorted_ports("9187,8008,9100"), "8008,9100,9187");
+        assert_eq!(super::sorted_ports("6000:6010,22"), "22,6000:6010");
         assert!(build("ufw", json!({"rule": "allow", "port": "1:2"})).is_err());
         assert!(build(
             "ufw",
