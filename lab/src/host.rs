@@ -299,7 +299,7 @@ pub fn stop(c: &Container, graceful: Option<Duration>) -> Result<()> {
             procs::wait_gone(n, Duration::from_secs(5));
         }
     }
-    net::clear_stale_veth(&c.host, Duration::from_secs(3))
+    net::clear_stale_veths(&[&c.host], Duration::from_secs(3))
 }
 
 /// Runs `hostname` on a host over SSH as the admin user with the lab's

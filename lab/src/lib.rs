@@ -579,10 +579,7 @@ fn clear_remains(layout: &Layout, stopped: &[&str]) -> Result<()> {
             procs::wait_gone(pid, Duration::from_secs(5));
         }
     }
-    for name in stopped {
-        net::clear_stale_veth(name, Duration::from_secs(3))?;
-    }
-    Ok(())
+    net::clear_stale_veths(stopped, Duration::from_secs(3))
 }
 
 /// Stops a host (cleanly), unmounts and removes its disk.

@@ -257,16 +257,20 @@ pub fn delete_link(name: &str) -> Result<bool> {
     }
 }
 
-/// Removes a container's host-side veth left after its init died: waits up
-/// to `grace` for the kernel to drop it with the container's network
-/// namespace (that teardown is asynchronous), then deletes it.
-pub fn clear_stale_veth(host: &str, grace: std::time::Duration) -> Result<()> {
-    let veth = veth_name(host);
+/// Removes the host-side veths of containers whose init died: waits up to
+/// `grace` (one deadline for all of them) for the kernel to drop them with
+/// the containers' network namespaces (that teardown is asynchronous), then
+/// deletes those still there.
+pub fn clear_stale_veths(hosts: &[&str], grace: std::time::Duration) -> Result<()> {
+    let veths: Vec<String> = hosts.iter().map(|h| veth_name(h)).collect();
     let deadline = std::time::Instant::now() + grace;
-    while link_exists(&veth) && std::time::Instant::now() < deadline {
+    while veths.iter().any(|v| link_exists(v)) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    delete_link(&veth).map(drop)
+    for veth in &veths {
+        delete_link(veth)?;
+    }
+    Ok(())
 }
 
 /// The links enslaved to the lab bridge.
