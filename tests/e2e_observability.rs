@@ -54,12 +54,10 @@ fn apply(inventory: &Path) -> Output {
         "-i".into(),
         inventory.to_string_lossy().into_owned(),
     ];
-    for var in [
-        format!("postgres_superuser_password={SUPERUSER_PASSWORD}"),
-        format!("postgres_replication_password={REPLICATION_PASSWORD}"),
-        format!("postgres_monitoring_password={MONITORING_PASSWORD}"),
-    ]
-    .into_iter()
+    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
+    for var in std::iter::once(format!(
+        "postgres_monitoring_password={MONITORING_PASSWORD}"
+    ))
     .chain(FAST_ALERTS.iter().map(|s| s.to_string()))
     {
         args.push("-e".into());
@@ -181,15 +179,6 @@ fn wait_for_alert(
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn leader(host: &str) -> String {
-    let list = ssh(host, "patronictl -c /etc/patroni/config.yml list");
-    list.lines()
-        .find(|l| l.contains("Leader"))
-        .and_then(|l| l.split('|').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| panic!("no leader:\n{list}"))
 }
 
 /// Waits until every target Prometheus knows is up; returns (job, host) of each.
@@ -407,7 +396,7 @@ fn prometheus_scrapes_the_cluster_and_alerts_on_failures() {
     }
 
     // 4. A hard crash of the leader's host: the no-leader or failover alert fires.
-    let old_leader = leader("node1");
+    let old_leader = patroni_leader("node1");
     let survivor = MEMBERS
         .into_iter()
         .find(|h| *h != old_leader)
@@ -433,7 +422,7 @@ fn prometheus_scrapes_the_cluster_and_alerts_on_failures() {
             .any(|(k, _)| k.starts_with("PostgresNoLeader firing")),
         "the no-leader alert did not fire between the crash and the promotion: {seen:?}"
     );
-    let new_leader = leader(survivor);
+    let new_leader = patroni_leader(survivor);
     assert_ne!(new_leader, old_leader);
 
     // The old leader comes back as a replica.

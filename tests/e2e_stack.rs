@@ -54,19 +54,6 @@ fn psql(port: u16, sql: &str) -> Result<String, String> {
     }
 }
 
-fn patroni_list(host: &str) -> String {
-    ssh(host, "patronictl -c /etc/patroni/config.yml list")
-}
-
-fn leader(host: &str) -> String {
-    let list = patroni_list(host);
-    list.lines()
-        .find(|l| l.contains("Leader"))
-        .and_then(|l| l.split('|').nth(1))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| panic!("no leader:\n{list}"))
-}
-
 /// Waits until the leader (through the VIP's read-write port) sees `n`
 /// replicas streaming with no replay lag.
 fn wait_for_streaming_replicas(n: usize) {
@@ -326,7 +313,7 @@ fn ha_stack_on_fresh_lab_hosts() {
     assert!(!ssh("node2", "cat /etc/haproxy/haproxy.cfg").contains("# hand edit"));
 
     // 6. A hard crash of the leader's host: writes through the VIP resume on a new leader.
-    let old_leader = leader("node1");
+    let old_leader = patroni_leader("node1");
     let survivor = ["node1", "node2", "node3"]
         .into_iter()
         .find(|h| *h != old_leader)
@@ -354,7 +341,7 @@ fn ha_stack_on_fresh_lab_hosts() {
         "failover: writes resumed {:.1}s after the crash of {old_leader}",
         resumed.as_secs_f64()
     );
-    let new_leader = leader(survivor);
+    let new_leader = patroni_leader(survivor);
     assert_ne!(new_leader, old_leader);
 
     // The old leader comes back as a replica without manual steps; a re-apply changes nothing.

@@ -193,6 +193,21 @@ pub fn require_lab_prerequisites() {
     );
 }
 
+/// `patronictl list` as seen from a lab host.
+pub fn patroni_list(host: &str) -> String {
+    ssh(host, "patronictl -c /etc/patroni/config.yml list")
+}
+
+/// The name of the Patroni leader, as seen from a lab host.
+pub fn patroni_leader(host: &str) -> String {
+    let list = patroni_list(host);
+    list.lines()
+        .find(|l| l.contains("Leader"))
+        .and_then(|l| l.split('|').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("no leader:\n{list}"))
+}
+
 /// `-e` arguments giving the two passwords the site playbook requires.
 pub fn secret_args(superuser: &str, replication: &str) -> Vec<String> {
     vec![
