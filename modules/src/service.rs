@@ -6,7 +6,10 @@
 //! action fails at apply time if it still does not exist. When systemd says
 //! a unit file changed on disk (`NeedDaemonReload=yes`), the plan reloads
 //! systemd first; `daemon_reload: true` does that whenever anything else
-//! changes.
+//! changes. A start or restart first clears the unit's failed state and
+//! start-limit counter (`systemctl reset-failed`): a unit that crash-looped
+//! before its configuration arrived (a package that starts its service on
+//! install) must not refuse the start that brings it up configured.
 
 use serde::Deserialize;
 
@@ -172,7 +175,7 @@ impl Resource for ServiceResource {
             Some(State::Started) if !running => {
                 before.push(active.to_string());
                 after.push("started".into());
-                commands.push(format!("systemctl start -- {n}"));
+                commands.push(format!("{}systemctl start -- {n}", reset_failed(&n)));
             }
             Some(State::Stopped) if running => {
                 before.push(active.to_string());
@@ -181,7 +184,7 @@ impl Resource for ServiceResource {
             }
             Some(State::Restarted) => {
                 run_change = Some(Change::new(ChangeKind::Run, format!("{subject} restarted")));
-                commands.push(format!("systemctl restart -- {n}"));
+                commands.push(format!("{}systemctl restart -- {n}", reset_failed(&n)));
             }
             Some(State::Reloaded) => {
                 run_change = Some(Change::new(ChangeKind::Run, format!("{subject} reloaded")));
@@ -235,6 +238,12 @@ impl Resource for ServiceResource {
     }
 }
 
+/// The command (with its newline) that clears a unit's failed state and
+/// start-limit counter; harmless for a unit that has neither.
+fn reset_failed(quoted_name: &str) -> String {
+    format!("systemctl reset-failed -- {quoted_name} 2>/dev/null || true\n")
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testing::{build, probe_out};
@@ -268,7 +277,7 @@ mod tests {
         assert_eq!(plan.changes[0].after.as_deref(), Some("enabled, started"));
         let script = &plan.actions[0].script;
         assert!(
-            script.contains("systemctl enable -- patroni\nsystemctl start -- patroni"),
+            script.contains("systemctl enable -- patroni\nsystemctl reset-failed -- patroni 2>/dev/null || true\nsystemctl start -- patroni"),
             "{script}"
         );
         // Not installed yet: created.
@@ -303,6 +312,10 @@ mod tests {
             .expect("plan");
         assert_eq!(plan.changes[0].kind, ChangeKind::Run);
         assert_eq!(plan.changes[0].subject, "service haproxy restarted");
+        // A unit that hit its start limit earlier can still be restarted.
+        assert!(plan.actions[0].script.contains(
+            "systemctl reset-failed -- haproxy 2>/dev/null || true\nsystemctl restart -- haproxy"
+        ));
         let r = build(
             "service",
             json!({"name": "postgresql", "state": "stopped", "enabled": false, "masked": true}),
