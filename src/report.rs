@@ -78,6 +78,8 @@ pub struct HostReport {
     /// When it was done, from the start of the run (`finished_ms`).
     #[serde(rename = "finished_ms", serialize_with = "millis")]
     pub finished: Duration,
+    /// Round trips spent probing (each carries many tasks' probes).
+    pub probe_round_trips: usize,
 }
 
 /// Counts per host, as in Ansible's recap.
@@ -104,6 +106,7 @@ impl HostReport {
             results: Vec::new(),
             connect: Duration::ZERO,
             finished: Duration::ZERO,
+            probe_round_trips: 0,
         }
     }
     /// A report for a host whose worker crashed.

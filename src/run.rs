@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::Value;
-use pgdeploy_modules::{Action, Change, ModuleError, Plan, ProbeOutput, Resource};
-use pgdeploy_transport::{ConnectOptions, ExecOutput, Session};
+use pgdeploy_modules::{Action, Change, Footprint, ModuleError, Plan, ProbeOutput, Resource};
+use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, TransportError};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
@@ -218,12 +218,12 @@ impl Run {
             }
             observer.task_started(name, position, &node.task.name);
             let started = Instant::now();
-            let actions_before = state.actions;
+            let unbounded_before = state.unbounded_actions;
             let mut result = self
                 .task(node, &chain[position..], &session, &mut state)
                 .await;
             result.duration = started.elapsed();
-            state.reach = if state.actions == actions_before {
+            state.reach = if state.unbounded_actions == unbounded_before {
                 (state.reach * 2).clamp(1, MAX_BATCH)
             } else {
                 0
@@ -243,6 +243,7 @@ impl Run {
         }
         drop(permit);
         let _ = session.close().await;
+        report.probe_round_trips = state.probe_round_trips;
         report.finished = run_started.elapsed();
         observer.host_finished(&report);
         report
@@ -268,10 +269,18 @@ impl Run {
     }
 
     async fn connect(&self, name: &str) -> Result<Session, String> {
+        self.try_connect(name).await.map_err(|e| e.to_string())
+    }
+
+    /// Opens a connection to `name` as the run's options say.
+    async fn try_connect(&self, name: &str) -> Result<Session, TransportError> {
         let host = self
             .inventory
             .host(name)
-            .ok_or_else(|| format!("host {name} is not in the inventory"))?;
+            .ok_or_else(|| TransportError::Connect {
+                host: name.to_string(),
+                reason: "not in the inventory".into(),
+            })?;
         let mut options = host.connection.options(&ConnectOptions {
             accept_new_host_keys: self.options.accept_new_host_keys,
             ..ConnectOptions::default()
@@ -280,9 +289,7 @@ impl Run {
             options.connect_timeout = timeout;
         }
         let target = host.connection.target(name);
-        Session::connect(&target, &options)
-            .await
-            .map_err(|e| e.to_string())
+        Session::connect(&target, &options).await
     }
 
     /// The variables a node sees.
@@ -348,14 +355,15 @@ impl Run {
                 .probes
                 .contains_key(&(script.clone(), node.become_root))
             {
-                if let Err(e) = self.probe_batch(node, rest, session, state, &script).await {
+                let current = (script.clone(), resource.reads());
+                if let Err(e) = self.probe_batch(node, rest, session, state, current).await {
                     return TaskResult::failed(node, e);
                 }
             }
             let probe = state
                 .probes
                 .get(&(script, node.become_root))
-                .cloned()
+                .map(|cached| cached.answer.clone())
                 .unwrap_or_default();
             let plan = match resource.plan(&probe) {
                 Ok(p) => p,
@@ -369,7 +377,10 @@ impl Run {
                     ran: false,
                 }
             } else {
-                match self.apply(&plan, node, session, state).await {
+                match self
+                    .apply(&plan, &resource.writes(), node, session, state)
+                    .await
+                {
                     Ok(o) => o,
                     Err(message) => {
                         changes.extend(plan.changes);
@@ -463,9 +474,9 @@ impl Run {
         rest: &[usize],
         session: &Session,
         state: &mut HostState,
-        current: &str,
+        current: (String, Footprint),
     ) -> Result<(), String> {
-        let mut scripts = vec![current.to_string()];
+        let mut scripts = vec![current];
         let budget = 1 + state.reach.min(MAX_BATCH - 1);
         'tasks: for (offset, id) in rest.iter().enumerate() {
             let next = &self.resolved.nodes[*id];
@@ -499,15 +510,17 @@ impl Run {
                     if !state
                         .probes
                         .contains_key(&(script.clone(), node.become_root))
-                        && !scripts.contains(&script)
+                        && !scripts.iter().any(|(s, _)| *s == script)
                     {
-                        scripts.push(script);
+                        scripts.push((script, resource.reads()));
                     }
                 }
             }
         }
         let mark = batch_mark();
-        let batch = batch_script(&scripts, &mark);
+        let texts: Vec<String> = scripts.iter().map(|(s, _)| s.clone()).collect();
+        let batch = batch_script(&texts, &mark);
+        state.probe_round_trips += 1;
         let out = session
             .exec(&batch, node.become_root, None)
             .await
@@ -520,21 +533,34 @@ impl Run {
             ));
         }
         let answers = parse_batch(&out.stdout_str(), &mark, scripts.len())?;
-        for (script, answer) in scripts.into_iter().zip(answers) {
-            state.probes.insert((script, node.become_root), answer);
+        for ((script, reads), answer) in scripts.into_iter().zip(answers) {
+            state
+                .probes
+                .insert((script, node.become_root), CachedProbe { answer, reads });
         }
         Ok(())
     }
 
     /// Runs an action on a new SSH connection to `host`, opened as the
-    /// run's own was, then closes it.
+    /// run's own was, then closes it. A refused connection is tried again
+    /// for up to [`SSHD_RESTART_GRACE`]: sshd re-executes itself on reload
+    /// and listens again a moment later.
     async fn exec_on_new_connection(
         &self,
         host: &str,
         action: &Action,
         become_root: bool,
     ) -> Result<ExecOutput, String> {
-        let fresh = self.connect(host).await.map_err(|e| {
+        let deadline = Instant::now() + SSHD_RESTART_GRACE;
+        let fresh = loop {
+            match self.try_connect(host).await {
+                Err(TransportError::Refused { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other,
+            }
+        }
+        .map_err(|e| {
             format!(
                 "a new SSH connection to {host} failed (the run's own connection still works): {e}"
             )
@@ -547,9 +573,14 @@ impl Run {
         out
     }
 
+    /// Runs the plan's actions in order. After each, the cached probe
+    /// answers that `writes` may have changed are dropped; an action that
+    /// may change anything drops them all (and counts in
+    /// [`HostState::unbounded_actions`]).
     async fn apply(
         &self,
         plan: &Plan,
+        writes: &Footprint,
         node: &TaskNode,
         session: &Session,
         state: &mut HostState,
@@ -561,9 +592,13 @@ impl Run {
             ran: false,
         };
         for action in &plan.actions {
-            // Whatever ran may have changed what later probes would see.
-            state.probes.clear();
-            state.actions += 1;
+            // What ran may have changed what later probes would see.
+            state
+                .probes
+                .retain(|_, cached| !writes.affects(&cached.reads));
+            if *writes == Footprint::Everything {
+                state.unbounded_actions += 1;
+            }
             let out = if action.fresh_connection {
                 self.exec_on_new_connection(&node.host, action, node.become_root)
                     .await?
@@ -600,12 +635,21 @@ impl Run {
     }
 }
 
+/// A probe's answer and what the probe read.
+struct CachedProbe {
+    answer: ProbeOutput,
+    reads: Footprint,
+}
+
 struct ItemOutcome {
     rc: i32,
     stdout: String,
     stderr: String,
     ran: bool,
 }
+
+/// How long a new connection may be refused before `ssh_check` gives up.
+const SSHD_RESTART_GRACE: Duration = Duration::from_secs(10);
 
 /// Most probes sent in one round trip.
 const MAX_BATCH: usize = 256;
@@ -614,15 +658,19 @@ struct HostState {
     facts: Json,
     registered: Map<String, Json>,
     notified: HashSet<usize>,
-    /// Probe answers by (script, become), valid until something changes.
-    probes: HashMap<(String, bool), ProbeOutput>,
-    /// Actions run on the host so far.
-    actions: usize,
-    /// How many probes besides the current task's own a batch may add. Any
-    /// action throws every cached answer away, so while tasks keep changing
-    /// the host (a fresh deploy) probing ahead is wasted: the reach drops to
-    /// none after an action and doubles after each task that ran none, back
-    /// up to a whole batch (a converged run keeps it whole throughout).
+    /// Probe answers by (script, become), valid until an action writes
+    /// something they read.
+    probes: HashMap<(String, bool), CachedProbe>,
+    /// Actions run on the host so far that may have changed anything.
+    unbounded_actions: usize,
+    /// Probe batches sent so far.
+    probe_round_trips: usize,
+    /// How many probes besides the current task's own a batch may add. An
+    /// action that may change anything throws every cached answer away, so
+    /// while tasks keep doing that (a fresh deploy) probing ahead is wasted:
+    /// the reach drops to none after such an action and doubles after each
+    /// task that ran none, back up to a whole batch (a converged run keeps
+    /// it whole throughout; file edits keep it too).
     reach: usize,
 }
 
@@ -633,7 +681,8 @@ impl Default for HostState {
             registered: Map::new(),
             notified: HashSet::new(),
             probes: HashMap::new(),
-            actions: 0,
+            unbounded_actions: 0,
+            probe_round_trips: 0,
             reach: MAX_BATCH,
         }
     }

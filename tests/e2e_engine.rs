@@ -46,6 +46,7 @@ fn engine_on_the_lab() {
     assert_eq!(facts["os_codename"], "bookworm", "{facts}");
 
     drift_is_planned_and_repaired(inventory);
+    a_change_keeps_the_probes_it_cannot_affect(inventory);
     slow_host_does_not_hold_up_others(inventory);
     unreachable_host_does_not_stop_others();
     bad_input_names_file_and_line(inventory);
@@ -88,6 +89,11 @@ fn sshd_lockout_is_caught_by_a_new_connection(inventory: &str) {
         .find(|r| r["task"] == "reload ssh")
         .expect("reload ran");
     assert_eq!(reload["status"], "changed", "{reload}");
+    // sshd re-executes itself on reload: give it a moment to listen again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ssh_output("node7", "true").status.success() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(ssh("node7", "echo back").trim(), "back", "repaired");
 }
 
@@ -138,6 +144,54 @@ fn check_predicts_apply_exactly(inventory: &str, playbook: &str) {
         "second apply changed something:\n{}",
         text(&again)
     );
+}
+
+/// A file edit drops only the cached probe answers that read that file: the
+/// twenty unrelated files are probed in the first round trip and not again,
+/// while the task that edits the changed file probes it afresh (and so
+/// keeps the new content, not a stale copy).
+fn a_change_keeps_the_probes_it_cannot_affect(inventory: &str) {
+    let playbook = fixture("engine/probe_reuse.yaml");
+    let apply = |version: &str| {
+        json(&pgdeploy_ok(&[
+            "apply",
+            "-i",
+            inventory,
+            &playbook,
+            "-e",
+            &format!("version={version}"),
+            "--output",
+            "json",
+        ]))
+    };
+    apply("1");
+    let report = apply("2");
+    let host = &report["hosts"][0];
+    let changed: Vec<&str> = host["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["status"] == "changed")
+        .filter_map(|r| r["task"].as_str())
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "version line",
+            "seen line (reads what the version line wrote)"
+        ],
+        "{report}"
+    );
+    // One batch held all 22 probes; the first edit dropped only its own
+    // file's answers, so only the second edit went back to the host.
+    assert_eq!(host["probe_round_trips"], 2, "{report}");
+    assert_eq!(
+        ssh("node5", "cat /etc/pgd-e2e-reuse.conf"),
+        "version=2\nseen=2\n"
+    );
+    let again = apply("2");
+    assert_eq!(changes(&again).len(), 0, "{again}");
+    assert_eq!(again["hosts"][0]["probe_round_trips"], 1, "{again}");
 }
 
 /// A hand edit shows up in `plan` with its diff (nothing changed on the host),

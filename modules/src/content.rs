@@ -3,7 +3,7 @@
 
 use crate::probe::{self, Attrs, Kv, PathState};
 use crate::shell::{self, quote};
-use crate::{Action, Change, ChangeKind, ModuleError, Plan, ProbeOutput, Resource};
+use crate::{Action, Change, ChangeKind, Footprint, ModuleError, Plan, ProbeOutput, Resource};
 
 /// A file that must exist with exactly `content` (and the given attributes).
 pub(crate) struct ContentFile {
@@ -56,6 +56,14 @@ impl Resource for ContentFile {
             self.validate.as_deref(),
             false,
         )
+    }
+
+    fn reads(&self) -> Footprint {
+        Footprint::file_probe(&self.path)
+    }
+
+    fn writes(&self) -> Footprint {
+        Footprint::path(&self.path)
     }
 }
 

@@ -13,8 +13,8 @@ use crate::params::{self, opt_bool, opt_mode};
 use crate::probe::{self, Attrs, Kv, PathState};
 use crate::shell::quote;
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `file` module.
@@ -151,6 +151,14 @@ impl Resource for FileResource {
             }
         }
         probe::wrap(&body)
+    }
+
+    fn reads(&self) -> Footprint {
+        Footprint::file_probe(&self.path)
+    }
+
+    fn writes(&self) -> Footprint {
+        Footprint::path(&self.path)
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

@@ -6,8 +6,8 @@ use crate::params::{self, opt_bool, opt_u64};
 use crate::probe::{self, Kv};
 use crate::shell::quote;
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `group` module.
@@ -95,6 +95,10 @@ impl Resource for GroupResource {
             "if g=$(getent group {}); then echo \"group=$g\"; fi",
             quote(&self.name)
         ))
+    }
+
+    fn reads(&self) -> Footprint {
+        Footprint::path("/etc/group")
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

@@ -19,6 +19,7 @@ use std::fmt;
 pub mod shell;
 
 mod content;
+mod footprint;
 mod params;
 mod probe;
 #[cfg(test)]
@@ -40,6 +41,7 @@ mod ufw;
 mod user;
 mod wait_for;
 
+pub use footprint::{Footprint, Object};
 pub use params::kind_of as json_type_name;
 pub use shell::quote;
 
@@ -120,6 +122,16 @@ pub trait Resource: Send + Sync {
     /// Compares the probe's answer with the desired state. An empty plan
     /// means the host already matches.
     fn plan(&self, probe: &ProbeOutput) -> Result<Plan, ModuleError>;
+    /// What the probe reads: its cached answer stays valid across actions
+    /// that write none of it. By default everything (dropped after any
+    /// action on the host).
+    fn reads(&self) -> Footprint {
+        Footprint::Everything
+    }
+    /// What the plan's actions may change. By default everything.
+    fn writes(&self) -> Footprint {
+        Footprint::Everything
+    }
 }
 
 /// What a probe printed.

@@ -13,8 +13,8 @@ use crate::params::{self, opt_bool, string_list};
 use crate::probe;
 use crate::shell::{quote, quote_argv};
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `package` module.
@@ -148,6 +148,20 @@ impl Resource for PackageResource {
             )),
         }
         probe::wrap(&body)
+    }
+
+    /// dpkg's database and apt's lists and settings. Installing a package
+    /// can change anything, so its writes stay everything.
+    fn reads(&self) -> Footprint {
+        Footprint::only(
+            [
+                "/var/lib/dpkg",
+                "/var/lib/apt",
+                "/var/cache/apt",
+                "/etc/apt",
+            ]
+            .map(Object::path),
+        )
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

@@ -17,8 +17,8 @@ use crate::params::{self, opt_bool};
 use crate::probe::{self, Kv};
 use crate::shell::quote;
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `service` module.
@@ -118,6 +118,22 @@ impl Resource for ServiceResource {
             "systemctl show -p ActiveState,UnitFileState,LoadState,NeedDaemonReload -- {}",
             quote(&self.name)
         ))
+    }
+
+    /// The unit's state and systemd's unit folders. Starting a service can
+    /// change anything, so its writes stay everything.
+    fn reads(&self) -> Footprint {
+        let mut objects = vec![Object::State("unit", Some(self.name.clone()))];
+        objects.extend(
+            [
+                "/etc/systemd",
+                "/lib/systemd",
+                "/usr/lib/systemd",
+                "/run/systemd",
+            ]
+            .map(Object::path),
+        );
+        Footprint::Only(objects)
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

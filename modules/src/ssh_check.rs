@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::params;
 use crate::{Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan};
-use crate::{ProbeOutput, Resource};
+use crate::{Footprint, ProbeOutput, Resource};
 
 /// The `ssh_check` module.
 pub struct SshCheck;
@@ -53,6 +53,15 @@ impl Resource for NewConnection {
     fn probe(&self) -> String {
         "true".into()
     }
+    /// Reads nothing and changes nothing: it only logs in.
+    fn reads(&self) -> Footprint {
+        Footprint::only([])
+    }
+
+    fn writes(&self) -> Footprint {
+        Footprint::only([])
+    }
+
     fn plan(&self, _probe: &ProbeOutput) -> Result<Plan, ModuleError> {
         Ok(Plan::none().with(
             Change::new(ChangeKind::Run, "ssh login on a new connection"),

@@ -14,8 +14,8 @@ use crate::probe::{self, Attrs, Kv, PathState};
 use crate::shell::quote;
 use crate::textedit::{join_lines, split_lines, Editor, TextEdit};
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `sysctl` module.
@@ -146,6 +146,13 @@ struct SysctlResource {
     ignore_live_errors: bool,
 }
 
+impl SysctlResource {
+    /// The kernel's live value of this parameter.
+    fn live_value(&self) -> Object {
+        Object::State("sysctl", Some(self.name.clone()))
+    }
+}
+
 impl Resource for SysctlResource {
     fn probe(&self) -> String {
         let proc_path = format!("/proc/sys/{}", self.name.replace('.', "/"));
@@ -155,6 +162,18 @@ impl Resource for SysctlResource {
             quote(&self.name),
             quote(&proc_path)
         ))
+    }
+
+    fn reads(&self) -> Footprint {
+        let mut objects = vec![self.live_value()];
+        if let Footprint::Only(file) = Footprint::file_probe(&self.file.path) {
+            objects.extend(file);
+        }
+        Footprint::Only(objects)
+    }
+
+    fn writes(&self) -> Footprint {
+        Footprint::only([Object::path(&self.file.path), self.live_value()])
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

@@ -8,7 +8,7 @@ use regex::Regex;
 
 use crate::content::plan_content;
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::{ModuleError, Plan, ProbeOutput, Resource};
+use crate::{Footprint, ModuleError, Plan, ProbeOutput, Resource};
 
 /// Computes a file's new text from its current text (`""` when it does not
 /// exist yet).
@@ -101,6 +101,14 @@ impl<E: Editor> Resource for TextEdit<E> {
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
         self.plan_state(&PathState::from_kv(&Kv::parse(out), "")?)
+    }
+
+    fn reads(&self) -> Footprint {
+        Footprint::file_probe(&self.path)
+    }
+
+    fn writes(&self) -> Footprint {
+        Footprint::path(&self.path)
     }
 }
 

@@ -27,8 +27,8 @@ use crate::params::{self, opt_bool, opt_scalar_string};
 use crate::probe::{self, Kv};
 use crate::shell::quote;
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `ufw` module.
@@ -310,6 +310,17 @@ sed -n 's/^### tuple ### /v6=/p' /etc/ufw/user6.rules\n\
 sed -n 's/^DEFAULT_\\([A-Z]*\\)_POLICY=\"\\{0,1\\}\\([A-Z]*\\)\"\\{0,1\\}.*/default_\\1=\\2/p' /etc/default/ufw\n\
 sed -n 's/^ENABLED=\\(.*\\)/enabled=\\1/p' /etc/ufw/ufw.conf";
 
+/// What the ufw probe reads and ufw changes: its files and the live rules,
+/// and the kernel parameters it applies from /etc/ufw/sysctl.conf.
+fn firewall() -> Footprint {
+    Footprint::only([
+        Object::path("/etc/ufw"),
+        Object::path("/etc/default/ufw"),
+        Object::State("firewall", None),
+        Object::State("sysctl", None),
+    ])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Tuple {
     action: String,
@@ -365,6 +376,14 @@ impl Resource for UfwRule {
         probe::wrap(PROBE_RULES)
     }
 
+    fn reads(&self) -> Footprint {
+        firewall()
+    }
+
+    fn writes(&self) -> Footprint {
+        firewall()
+    }
+
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
         let kv = Kv::parse(out);
         let key = if self.v6 { "v6" } else { "v4" };
@@ -405,6 +424,14 @@ struct UfwDefault {
 impl Resource for UfwDefault {
     fn probe(&self) -> String {
         probe::wrap(PROBE_RULES)
+    }
+
+    fn reads(&self) -> Footprint {
+        firewall()
+    }
+
+    fn writes(&self) -> Footprint {
+        firewall()
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
@@ -470,6 +497,14 @@ done
 impl Resource for UfwState {
     fn probe(&self) -> String {
         probe::wrap(PROBE_RULES)
+    }
+
+    fn reads(&self) -> Footprint {
+        firewall()
+    }
+
+    fn writes(&self) -> Footprint {
+        firewall()
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

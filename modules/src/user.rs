@@ -11,8 +11,8 @@ use crate::params::{self, opt_bool, opt_string_list, opt_u64};
 use crate::probe::{self, Kv};
 use crate::shell::quote;
 use crate::{
-    Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
-    Resource,
+    Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
+    ProbeOutput, Resource,
 };
 
 /// The `user` module.
@@ -135,6 +135,10 @@ impl Resource for UserResource {
             "n={}\nif u=$(getent passwd \"$n\"); then\n  echo \"passwd=$u\"\n  echo \"primary=$(getent group \"$(echo \"$u\" | cut -d: -f4)\" | cut -d: -f1)\"\n  echo \"groups=$(id -Gn \"$n\")\"\nfi",
             quote(&self.name)
         ))
+    }
+
+    fn reads(&self) -> Footprint {
+        Footprint::only(["/etc/passwd", "/etc/group"].map(Object::path))
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

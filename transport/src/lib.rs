@@ -167,6 +167,15 @@ pub enum TransportError {
         /// What went wrong.
         reason: String,
     },
+    /// Nothing listens on the SSH port (the host is up: it refused the TCP
+    /// connection). sshd re-executes itself on reload, so this can be brief.
+    #[error("host {host}: connection refused at {address}")]
+    Refused {
+        /// Host label.
+        host: String,
+        /// The `address:port` that refused.
+        address: String,
+    },
     /// Connecting (TCP + handshake + authentication) took too long.
     #[error("host {host}: connection timed out")]
     Timeout {
@@ -471,9 +480,19 @@ impl Session {
         let fut = async {
             let stream = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
                 .await
-                .map_err(|e| TransportError::Connect {
-                    host: label.clone(),
-                    reason: format!("{}:{}: {e}", target.address, target.port),
+                .map_err(|e| {
+                    let address = format!("{}:{}", target.address, target.port);
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        TransportError::Refused {
+                            host: label.clone(),
+                            address,
+                        }
+                    } else {
+                        TransportError::Connect {
+                            host: label.clone(),
+                            reason: format!("{address}: {e}"),
+                        }
+                    }
                 })?;
             let _ = stream.set_nodelay(true);
             let mut handle = client::connect_stream(Arc::new(config), stream, handler)
