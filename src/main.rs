@@ -374,20 +374,24 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
         OutputFormat::Human => say(line),
         OutputFormat::Json => eprintln!("{line}"),
     };
-    let mut parameters_pending = false;
+    let mut cluster_pending = false;
     if let Some(cluster) = parameters.filter(|_| !check || args.output == OutputFormat::Human) {
         let done = runtime.block_on(async {
             let result = if check {
                 // Before the first deploy there is no cluster to compare with.
-                match rolling::parameter_changes(&cluster).await {
-                    Ok(changes) if !changes.is_empty() => {
-                        println!("PostgreSQL parameters (live cluster):");
-                        changes.iter().for_each(|c| println!("  {c}"));
-                        parameters_pending = true;
-                    }
-                    Ok(_) => {}
-                    Err(e) => println!("PostgreSQL parameters: not compared ({e})"),
-                }
+                let parameters = rolling::parameter_changes(&cluster)
+                    .await
+                    .map(|changes| changes.iter().map(ToString::to_string).collect());
+                cluster_pending |= print_live_section(
+                    "PostgreSQL parameters (live cluster)",
+                    "PostgreSQL parameters",
+                    parameters,
+                );
+                cluster_pending |= print_live_section(
+                    "Cluster members to take out (live cluster)",
+                    "Cluster members",
+                    rolling::stale_members_plan(&cluster).await,
+                );
                 Ok(())
             } else {
                 day2_converge(&cluster, &tell).await
@@ -400,7 +404,7 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     }
-    if detailed_exitcode && (parameters_pending || !report.summary().is_empty()) {
+    if detailed_exitcode && (cluster_pending || !report.summary().is_empty()) {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
         ExitCode::SUCCESS
@@ -583,6 +587,24 @@ fn status(args: &ClusterArgs, max_backup_age_hours: f64, output: OutputFormat) -
     }
 }
 
+/// Prints one section of `plan`'s view of the live cluster: its lines under
+/// `title`, nothing when there are none, or why `what` was not compared.
+/// Returns whether it printed anything pending.
+fn print_live_section(title: &str, what: &str, lines: Result<Vec<String>, ClusterError>) -> bool {
+    match lines {
+        Ok(lines) if !lines.is_empty() => {
+            println!("{title}:");
+            lines.iter().for_each(|l| println!("  {l}"));
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            println!("{what}: not compared ({e})");
+            false
+        }
+    }
+}
+
 /// The cluster whose parameters `apply` and `plan` handle: when the playbook
 /// uses the `patroni` role and the inventory has `postgres` hosts.
 fn patroni_cluster(inputs: &Inputs, extra: &pgdeploy::inventory::Vars) -> Option<Cluster> {
@@ -596,11 +618,16 @@ fn patroni_cluster(inputs: &Inputs, extra: &pgdeploy::inventory::Vars) -> Option
 }
 
 /// After an apply: members that left the `postgres` group are taken out,
-/// then restart-only parameter changes are rolled out.
+/// then those that left the `etcd` group, then restart-only parameter
+/// changes are rolled out.
 async fn day2_converge(cluster: &Cluster, tell: ops::Say<'_>) -> Result<(), ClusterError> {
     let removed = rolling::remove_stale_members(cluster, tell).await?;
     if !removed.is_empty() {
         tell(&format!("members removed: {}", removed.join(", ")));
+    }
+    let removed = rolling::remove_stale_etcd_members(cluster, tell).await?;
+    if !removed.is_empty() {
+        tell(&format!("etcd members removed: {}", removed.join(", ")));
     }
     let restarted = rolling::converge(cluster, 16.0, tell).await?;
     if !restarted.is_empty() {

@@ -111,6 +111,37 @@ fn postmaster_starts(members: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Each host's etcd process ID and start time: unchanged unless it restarted.
+fn etcd_starts(hosts: &[&str]) -> BTreeMap<String, String> {
+    hosts
+        .iter()
+        .map(|h| {
+            let show = ssh(
+                h,
+                "systemctl show -p MainPID -p ExecMainStartTimestamp etcd",
+            );
+            (h.to_string(), show.trim().to_string())
+        })
+        .collect()
+}
+
+/// The etcd cluster's members as `name started|unstarted`, from `host`.
+fn etcd_member_list(host: &str) -> Vec<String> {
+    let list = ssh(
+        host,
+        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list -w simple",
+    );
+    let mut members: Vec<String> = list
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(", ").collect();
+            format!("{} {}", f.get(2).unwrap_or(&"?"), f.get(1).unwrap_or(&"?"))
+        })
+        .collect();
+    members.sort();
+    members
+}
+
 /// A client inserting rows through the VIP's read-write port as fast as it
 /// can, reconnecting after errors. Only acknowledged (committed) inserts
 /// are recorded, with the time of their acknowledgement.
@@ -223,19 +254,19 @@ fn assert_no_write_lost(acked: &[i64], scenario: &str) {
     println!("{scenario}: {} acknowledged writes, none lost", acked.len());
 }
 
-/// The lab inventory with `postgres` set to `members`, written beside it.
+/// The lab inventory with the `postgres` and `etcd` groups set to
+/// `members`, written beside it.
 fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
     let lab = std::fs::read_to_string(lab_inventory()).expect("lab inventory");
     let hosts: Vec<String> = members.iter().map(|m| format!("{m}: {{}}")).collect();
-    let line = format!("    postgres: {{hosts: {{{}}}}}", hosts.join(", "));
+    let hosts = format!("{{hosts: {{{}}}}}", hosts.join(", "));
     let text: Vec<String> = lab
         .lines()
-        .map(|l| {
-            if l.starts_with("    postgres: ") {
-                line.clone()
-            } else {
-                l.to_string()
+        .map(|l| match l.trim_start().split_once(": ") {
+            Some((group @ ("postgres" | "etcd"), _)) if l.starts_with("    ") => {
+                format!("    {group}: {hosts}")
             }
+            _ => l.to_string(),
         })
         .collect();
     let path = std::env::temp_dir().join(format!("pgdeploy-day2-{}-{name}.yaml", lab_instance()));
@@ -395,9 +426,11 @@ fn day2_operations_on_a_fresh_lab() {
     let plan = run("plan", &lab, &["-e", &params_arg, "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 
-    // 4. Grow: node5 joins as a replica; no other member restarts.
+    // 4. Grow: node5 joins as a replica and as an etcd member (member add
+    // before its first start); no other member restarts, PostgreSQL or etcd.
     let grown = inventory_with_postgres(&["node1", "node2", "node3", "node5"], "grown");
     let before = postmaster_starts(&members);
+    let etcd_before = etcd_starts(&members);
     let t = Instant::now();
     run_ok("apply", &grown, &["-e", &params_arg]);
     println!("grow: node5 joined in {:.1}s", t.elapsed().as_secs_f64());
@@ -416,14 +449,59 @@ fn day2_operations_on_a_fresh_lab() {
     for b in s["haproxy"].as_array().expect("haproxy") {
         assert!(b.to_string().contains("\"server\":\"node5\""), "{b:#}");
     }
+    assert_eq!(
+        etcd_member_list("node1"),
+        [
+            "node1 started",
+            "node2 started",
+            "node3 started",
+            "node5 started"
+        ],
+        "node5 joined etcd"
+    );
+    let etcd = s["etcd"].as_array().expect("etcd status");
+    assert_eq!(etcd.len(), 4, "{s:#}");
+    assert!(etcd.iter().all(|e| e["healthy"] == true), "{s:#}");
+    assert_eq!(
+        etcd_starts(&members),
+        etcd_before,
+        "an etcd member restarted while node5 joined"
+    );
+    let again = run("plan", &grown, &["-e", &params_arg, "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 
-    // 5. Shrink: node5 leaves; gone from Patroni and HAProxy; nobody restarts.
+    // 5. Shrink: node5 leaves; gone from Patroni, etcd and HAProxy; nobody
+    // restarts. plan says so first.
+    let plan = run("plan", &lab, &["-e", &params_arg, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    for line in [
+        "- Patroni member node5 (left the postgres group)",
+        "- etcd member node5 (left the etcd group)",
+    ] {
+        assert!(text(&plan).contains(line), "{}", text(&plan));
+    }
     let t = Instant::now();
     let out = run_ok("apply", &lab, &["-e", &params_arg]);
     println!("shrink: node5 removed in {:.1}s", t.elapsed().as_secs_f64());
     assert!(
         out.contains("node5 removed from the Patroni cluster"),
         "{out}"
+    );
+    assert!(out.contains("remove etcd member node5"), "{out}");
+    assert_eq!(
+        etcd_member_list("node1"),
+        ["node1 started", "node2 started", "node3 started"],
+        "node5 left etcd"
+    );
+    assert_eq!(
+        ssh_output("node5", "systemctl is-active etcd").stdout,
+        b"inactive\n",
+        "node5's etcd still runs"
+    );
+    assert_eq!(
+        etcd_starts(&members),
+        etcd_before,
+        "an etcd member restarted while node5 left"
     );
     let (_, s, _) = wait_for_status(
         &lab,

@@ -11,7 +11,8 @@
 //! (each streaming again before the next), then a switchover away from the
 //! leader (which restarts it as a replica), then the old leader only if it
 //! still needs it. [`remove_stale_members`] takes out members that left the
-//! inventory's `postgres` group.
+//! inventory's `postgres` group, [`remove_stale_etcd_members`] those that
+//! left the `etcd` group.
 
 use serde_json::Value as Json;
 
@@ -254,24 +255,126 @@ pub async fn remove_stale_members(
     Ok(removed)
 }
 
-/// Deletes one key through the first etcd host whose v3 gateway answers.
-async fn delete_etcd_key(cluster: &Cluster, key: &str) -> Result<(), ClusterError> {
-    use base64::Engine as _;
-    let body = serde_json::json!({
-        "key": base64::engine::general_purpose::STANDARD.encode(key)
-    })
-    .to_string();
+/// What `apply` would take out of the live cluster, for `plan`: Patroni
+/// members that left the `postgres` group and etcd members that left the
+/// `etcd` group, one line each.
+pub async fn stale_members_plan(cluster: &Cluster) -> Result<Vec<String>, ClusterError> {
+    let (_, patroni) = cluster.patroni_cluster().await?;
+    let wanted = cluster.group("postgres");
+    let mut lines: Vec<String> = patroni
+        .members
+        .iter()
+        .filter(|m| !wanted.contains(&m.name))
+        .map(|m| format!("- Patroni member {} (left the postgres group)", m.name))
+        .collect();
+    let wanted = cluster.group("etcd");
+    let members = etcd_members(cluster).await?;
+    lines.extend(
+        members
+            .iter()
+            .filter(|m| !m.name.is_empty() && !wanted.contains(&m.name))
+            .map(|m| format!("- etcd member {} (left the etcd group)", m.name)),
+    );
+    Ok(lines)
+}
+
+/// One member of the etcd cluster, as the v3 gateway lists it.
+#[derive(Debug, serde::Deserialize)]
+struct EtcdMember {
+    /// The member's ID (a uint64, sent as a string by the gateway).
+    #[serde(rename = "ID")]
+    id: String,
+    /// Empty for a member added but not started yet.
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EtcdMembers {
+    members: Vec<EtcdMember>,
+}
+
+/// Takes out the etcd members that are no longer in the inventory's `etcd`
+/// group: `member remove` through a remaining member's v3 gateway (etcd
+/// removes one member at a time and keeps its quorum), then stops and
+/// disables etcd on the host and moves its data directory aside (a removed
+/// member can never rejoin with it). A member added but not started yet has
+/// no name and is left alone (a join in progress). Refuses when no member of
+/// the group would remain. Returns the members removed.
+pub async fn remove_stale_etcd_members(
+    cluster: &Cluster,
+    say: Say<'_>,
+) -> Result<Vec<String>, ClusterError> {
+    let wanted = cluster.group("etcd");
+    let mut removed = Vec::new();
+    loop {
+        let members = etcd_members(cluster).await?;
+        let Some(stale) = members
+            .iter()
+            .find(|m| !m.name.is_empty() && !wanted.contains(&m.name))
+        else {
+            return Ok(removed);
+        };
+        if !members.iter().any(|m| wanted.contains(&m.name)) {
+            return Err(ClusterError::Refused(format!(
+                "no member of the inventory's etcd group is an etcd member; {} is left as it is",
+                stale.name
+            )));
+        }
+        let name = stale.name.clone();
+        say(&format!("remove etcd member {name}"));
+        let body = serde_json::json!({ "ID": stale.id }).to_string();
+        etcd_post(cluster, "/v3/cluster/member/remove", &body).await?;
+        if cluster.inventory().host(&name).is_some() {
+            let data_dir = cluster
+                .var(&name, "etcd_data_dir")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "/var/lib/etcd/pgdeploy".into());
+            let dir = pgdeploy_modules::quote(&data_dir);
+            cluster
+                .exec(
+                    &name,
+                    &format!(
+                        "systemctl disable --now etcd && if [ -d {dir} ]; then mv {dir} {dir}.removed-$(date +%s); fi"
+                    ),
+                )
+                .await?;
+            say(&format!(
+                "{name}: etcd stopped and disabled; its data moved to {data_dir}.removed-*"
+            ));
+        } else {
+            say(&format!(
+                "{name} is not in the inventory; its etcd is left running as it is"
+            ));
+        }
+        removed.push(name);
+    }
+}
+
+/// The etcd cluster's members, as the first etcd host that answers lists
+/// them.
+async fn etcd_members(cluster: &Cluster) -> Result<Vec<EtcdMember>, ClusterError> {
+    let (host, text) = etcd_post(cluster, "/v3/cluster/member/list", "{}").await?;
+    let list: EtcdMembers = serde_json::from_str(&text)
+        .map_err(|e| ClusterError::Refused(format!("{host}: etcd member list: {e}")))?;
+    Ok(list.members)
+}
+
+/// POSTs `body` to `path` on the first etcd host whose v3 gateway answers
+/// 200 (through a tunnel); returns that host and the answer.
+async fn etcd_post(
+    cluster: &Cluster,
+    path: &str,
+    body: &str,
+) -> Result<(String, String), ClusterError> {
     let mut last = ClusterError::Input("the inventory's `etcd` group is empty".into());
     for host in cluster.group("etcd") {
         let port = cluster.port(&host, "etcd_client_port", 2379);
-        match cluster
-            .http(&host, port, "POST", "/v3/kv/deleterange", Some(&body))
-            .await
-        {
-            Ok(res) if res.status == 200 => return Ok(()),
+        match cluster.http(&host, port, "POST", path, Some(body)).await {
+            Ok(res) if res.status == 200 => return Ok((host, res.text())),
             Ok(res) => {
                 last = ClusterError::Refused(format!(
-                    "{host}: etcd deleterange {key} answered {}: {}",
+                    "{host}: etcd {path} answered {}: {}",
                     res.status,
                     res.text().trim()
                 ))
@@ -280,6 +383,17 @@ async fn delete_etcd_key(cluster: &Cluster, key: &str) -> Result<(), ClusterErro
         }
     }
     Err(last)
+}
+
+/// Deletes one key through the first etcd host whose v3 gateway answers.
+async fn delete_etcd_key(cluster: &Cluster, key: &str) -> Result<(), ClusterError> {
+    use base64::Engine as _;
+    let body = serde_json::json!({
+        "key": base64::engine::general_purpose::STANDARD.encode(key)
+    })
+    .to_string();
+    etcd_post(cluster, "/v3/kv/deleterange", &body).await?;
+    Ok(())
 }
 
 /// Restarts the members that need it, replicas one by one, the leader last
