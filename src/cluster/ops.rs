@@ -289,14 +289,32 @@ pub async fn wait_for_streaming(
             .patroni_get(&leader, "/patroni")
             .await
             .map_err(|e| e.to_string())?;
-        if node
+        if !node
             .replication
             .iter()
             .any(|s| s.application_name == member && s.state == "streaming")
         {
-            Ok(())
-        } else {
-            Err(format!("{member} has no streaming walsender on {leader}"))
+            return Err(format!("{member} has no streaming walsender on {leader}"));
+        }
+        // The leader may still list the walsender of the member's previous
+        // postmaster for a moment: the member's own WAL receiver (which
+        // belongs to the running postmaster) must stream too. Without the
+        // superuser password (not needed otherwise) the leader's view is
+        // all there is.
+        match cluster
+            .query(member, "select status from pg_stat_wal_receiver")
+            .await
+        {
+            Ok(rows)
+                if rows
+                    .first()
+                    .is_some_and(|r| r.first().is_some_and(|s| s == "streaming")) =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(format!("{member}'s WAL receiver is not streaming yet")),
+            Err(ClusterError::Input(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
         }
     })
     .await
