@@ -196,7 +196,7 @@ struct WatchArgs {
     interval: f64,
     /// Stop after this many refreshes; exit 0 or 1 as the last one found the
     /// cluster.
-    #[arg(long, requires = "watch")]
+    #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 }
 
