@@ -2,8 +2,8 @@
 //! fresh lab hosts: deploy the stack (apply records its results), make sure
 //! a backup exists, render the report in headless Chromium and check what it
 //! shows; watch the status over one kept connection per host through a
-//! crash of the leader's host; the report then shows the new leader. One
-//! test, scenarios in order.
+//! crash of the leader's host and its return; the report shows the new
+//! leader. One test, scenarios in order.
 
 mod common;
 
@@ -178,6 +178,16 @@ fn ssh_logins(host: &str, since: u64, until: u64) -> usize {
     .expect("a count")
 }
 
+/// A `status --watch` process, killed if the test fails before it ends.
+struct Watch(std::process::Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The frames of plain `status --watch` output.
 fn frames(output: &str) -> Vec<String> {
     output
@@ -334,24 +344,26 @@ fn report_and_status_watch_follow_a_failover() {
     );
 
     // 5. A hard crash of the leader's host while status --watch runs: the watch shows the host
-    //    unreachable and then the new leader; Ctrl-C ends it with exit 130.
+    //    unreachable and then the new leader.
     let watch_log = dir.join("watch.txt");
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
-        .args([
-            "status",
-            "-i",
-            &inventory_arg(),
-            "--watch",
-            "--interval",
-            "2",
-        ])
-        .current_dir(root())
-        .stdout(Stdio::from(
-            std::fs::File::create(&watch_log).expect("watch log"),
-        ))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch starts");
+    let mut watch = Watch(
+        Command::new(env!("CARGO_BIN_EXE_pgdeploy"))
+            .args([
+                "status",
+                "-i",
+                &inventory_arg(),
+                "--watch",
+                "--interval",
+                "2",
+            ])
+            .current_dir(root())
+            .stdout(Stdio::from(
+                std::fs::File::create(&watch_log).expect("watch log"),
+            ))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("watch starts"),
+    );
     let read_frames = || frames(&std::fs::read_to_string(&watch_log).unwrap_or_default());
     let deadline = Instant::now() + Duration::from_secs(30);
     while read_frames().len() < 2 {
@@ -386,51 +398,20 @@ fn report_and_status_watch_follow_a_failover() {
         );
         std::thread::sleep(Duration::from_millis(250));
     };
-    // A few more refreshes with the host down, then Ctrl-C.
-    let shown = read_frames().len();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read_frames().len() < shown + 2 {
-        assert!(Instant::now() < deadline, "the watch stopped refreshing");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let interrupted = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-INT", &watch.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let status = watch.wait().expect("watch ends");
     println!(
-        "watch: ended {:.2}s after Ctrl-C with {status}",
-        interrupted.elapsed().as_secs_f64()
-    );
-    assert_eq!(status.code(), Some(130), "Ctrl-C ends the watch with 130");
-    let list = read_frames();
-    println!(
-        "watch through the crash of {leader}: {} refreshes; {leader} shown unreachable at {:.1}s, new leader {new_leader} at {:.1}s after the crash",
-        list.len(),
+        "watch through the crash of {leader}: {leader} shown unreachable at {:.1}s, new leader {new_leader} at {:.1}s after the crash",
         seen_down.map_or(f64::NAN, |d| d.as_secs_f64()),
         seen_new.as_secs_f64()
     );
     assert!(
         seen_down.is_some(),
-        "no refresh showed {leader} unreachable"
+        "no refresh showed {leader} unreachable before the new leader"
     );
     assert!(survivors.contains(&new_leader.as_str()));
-    let last = list.last().expect("frames");
-    assert_eq!(
-        frame_leader(last).as_deref(),
-        Some(new_leader.as_str()),
-        "{last}"
-    );
-    assert!(
-        last.contains(&format!("down:    {leader} unreachable")),
-        "{last}"
-    );
     assert_eq!(patroni_leader(survivors[0]), new_leader);
 
-    // 6. The regenerated report shows the new leader, the crashed host unreachable, and the VIP
-    //    where keepalived put it.
+    // 6. The regenerated report (the watch keeps running) shows the new leader, the crashed host
+    //    unreachable, and the VIP where keepalived put it.
     let streaming = Instant::now();
     let other: Vec<&str> = survivors
         .iter()
@@ -457,6 +438,49 @@ fn report_and_status_watch_follow_a_failover() {
         "<td>SSH</td><td>{leader}</td><td class=\"bad\">unreachable: "
     )));
     assert!(dom.contains("id=\"verdict\" class=\"verdict degraded\""));
+
+    // 7. The crashed host boots again: the same watch shows it back, as a streaming replica.
+    pgdeploy_ok(&["lab", "start", &leader]);
+    let restarted = Instant::now();
+    let back = |f: &String| {
+        !f.contains(&format!("down:    {leader} unreachable"))
+            && f.lines().any(|l| {
+                l.starts_with(&format!("| {leader} "))
+                    && l.contains("| Replica ")
+                    && l.contains("| streaming ")
+            })
+    };
+    loop {
+        let list = read_frames();
+        if list.last().is_some_and(back) {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(150),
+            "the watch did not show {leader} back within 150 s:\n{}",
+            list.last().cloned().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!(
+        "watch: {leader} back as a streaming replica {:.1}s after its host started",
+        restarted.elapsed().as_secs_f64()
+    );
+
+    // Ctrl-C ends the watch with 130.
+    let interrupted = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &watch.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = watch.0.wait().expect("watch ends");
+    println!(
+        "watch: {} refreshes in all; ended {:.2}s after Ctrl-C with {status}",
+        read_frames().len(),
+        interrupted.elapsed().as_secs_f64()
+    );
+    assert_eq!(status.code(), Some(130), "Ctrl-C ends the watch with 130");
 
     pgdeploy_ok(&["lab", "down"]);
 }
