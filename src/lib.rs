@@ -8,6 +8,7 @@
 //! the nodes over [`pgdeploy_transport`] and the modules of
 //! [`pgdeploy_modules`]; [`report`] and [`output`] show what happened.
 
+pub mod apply_state;
 pub mod cluster;
 pub mod error;
 pub mod facts;

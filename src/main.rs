@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pgdeploy::cluster::{ops, rolling, status, Cluster, ClusterError};
+use pgdeploy::cluster::{ops, page, rolling, status, watch, Cluster, ClusterError};
 use pgdeploy::output::{Progress, Style};
 use pgdeploy::report::Masker;
 use pgdeploy::resolve::Selection;
@@ -80,6 +80,19 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         output: OutputFormat,
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
+    /// One self-contained HTML page: topology, status, last apply, backups.
+    Report {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Largest acceptable age of the newest backup, in hours.
+        #[arg(long, default_value_t = 26.0)]
+        max_backup_age_hours: f64,
+        /// Write the page here instead of to stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// A planned switchover with pre-checks, each step printed.
     Switchover {
@@ -172,6 +185,21 @@ struct ClusterArgs {
     accept_new_host_keys: bool,
 }
 
+/// `status --watch` and its schedule.
+#[derive(Args, Debug, Clone)]
+struct WatchArgs {
+    /// Refresh the status in place until Ctrl-C (exit 130).
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 2.0, requires = "watch")]
+    interval: f64,
+    /// Stop after this many refreshes; exit 0 or 1 as the last one found the
+    /// cluster.
+    #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+}
+
 #[derive(Args, Debug, Clone)]
 struct ApplyArgs {
     #[command(flatten)]
@@ -260,7 +288,19 @@ fn main() -> ExitCode {
             cluster,
             max_backup_age_hours,
             output,
+            watch,
+        } if watch.watch => watch_status(&cluster, max_backup_age_hours, output, &watch),
+        Command::Status {
+            cluster,
+            max_backup_age_hours,
+            output,
+            ..
         } => status(&cluster, max_backup_age_hours, output),
+        Command::Report {
+            cluster,
+            max_backup_age_hours,
+            output,
+        } => report(&cluster, max_backup_age_hours, output.as_deref()),
         Command::Switchover { cluster, to } => operation(&cluster, |c| async move {
             let plan = ops::switchover(&c, to.as_deref(), cluster.max_lag_mb, &say).await?;
             Ok(format!("switchover done: {} leads", plan.candidate))
@@ -359,6 +399,9 @@ fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
             }
             print!("{}", masker.mask(&report.recap_text()));
         }
+    }
+    if !check {
+        record_apply(&args.inputs, &report, &masker);
     }
     if report.interrupted {
         return ExitCode::from(EXIT_INTERRUPTED);
@@ -559,10 +602,7 @@ where
 }
 
 fn status(args: &ClusterArgs, max_backup_age_hours: f64, output: OutputFormat) -> ExitCode {
-    let limits = status::Limits {
-        max_lag_mb: args.max_lag_mb,
-        max_backup_age_hours,
-    };
+    let limits = status_limits(args, max_backup_age_hours);
     let report = match on_cluster(
         args,
         |c| async move { Ok(status::collect(&c, limits).await) },
@@ -634,4 +674,100 @@ async fn day2_converge(cluster: &Cluster, tell: ops::Say<'_>) -> Result<(), Clus
         tell(&format!("rolling restart done: {}", restarted.join(", ")));
     }
     Ok(())
+}
+
+/// Keeps the run's results per host in the apply state file beside the
+/// inventory (for `pgdeploy report`); a failure to write it is a warning.
+fn record_apply(inputs: &InputArgs, run: &pgdeploy::report::RunReport, masker: &Masker) {
+    let saved = pgdeploy::apply_state::record_run(&inputs.inventory, &inputs.playbook, run, masker);
+    if let Err(e) = saved {
+        eprintln!("warning: the apply's results were not recorded: {e}");
+    }
+}
+
+fn status_limits(args: &ClusterArgs, max_backup_age_hours: f64) -> status::Limits {
+    status::Limits {
+        max_lag_mb: args.max_lag_mb,
+        max_backup_age_hours,
+    }
+}
+
+/// `status --watch`: refreshes until `--count` or Ctrl-C (exit 130).
+fn watch_status(
+    args: &ClusterArgs,
+    max_backup_age_hours: f64,
+    output: OutputFormat,
+    watch_args: &WatchArgs,
+) -> ExitCode {
+    let interval = match Duration::try_from_secs_f64(watch_args.interval) {
+        Ok(d) if d >= Duration::from_millis(100) => d,
+        _ => {
+            eprintln!(
+                "error: --interval {}: give at least 0.1 seconds",
+                watch_args.interval
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let schedule = watch::Schedule {
+        interval,
+        count: watch_args.count,
+    };
+    let screen = match output {
+        OutputFormat::Json => watch::Screen::JsonLines,
+        OutputFormat::Human if std::io::stdout().is_terminal() => watch::Screen::Terminal,
+        OutputFormat::Human => watch::Screen::Plain,
+    };
+    let limits = status_limits(args, max_backup_age_hours);
+    let end = on_cluster(args, |c| async move {
+        let mut stdout = std::io::stdout();
+        watch::run(&c, limits, schedule, screen, &mut stdout)
+            .await
+            .map_err(|e| ClusterError::Input(format!("cannot write the status: {e}")))
+    });
+    match end {
+        Ok(watch::WatchEnd::Interrupted) => {
+            eprintln!("\ninterrupted");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Ok(watch::WatchEnd::Done { healthy: true }) => ExitCode::SUCCESS,
+        Ok(watch::WatchEnd::Done { healthy: false }) => ExitCode::from(EXIT_FAILED),
+        Err(code) => code,
+    }
+}
+
+/// `report`: the HTML page to `output` (atomically) or stdout.
+fn report(
+    args: &ClusterArgs,
+    max_backup_age_hours: f64,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    let limits = status_limits(args, max_backup_age_hours);
+    let state = pgdeploy::apply_state::state_path(&args.inventory);
+    let page = match on_cluster(args, |c| async move {
+        Ok(page::collect(&c, limits, &state).await)
+    }) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let html = page::render(&page);
+    let Some(path) = output else {
+        print!("{html}");
+        return ExitCode::SUCCESS;
+    };
+    match pgdeploy::apply_state::write_atomically(path, &html) {
+        Ok(()) => {
+            eprintln!(
+                "wrote {} ({}; leader {})",
+                path.display(),
+                status::verdict(&page.status),
+                page.status.leader.as_deref().unwrap_or("none")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
 }

@@ -11,8 +11,10 @@
 //! restart-only parameter changes, replicas first and the leader last.
 
 pub mod ops;
+pub mod page;
 pub mod rolling;
 pub mod status;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -51,6 +53,15 @@ pub enum ClusterError {
     /// The inventory lacks something the operation needs.
     #[error("{0}")]
     Input(String),
+    /// The last [`Cluster::probe`] found the host unreachable; it is not
+    /// asked again until a probe reaches it.
+    #[error("{host}: unreachable ({reason})")]
+    Unreachable {
+        /// The host.
+        host: String,
+        /// Why the probe failed.
+        reason: String,
+    },
     /// A pre-check refused the operation, or the cluster did not reach the
     /// expected state in time.
     #[error("{0}")]
@@ -152,6 +163,7 @@ pub struct Cluster {
     extra: Vars,
     options: ConnectOptions,
     sessions: tokio::sync::Mutex<BTreeMap<String, Session>>,
+    unreachable: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// How long one HTTP exchange or query through a tunnel may take.
@@ -173,6 +185,7 @@ impl Cluster {
             extra,
             options: ConnectOptions::default(),
             sessions: tokio::sync::Mutex::new(BTreeMap::new()),
+            unreachable: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -226,10 +239,34 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// The SSH connection to `host`, opened on first use.
+    /// The SSH connection to `host`, opened on first use; refused at once
+    /// while the last [`Cluster::probe`] found the host unreachable.
     pub async fn session(&self, host: &str) -> Result<Session, ClusterError> {
-        let mut sessions = self.sessions.lock().await;
-        if let Some(s) = sessions.get(host).filter(|s| !s.is_closed()) {
+        let down = self
+            .unreachable
+            .lock()
+            .map(|d| d.get(host).cloned())
+            .unwrap_or_default();
+        if let Some(reason) = down {
+            return Err(ClusterError::Unreachable {
+                host: host.to_string(),
+                reason,
+            });
+        }
+        self.connect(host).await
+    }
+
+    /// The cached connection to `host`, or a new one (connected without
+    /// holding the cache's lock, so that a host that does not answer holds
+    /// up no other host).
+    async fn connect(&self, host: &str) -> Result<Session, ClusterError> {
+        if let Some(s) = self
+            .sessions
+            .lock()
+            .await
+            .get(host)
+            .filter(|s| !s.is_closed())
+        {
             return Ok(s.clone());
         }
         let h = self
@@ -239,8 +276,52 @@ impl Cluster {
         let target = h.connection.target(host);
         let options = h.connection.options(&self.options);
         let session = Session::connect(&target, &options).await?;
-        sessions.insert(host.to_string(), session.clone());
+        self.sessions
+            .lock()
+            .await
+            .insert(host.to_string(), session.clone());
         Ok(session)
+    }
+
+    /// Checks every inventory host at once with a round trip over its SSH
+    /// connection (reconnecting when it was lost), each within `limit`.
+    /// Hosts that fail are remembered as unreachable, so that the calls
+    /// after it fail at once instead of each waiting for a timeout; their
+    /// connection is dropped and the next probe connects afresh. Returns
+    /// the unreachable hosts with why.
+    pub async fn probe(&self, limit: Duration) -> BTreeMap<String, String> {
+        let hosts: Vec<String> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        let checks = hosts.iter().map(|host| async move {
+            let round_trip = async {
+                let session = self.connect(host).await?;
+                session.exec("true", false, None).await?;
+                Ok::<_, ClusterError>(())
+            };
+            let failure = match tokio::time::timeout(limit, round_trip).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {}s", limit.as_secs())),
+            };
+            (host.clone(), failure)
+        });
+        let mut down = BTreeMap::new();
+        for (host, failure) in futures::future::join_all(checks).await {
+            if let Some(reason) = failure {
+                if let Some(session) = self.sessions.lock().await.remove(&host) {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), session.close()).await;
+                }
+                down.insert(host, reason);
+            }
+        }
+        if let Ok(mut remembered) = self.unreachable.lock() {
+            remembered.clone_from(&down);
+        }
+        down
     }
 
     /// Runs a shell command on `host` (as root when the inventory says

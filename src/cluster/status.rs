@@ -2,7 +2,9 @@
 //! (role, state, timeline, lag), etcd health, HAProxy's view of each
 //! backend, the VIP's holder, and the newest backup with its age.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -72,6 +74,29 @@ pub struct BalancerStatus {
     pub error: Option<String>,
 }
 
+impl BalancerStatus {
+    /// Its servers as `rw/node1 UP, ro/node2 UP, ...`, or why the stats
+    /// page could not be read.
+    pub fn view(&self) -> String {
+        match &self.error {
+            Some(e) => format!("unreachable: {e}"),
+            None => self
+                .backends
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}/{} {}",
+                        s.proxy.trim_start_matches("postgres_"),
+                        s.server,
+                        s.status
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
 /// The newest backup in the repository.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupStatus {
@@ -87,11 +112,17 @@ pub struct BackupStatus {
     pub age_hours: f64,
 }
 
+/// How long the reachability probe of each host may take.
+const PROBE_LIMIT: Duration = Duration::from_secs(5);
+
 /// Everything `status` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// `cluster_name`.
     pub cluster: String,
+    /// Inventory hosts that did not answer over SSH, with why; the checks
+    /// skip them.
+    pub unreachable: BTreeMap<String, String>,
     /// The leader's name.
     pub leader: Option<String>,
     /// Patroni members.
@@ -114,7 +145,11 @@ pub struct Status {
 
 /// Gathers the status of the inventory's cluster.
 pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
-    let mut problems = Vec::new();
+    let unreachable = cluster.probe(PROBE_LIMIT).await;
+    let mut problems: Vec<String> = unreachable
+        .keys()
+        .map(|host| format!("{host} is unreachable"))
+        .collect();
     let (members, leader) = members(cluster, limits, &mut problems).await;
     let etcd = etcd(cluster, &mut problems).await;
     let haproxy = haproxy(cluster, leader.as_deref(), &mut problems).await;
@@ -122,6 +157,7 @@ pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
     let backup = backup(cluster, limits, &mut problems).await;
     Status {
         cluster: cluster.name(),
+        unreachable,
         leader,
         members,
         etcd,
@@ -350,18 +386,22 @@ pub fn newest_backup(info: &str) -> Option<(String, String, i64)> {
         .max_by_key(|b| b.2)
 }
 
+/// `pgbackrest info --output=json` of the cluster's stanza on `host`.
+pub async fn pgbackrest_info(cluster: &Cluster, host: &str) -> Result<String, ClusterError> {
+    let script = format!(
+        "runuser -u postgres -- pgbackrest --stanza={} info --output=json",
+        pgdeploy_transport::quote(&cluster.name())
+    );
+    cluster.exec(host, &script).await
+}
+
 async fn backup(
     cluster: &Cluster,
     limits: Limits,
     problems: &mut Vec<String>,
 ) -> Option<BackupStatus> {
     let host = cluster.group("backup").into_iter().next()?;
-    let stanza = cluster.name();
-    let script = format!(
-        "runuser -u postgres -- pgbackrest --stanza={} info --output=json",
-        pgdeploy_transport::quote(&stanza)
-    );
-    let info = match cluster.exec(&host, &script).await {
+    let info = match pgbackrest_info(cluster, &host).await {
         Ok(i) => i,
         Err(e) => {
             problems.push(format!("cannot read the backups on {host}: {e}"));
@@ -464,6 +504,9 @@ pub fn render(status: &Status) -> String {
         let _ = writeln!(out, "{}", line(&cells));
     }
     let _ = writeln!(out, "{rule}");
+    for (host, reason) in &status.unreachable {
+        let _ = writeln!(out, "down:    {host} unreachable: {reason}");
+    }
     let etcd: Vec<String> = status
         .etcd
         .iter()
@@ -477,23 +520,7 @@ pub fn render(status: &Status) -> String {
         .collect();
     let _ = writeln!(out, "etcd:    {}", etcd.join(", "));
     for b in &status.haproxy {
-        let view = match &b.error {
-            Some(e) => format!("unreachable: {e}"),
-            None => b
-                .backends
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}/{} {}",
-                        s.proxy.trim_start_matches("postgres_"),
-                        s.server,
-                        s.status
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        let _ = writeln!(out, "haproxy: {}: {view}", b.host);
+        let _ = writeln!(out, "haproxy: {}: {}", b.host, b.view());
     }
     if let Some(vip) = &status.vip {
         let _ = writeln!(
@@ -529,6 +556,27 @@ pub fn verdict(status: &Status) -> String {
     } else {
         format!("degraded: {}", status.problems.join("; "))
     }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn format_utc(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// Why `collect` could not even start (bad inventory).
@@ -587,9 +635,17 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
     }
 
     #[test]
+    fn utc_times() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_500_062), "2026-11-24 06:01:02 UTC");
+    }
+
+    #[test]
     fn verdict_is_one_line() {
         let status = Status {
             cluster: "lab".into(),
+            unreachable: BTreeMap::new(),
             leader: None,
             members: Vec::new(),
             etcd: Vec::new(),
