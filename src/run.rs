@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::Value;
-use pgdeploy_modules::{Action, Change, ModuleError, Plan, ProbeOutput, Resource};
+use pgdeploy_modules::{Action, Change, ModuleError, Plan, ProbeOutput, Resource, PROGRESS_PREFIX};
 use pgdeploy_transport::{ConnectOptions, ExecOutput, Session};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
@@ -44,6 +44,10 @@ pub trait Observer: Send + Sync {
     fn host_started(&self, host: &str, total: usize);
     /// A task starts on a host.
     fn task_started(&self, host: &str, index: usize, name: &str);
+    /// A running task reports progress (an action's
+    /// [`pgdeploy_modules::PROGRESS_PREFIX`] line, without the prefix), for
+    /// example that it waits for a lock held by another process.
+    fn task_progress(&self, _host: &str, _task: &str, _message: &str) {}
     /// A task ended.
     fn task_finished(&self, result: &TaskResult);
     /// A host is done.
@@ -219,8 +223,9 @@ impl Run {
             observer.task_started(name, position, &node.task.name);
             let started = Instant::now();
             let actions_before = state.actions;
+            let progress = |message: &str| observer.task_progress(name, &node.task.name, message);
             let mut result = self
-                .task(node, &chain[position..], &session, &mut state)
+                .task(node, &chain[position..], &session, &mut state, &progress)
                 .await;
             result.duration = started.elapsed();
             state.reach = if state.actions == actions_before {
@@ -308,6 +313,7 @@ impl Run {
         rest: &[usize],
         session: &Session,
         state: &mut HostState,
+        progress: &(dyn Fn(&str) + Send + Sync),
     ) -> TaskResult {
         if !node.selected {
             return TaskResult::skipped(node, "tags".into());
@@ -369,7 +375,7 @@ impl Run {
                     ran: false,
                 }
             } else {
-                match self.apply(&plan, node, session, state).await {
+                match self.apply(&plan, node, session, state, progress).await {
                     Ok(o) => o,
                     Err(message) => {
                         changes.extend(plan.changes);
@@ -553,6 +559,7 @@ impl Run {
         node: &TaskNode,
         session: &Session,
         state: &mut HostState,
+        progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<ItemOutcome, String> {
         let mut outcome = ItemOutcome {
             rc: 0,
@@ -568,15 +575,25 @@ impl Run {
                 self.exec_on_new_connection(&node.host, action, node.become_root)
                     .await?
             } else {
+                let on_line = |line: &str| {
+                    if let Some(message) = line.strip_prefix(PROGRESS_PREFIX) {
+                        progress(message);
+                    }
+                };
                 session
-                    .exec(&action.script, node.become_root, action.stdin.as_deref())
+                    .exec_watching_stderr(
+                        &action.script,
+                        node.become_root,
+                        action.stdin.as_deref(),
+                        &on_line,
+                    )
                     .await
                     .map_err(|e| e.to_string())?
             };
             outcome = ItemOutcome {
                 rc: out.status,
                 stdout: out.stdout_str().into_owned(),
-                stderr: out.stderr_str().into_owned(),
+                stderr: without_progress(&out.stderr_str()),
                 ran: true,
             };
             if !out.success() {
@@ -605,6 +622,14 @@ struct ItemOutcome {
     stdout: String,
     stderr: String,
     ran: bool,
+}
+
+/// `stderr` without the progress lines an action printed.
+fn without_progress(stderr: &str) -> String {
+    stderr
+        .split_inclusive('\n')
+        .filter(|line| !line.starts_with(PROGRESS_PREFIX))
+        .collect()
 }
 
 /// Most probes sent in one round trip.

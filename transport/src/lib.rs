@@ -566,6 +566,20 @@ impl Session {
         become_: bool,
         stdin: Option<&[u8]>,
     ) -> Result<ExecOutput, TransportError> {
+        self.exec_watching_stderr(script, become_, stdin, &|_| {})
+            .await
+    }
+
+    /// Like [`Session::exec`], and calls `on_stderr_line` with each complete
+    /// line of stderr as soon as it arrives (for live progress); the lines
+    /// are in the returned stderr too.
+    pub async fn exec_watching_stderr(
+        &self,
+        script: &str,
+        become_: bool,
+        stdin: Option<&[u8]>,
+        on_stderr_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ExecOutput, TransportError> {
         if script.contains('\0') {
             return Err(TransportError::Channel {
                 host: self.inner.label.clone(),
@@ -625,7 +639,9 @@ impl Session {
                     }
                     Next::Msg(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
                     Next::Msg(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        out.stderr.extend_from_slice(&data)
+                        let seen = out.stderr.len();
+                        out.stderr.extend_from_slice(&data);
+                        report_lines(&out.stderr, seen, &data, on_stderr_line);
                     }
                     Next::Msg(ChannelMsg::ExitStatus { exit_status }) => {
                         status = Some(i32::try_from(exit_status).unwrap_or(-1));
@@ -695,6 +711,22 @@ impl Session {
             .disconnect(Disconnect::ByApplication, "pgdeploy done", "en")
             .await
             .map_err(|_| self.disconnected())
+    }
+}
+
+/// Calls `on_line` with every line that `data`, just appended to `all`
+/// (which held `seen` bytes before), completed.
+fn report_lines(all: &[u8], seen: usize, data: &[u8], on_line: &(dyn Fn(&str) + Send + Sync)) {
+    let Some(last_newline) = data.iter().rposition(|b| *b == b'\n') else {
+        return;
+    };
+    let start = all[..seen]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let complete = &all[start..seen + last_newline];
+    for line in complete.split(|b| *b == b'\n') {
+        on_line(&String::from_utf8_lossy(line));
     }
 }
 
@@ -940,6 +972,22 @@ mod tests {
             );
             assert!(!marker.exists(), "payload {payload:?} executed code");
         }
+    }
+
+    #[test]
+    fn stderr_lines_are_reported_when_complete() {
+        let seen = Mutex::new(Vec::new());
+        let on_line = |l: &str| seen.lock().expect("lock").push(l.to_string());
+        let mut all = Vec::new();
+        for chunk in [&b"wai"[..], b"ting 1\nwaiting", b" 2\n", b"a\nb\nrest"] {
+            let before = all.len();
+            all.extend_from_slice(chunk);
+            report_lines(&all, before, chunk, &on_line);
+        }
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec!["waiting 1", "waiting 2", "a", "b"]
+        );
     }
 
     #[test]
