@@ -779,6 +779,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn progress_lines_stay_out_of_stderr() {
+        let stderr =
+            format!("{PROGRESS_PREFIX}waiting 0s\nreal error\n{PROGRESS_PREFIX}waiting 5s\nlast");
+        assert_eq!(without_progress(&stderr), "real error\nlast");
+    }
+
+    #[test]
     fn a_batch_runs_locally_and_splits_back() {
         let probes = vec![
             "echo one".to_string(),
