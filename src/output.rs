@@ -83,6 +83,14 @@ impl Observer for Progress {
         }
     }
 
+    fn task_progress(&self, host: &str, task: &str, message: &str) {
+        let bar = self.bars.lock().ok().and_then(|b| b.get(host).cloned());
+        match bar {
+            Some(bar) => bar.set_message(self.masker.mask(&format!("{task}: {message}"))),
+            None => self.line(&format!("{host} | running | {task}: {message}")),
+        }
+    }
+
     fn task_finished(&self, result: &TaskResult) {
         let show = match result.status {
             TaskStatus::Changed | TaskStatus::Failed => true,

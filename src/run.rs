@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use minijinja::Value;
-use pgdeploy_modules::{Action, Change, Footprint, ModuleError, Plan, ProbeOutput, Resource};
+use pgdeploy_modules::{
+    Action, Change, Footprint, ModuleError, Plan, ProbeOutput, Resource, PROGRESS_PREFIX,
+};
 use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, TransportError};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
@@ -44,6 +46,10 @@ pub trait Observer: Send + Sync {
     fn host_started(&self, host: &str, total: usize);
     /// A task starts on a host.
     fn task_started(&self, host: &str, index: usize, name: &str);
+    /// A running task reports progress (an action's
+    /// [`pgdeploy_modules::PROGRESS_PREFIX`] line, without the prefix), for
+    /// example that it waits for a lock held by another process.
+    fn task_progress(&self, _host: &str, _task: &str, _message: &str) {}
     /// A task ended.
     fn task_finished(&self, result: &TaskResult);
     /// A host is done.
@@ -219,8 +225,9 @@ impl Run {
             observer.task_started(name, position, &node.task.name);
             let started = Instant::now();
             let unbounded_before = state.unbounded_actions;
+            let progress = |message: &str| observer.task_progress(name, &node.task.name, message);
             let mut result = self
-                .task(node, &chain[position..], &session, &mut state)
+                .task(node, &chain[position..], &session, &mut state, &progress)
                 .await;
             result.duration = started.elapsed();
             state.reach = if state.unbounded_actions == unbounded_before {
@@ -315,6 +322,7 @@ impl Run {
         rest: &[usize],
         session: &Session,
         state: &mut HostState,
+        progress: &(dyn Fn(&str) + Send + Sync),
     ) -> TaskResult {
         if !node.selected {
             return TaskResult::skipped(node, "tags".into());
@@ -378,7 +386,7 @@ impl Run {
                 }
             } else {
                 match self
-                    .apply(&plan, &resource.writes(), node, session, state)
+                    .apply(&plan, &resource.writes(), node, session, state, progress)
                     .await
                 {
                     Ok(o) => o,
@@ -584,6 +592,7 @@ impl Run {
         node: &TaskNode,
         session: &Session,
         state: &mut HostState,
+        progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<ItemOutcome, String> {
         let mut outcome = ItemOutcome {
             rc: 0,
@@ -603,15 +612,25 @@ impl Run {
                 self.exec_on_new_connection(&node.host, action, node.become_root)
                     .await?
             } else {
+                let on_line = |line: &str| {
+                    if let Some(message) = line.strip_prefix(PROGRESS_PREFIX) {
+                        progress(message);
+                    }
+                };
                 session
-                    .exec(&action.script, node.become_root, action.stdin.as_deref())
+                    .exec_watching_stderr(
+                        &action.script,
+                        node.become_root,
+                        action.stdin.as_deref(),
+                        &on_line,
+                    )
                     .await
                     .map_err(|e| e.to_string())?
             };
             outcome = ItemOutcome {
                 rc: out.status,
                 stdout: out.stdout_str().into_owned(),
-                stderr: out.stderr_str().into_owned(),
+                stderr: without_progress(&out.stderr_str()),
                 ran: true,
             };
             if !out.success() {
@@ -650,6 +669,14 @@ struct ItemOutcome {
 
 /// How long a new connection may be refused before `ssh_check` gives up.
 const SSHD_RESTART_GRACE: Duration = Duration::from_secs(10);
+
+/// `stderr` without the progress lines an action printed.
+fn without_progress(stderr: &str) -> String {
+    stderr
+        .split_inclusive('\n')
+        .filter(|line| !line.starts_with(PROGRESS_PREFIX))
+        .collect()
+}
 
 /// Most probes sent in one round trip.
 const MAX_BATCH: usize = 256;
@@ -801,6 +828,13 @@ impl TaskResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_stay_out_of_stderr() {
+        let stderr =
+            format!("{PROGRESS_PREFIX}waiting 0s\nreal error\n{PROGRESS_PREFIX}waiting 5s\nlast");
+        assert_eq!(without_progress(&stderr), "real error\nlast");
+    }
 
     #[test]
     fn a_batch_runs_locally_and_splits_back() {

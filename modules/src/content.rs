@@ -29,7 +29,7 @@ impl ContentFile {
             )));
         }
         if let Some(v) = &validate {
-            shell::atomic_write_validated_script(&path, None, None, None, v)
+            shell::atomic_write_validated_script(&path, &[], None, None, None, v)
                 .map_err(ModuleError::Params)?;
         }
         Ok(Self {
@@ -169,7 +169,7 @@ fn upload(
     let mut action = match validate {
         None => Action::upload(path, content.to_vec(), owner, group, mode),
         Some(v) => Action {
-            script: shell::atomic_write_validated_script(path, owner, group, mode, v)
+            script: shell::atomic_write_validated_script(path, content, owner, group, mode, v)
                 .map_err(ModuleError::Params)?,
             stdin: Some(content.to_vec()),
             fresh_connection: false,

@@ -241,7 +241,14 @@ impl Change {
     }
 }
 
+/// A line an action prints on stderr starting with this is progress: the
+/// engine shows the rest of the line live, while the action still runs (for
+/// example "waiting for the apt lock ..."), and leaves it out of the task's
+/// stderr.
+pub const PROGRESS_PREFIX: &str = "pgdeploy-progress: ";
+
 /// Something to run on the host: a shell script, optionally fed on stdin.
+/// It may report progress with [`PROGRESS_PREFIX`] lines on stderr.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Action {
     /// A POSIX `sh` script; a non-zero exit fails the task.
@@ -281,8 +288,9 @@ impl Action {
         }
     }
     /// Writes `content` to `path` atomically: a temporary file in the same
-    /// folder gets the content, owner, group and mode, then is renamed over
-    /// `path`. An interrupted upload never leaves a half-written file.
+    /// folder gets the content, which is checked (size and sha256), owner,
+    /// group and mode, then is renamed over `path`. An interrupted upload
+    /// never leaves a half-written file (see [`shell::atomic_write_script`]).
     pub fn upload(
         path: &str,
         content: Vec<u8>,
@@ -291,7 +299,7 @@ impl Action {
         mode: Option<&str>,
     ) -> Self {
         Self {
-            script: shell::atomic_write_script(path, owner, group, mode),
+            script: shell::atomic_write_script(path, &content, owner, group, mode),
             stdin: Some(content),
             fresh_connection: false,
         }

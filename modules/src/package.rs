@@ -3,13 +3,19 @@
 //! `name` is a package or a list; `pkg=version` pins a version. The apt
 //! cache is refreshed at most once per run (before the first install of the
 //! run on that host), and only when something must be installed and
-//! `update_cache` is not false. apt waits up to 300 s for the dpkg lock.
+//! `update_cache` is not false.
+//!
+//! When another process holds an apt or dpkg lock (unattended-upgrades, a
+//! person's `apt-get`), the task waits for it, reporting as progress every
+//! 5 s which lock, which process holds it and how long it has waited, and
+//! goes on when it is released; after `lock_timeout` seconds (default 300)
+//! it fails naming the lock and the process.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::params::{self, opt_bool, string_list};
+use crate::params::{self, opt_bool, opt_u64, string_list};
 use crate::probe;
 use crate::shell::{quote, quote_argv};
 use crate::{
@@ -25,7 +31,19 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec::optional("state"),
     ParamSpec::optional("update_cache"),
     ParamSpec::optional("purge"),
+    ParamSpec::optional("lock_timeout"),
 ];
+
+/// The locks apt and dpkg take, in the order apt takes them.
+const APT_LOCKS: [&str; 4] = [
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/lock",
+    "/var/lib/apt/lists/lock",
+    "/var/cache/apt/archives/lock",
+];
+
+/// How often (seconds) a task waiting for an apt lock reports it.
+const LOCK_REPORT_EVERY: u64 = 5;
 
 /// Where the id of the run that last refreshed the apt cache is kept.
 pub const APT_RUN_ID_FILE: &str = "/var/lib/pgdeploy/apt-run-id";
@@ -41,6 +59,8 @@ struct Params {
     update_cache: Option<bool>,
     #[serde(default, deserialize_with = "opt_bool")]
     purge: Option<bool>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    lock_timeout: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +126,7 @@ impl Module for Package {
             state: p.state,
             update_cache: p.update_cache.unwrap_or(true),
             purge: p.purge.unwrap_or(false),
+            lock_timeout: p.lock_timeout.unwrap_or(300),
             run_id: ctx.run_id().to_string(),
         }))
     }
@@ -126,7 +147,60 @@ struct PackageResource {
     state: State,
     update_cache: bool,
     purge: bool,
+    /// Seconds to wait for apt's and dpkg's locks.
+    lock_timeout: u64,
     run_id: String,
+}
+
+impl PackageResource {
+    /// Shell functions: `apt_lock_holder` prints `LOCK PID COMMAND` for a
+    /// lock of [`APT_LOCKS`] held by another process (a process in
+    /// `/proc/locks` that has the lock file open), and `wait_for_apt_locks`
+    /// waits until none is held, reporting progress, up to the timeout
+    /// (shared by every wait of the action, in `$waited`).
+    fn lock_wait_functions(&self) -> String {
+        let timeout = self.lock_timeout;
+        let progress = crate::PROGRESS_PREFIX;
+        let every = LOCK_REPORT_EVERY;
+        format!(
+            "apt_lock_holder() {{\n\
+             \x20 for pid in $(awk '$2 != \"->\" {{ print $5 }}' /proc/locks 2>/dev/null | sort -un); do\n\
+             \x20   for fd in /proc/$pid/fd/*; do\n\
+             \x20     target=$(readlink \"$fd\" 2>/dev/null) || continue\n\
+             \x20     case \" {locks} \" in *\" $target \"*)\n\
+             \x20       echo \"$target $pid $(cat /proc/$pid/comm 2>/dev/null)\"; return 0;;\n\
+             \x20     esac\n\
+             \x20   done\n\
+             \x20 done\n\
+             \x20 return 1\n\
+             }}\n\
+             waited=0\n\
+             wait_for_apt_locks() {{\n\
+             \x20 while holder=$(apt_lock_holder); do\n\
+             \x20   lock=${{holder%% *}}; rest=${{holder#* }}; pid=${{rest%% *}}; comm=${{rest#* }}\n\
+             \x20   if [ \"$waited\" -ge {timeout} ]; then\n\
+             \x20     echo \"the apt lock $lock is still held by process $pid ($comm) after waiting ${{waited}}s (lock_timeout {timeout}); giving up\" >&2\n\
+             \x20     exit 1\n\
+             \x20   fi\n\
+             \x20   if [ $((waited % {every})) -eq 0 ]; then\n\
+             \x20     echo \"{progress}waiting for the apt lock $lock, held by process $pid ($comm), for ${{waited}}s (giving up after {timeout}s)\" >&2\n\
+             \x20   fi\n\
+             \x20   sleep 1; waited=$((waited + 1))\n\
+             \x20 done\n\
+             \x20 if [ \"$waited\" -gt 0 ]; then echo \"{progress}the apt lock was released after ${{waited}}s; going on\" >&2; fi\n\
+             }}\n",
+            locks = APT_LOCKS.join(" "),
+        )
+    }
+
+    /// `apt-get` with the time left of the lock timeout for apt's own wait
+    /// (a process may take a lock between the check and apt).
+    fn apt(&self) -> String {
+        format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(( {t} - waited > 1 ? {t} - waited : 1 )) -y -q",
+            t = self.lock_timeout
+        )
+    }
 }
 
 impl Resource for PackageResource {
@@ -229,18 +303,18 @@ impl Resource for PackageResource {
                 }
             }
         }
-        let apt = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -q";
+        let apt = self.apt();
         if !to_install.is_empty() {
-            let mut script = String::from("set -e\n");
+            let mut script = format!("set -e\n{}", self.lock_wait_functions());
             if self.update_cache {
                 let file = quote(APT_RUN_ID_FILE);
                 let id = quote(&self.run_id);
                 script.push_str(&format!(
-                    "if [ \"$(cat {file} 2>/dev/null)\" != {id} ]; then\n  {apt} update\n  mkdir -p \"$(dirname {file})\"\n  printf '%s\\n' {id} > {file}\nfi\n"
+                    "if [ \"$(cat {file} 2>/dev/null)\" != {id} ]; then\n  wait_for_apt_locks\n  {apt} update\n  mkdir -p \"$(dirname {file})\"\n  printf '%s\\n' {id} > {file}\nfi\n"
                 ));
             }
             script.push_str(&format!(
-                "{apt} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends {}\n",
+                "wait_for_apt_locks\n{apt} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends {}\n",
                 quote_argv(&to_install)
             ));
             plan.actions.push(Action::run(script));
@@ -248,7 +322,8 @@ impl Resource for PackageResource {
         if !to_remove.is_empty() {
             let verb = if self.purge { "purge" } else { "remove" };
             plan.actions.push(Action::run(format!(
-                "set -e\n{apt} {verb} {}\n",
+                "set -e\n{}wait_for_apt_locks\n{apt} {verb} {}\n",
+                self.lock_wait_functions(),
                 quote_argv(&to_remove)
             )));
         }
@@ -293,7 +368,8 @@ mod tests {
             "{script}"
         );
         assert!(
-            script.contains("apt-get -o DPkg::Lock::Timeout=300 -y -q update"),
+            script.contains("-y -q update")
+                && script.contains("DPkg::Lock::Timeout=$(( 300 - waited"),
             "{script}"
         );
         assert!(script.contains("test-run"));
@@ -326,6 +402,25 @@ mod tests {
         assert!(r.plan(&probe_out(PROBE)).expect("plan").actions[0]
             .script
             .contains("haproxy=2.6.12-2"));
+    }
+
+    #[test]
+    fn scripts_wait_for_the_locks_and_parse() {
+        let r = build("package", json!({"name": ["curl"], "lock_timeout": "7"})).expect("valid");
+        let plan = r.plan(&probe_out(PROBE)).expect("plan");
+        let script = &plan.actions[0].script;
+        assert_eq!(
+            script.matches("wait_for_apt_locks\n").count(),
+            2,
+            "{script}"
+        );
+        assert!(script.contains("lock_timeout 7); giving up"), "{script}");
+        let check = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .expect("sh");
+        assert!(check.status.success(), "{check:?}\n{script}");
+        assert!(build("package", json!({"name": "curl", "lock_timeout": "soon"})).is_err());
     }
 
     #[test]

@@ -262,13 +262,25 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-/// The command string sent in the SSH `exec` request: `sh -c 'SCRIPT'`, or
-/// `sudo -n -- sh -c 'SCRIPT'` when `become_` and `user` is not root.
-pub fn command_line(script: &str, become_: bool, user: &str) -> String {
+/// The command string sent in the SSH `exec` request for a script of
+/// `script_len` bytes: `sh -c LOADER`, or `sudo -n -- sh -c LOADER` when
+/// `become_` and `user` is not root. The script itself is not in it (scripts
+/// may hold secrets, and sudo logs its command lines while `ps` shows them
+/// to every user): it comes first on stdin, followed by the command's own
+/// input. The loader reads exactly `script_len` bytes, refuses to run a
+/// script that did not arrive whole (exit 125), and evaluates it.
+pub fn command_line(script_len: usize, become_: bool, user: &str) -> String {
+    let loader = format!(
+        "pgdeploy_script=$(head -c {script_len}; echo .); \
+         if [ \"$(printf %s \"$pgdeploy_script\" | wc -c)\" -ne {} ]; then \
+         echo 'pgdeploy: the script did not arrive whole; nothing was run' >&2; exit 125; fi; \
+         eval \"${{pgdeploy_script%.}}\"",
+        script_len + 1
+    );
     if become_ && user != "root" {
-        format!("sudo -n -- sh -c {}", quote(script))
+        format!("sudo -n -- sh -c {}", quote(&loader))
     } else {
-        format!("sh -c {}", quote(script))
+        format!("sh -c {}", quote(&loader))
     }
 }
 
@@ -574,8 +586,9 @@ impl Session {
         }
     }
 
-    /// Runs `sh -c SCRIPT` on the host (the script is quoted here). With
-    /// `become_` and a non-root user: `sudo -n -- sh -c SCRIPT` (passwordless
+    /// Runs SCRIPT with `sh` on the host, sent on stdin ahead of `stdin`'s
+    /// bytes (see [`command_line`]: no script appears in sudo's log or `ps`).
+    /// With `become_` and a non-root user through `sudo -n` (passwordless
     /// sudo required). `stdin` bytes are sent, then EOF. Waits for the exit
     /// status and collects stdout and stderr. At most `max_channels` execs run
     /// at once per session; others wait for a slot.
@@ -585,13 +598,27 @@ impl Session {
         become_: bool,
         stdin: Option<&[u8]>,
     ) -> Result<ExecOutput, TransportError> {
+        self.exec_watching_stderr(script, become_, stdin, &|_| {})
+            .await
+    }
+
+    /// Like [`Session::exec`], and calls `on_stderr_line` with each complete
+    /// line of stderr as soon as it arrives (for live progress); the lines
+    /// are in the returned stderr too.
+    pub async fn exec_watching_stderr(
+        &self,
+        script: &str,
+        become_: bool,
+        stdin: Option<&[u8]>,
+        on_stderr_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ExecOutput, TransportError> {
         if script.contains('\0') {
             return Err(TransportError::Channel {
                 host: self.inner.label.clone(),
                 reason: "script contains a NUL byte".into(),
             });
         }
-        let command = command_line(script, become_, &self.inner.user);
+        let command = command_line(script.len(), become_, &self.inner.user);
         let _permit = self
             .inner
             .permits
@@ -611,6 +638,7 @@ impl Session {
         // Feed stdin concurrently with reading output, so a command that
         // writes a lot before reading its input cannot deadlock us.
         let feed = async {
+            writer.data(script.as_bytes()).await?;
             if let Some(data) = stdin {
                 writer.data(data).await?;
             }
@@ -644,7 +672,9 @@ impl Session {
                     }
                     Next::Msg(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
                     Next::Msg(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        out.stderr.extend_from_slice(&data)
+                        let seen = out.stderr.len();
+                        out.stderr.extend_from_slice(&data);
+                        report_lines(&out.stderr, seen, &data, on_stderr_line);
                     }
                     Next::Msg(ChannelMsg::ExitStatus { exit_status }) => {
                         status = Some(i32::try_from(exit_status).unwrap_or(-1));
@@ -714,6 +744,22 @@ impl Session {
             .disconnect(Disconnect::ByApplication, "pgdeploy done", "en")
             .await
             .map_err(|_| self.disconnected())
+    }
+}
+
+/// Calls `on_line` with every line that `data`, just appended to `all`
+/// (which held `seen` bytes before), completed.
+fn report_lines(all: &[u8], seen: usize, data: &[u8], on_line: &(dyn Fn(&str) + Send + Sync)) {
+    let Some(last_newline) = data.iter().rposition(|b| *b == b'\n') else {
+        return;
+    };
+    let start = all[..seen]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let complete = &all[start..seen + last_newline];
+    for line in complete.split(|b| *b == b'\n') {
+        on_line(&String::from_utf8_lossy(line));
     }
 }
 
@@ -914,14 +960,56 @@ mod tests {
         assert_eq!(quote(""), "''");
         assert_eq!(quote("abc"), "'abc'");
         assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(command_line("id", false, "admin"), "sh -c 'id'");
-        assert_eq!(command_line("id", true, "admin"), "sudo -n -- sh -c 'id'");
-        assert_eq!(command_line("id", true, "root"), "sh -c 'id'");
+        assert!(command_line(2, false, "admin").starts_with("sh -c 'pgdeploy_script=$(head -c 2;"));
+        assert!(command_line(2, true, "admin").starts_with("sudo -n -- sh -c 'pgdeploy_script="));
+        assert!(command_line(2, true, "root").starts_with("sh -c '"));
+    }
+
+    /// Runs `sh -c COMMAND_LINE` here with `input` on stdin.
+    fn run_loader(command: &str, input: &[u8]) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sh");
+        let mut pipe = child.stdin.take().expect("stdin");
+        let _ = pipe.write_all(input);
+        drop(pipe);
+        child.wait_with_output().expect("wait")
+    }
+
+    #[test]
+    fn the_script_comes_on_stdin_before_the_input_and_only_whole() {
+        let script = "set -e\nread -r first\nsecret=s3cr3t\nprintf '%s|' \"$first\"\ncat\n";
+        let command = command_line(script.len(), false, "u");
+        assert!(
+            !command.contains("s3cr3t"),
+            "the script is not in the command line"
+        );
+        let out = run_loader(&command, format!("{script}one\ntwo\n").as_bytes());
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one|two\n");
+        // Cut short (a dropped connection): nothing of it runs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let script = format!(
+            "touch {}\nrm -rf /nonexistent/deep/path\n",
+            marker.display()
+        );
+        let command = command_line(script.len(), false, "u");
+        let out = run_loader(&command, &script.as_bytes()[..script.len() - 12]);
+        assert_eq!(out.status.code(), Some(125), "{out:?}");
+        assert!(!marker.exists(), "a partial script ran");
     }
 
     /// Round-trips hostile strings through a real `sh`, the way the remote
-    /// login shell parses the exec command: `sh -c "sh -c 'SCRIPT'"`, where
-    /// SCRIPT is `printf %s 'PAYLOAD'`. The output must be PAYLOAD, byte for
+    /// login shell parses the exec command (`sh -c "sh -c 'LOADER'"`) and
+    /// the loader its script from stdin, where SCRIPT is
+    /// `printf %s 'PAYLOAD'`. The output must be PAYLOAD, byte for
     /// byte, and nothing may be executed.
     #[test]
     fn quote_is_shell_safe() {
@@ -945,12 +1033,8 @@ mod tests {
         ];
         for payload in &hostile {
             let script = format!("printf %s {}", quote(payload));
-            let remote = command_line(&script, false, "u");
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(&remote)
-                .output()
-                .expect("run sh");
+            let remote = command_line(script.len(), false, "u");
+            let out = run_loader(&remote, script.as_bytes());
             assert!(out.status.success(), "sh failed for {payload:?}: {out:?}");
             assert_eq!(
                 String::from_utf8_lossy(&out.stdout),
@@ -959,6 +1043,22 @@ mod tests {
             );
             assert!(!marker.exists(), "payload {payload:?} executed code");
         }
+    }
+
+    #[test]
+    fn stderr_lines_are_reported_when_complete() {
+        let seen = Mutex::new(Vec::new());
+        let on_line = |l: &str| seen.lock().expect("lock").push(l.to_string());
+        let mut all = Vec::new();
+        for chunk in [&b"wai"[..], b"ting 1\nwaiting", b" 2\n", b"a\nb\nrest"] {
+            let before = all.len();
+            all.extend_from_slice(chunk);
+            report_lines(&all, before, chunk, &on_line);
+        }
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            vec!["waiting 1", "waiting 2", "a", "b"]
+        );
     }
 
     #[test]
