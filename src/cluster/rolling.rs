@@ -265,7 +265,7 @@ async fn delete_etcd_key(cluster: &Cluster, key: &str) -> Result<(), ClusterErro
     for host in cluster.group("etcd") {
         let port = cluster.port(&host, "etcd_client_port", 2379);
         match cluster
-            .http(&host, port, "POST", "/v3/kv/deleterange", Some(&body))
+            .api(&host, port, "POST", "/v3/kv/deleterange", Some(&body))
             .await
         {
             Ok(res) if res.status == 200 => return Ok(()),
