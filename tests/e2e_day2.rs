@@ -98,7 +98,10 @@ fn postmaster_starts(members: &[&str]) -> BTreeMap<String, String> {
     members
         .iter()
         .map(|m| {
-            let body = ssh(m, "curl -s http://127.0.0.1:8008/patroni");
+            let body = ssh(
+                m,
+                "curl -s --cacert /etc/pgdeploy/tls/ca.crt https://127.0.0.1:8008/patroni",
+            );
             let v: Value = serde_json::from_str(&body).expect("Patroni JSON");
             (
                 m.to_string(),
@@ -181,8 +184,13 @@ async fn connect_vip() -> Option<tokio_postgres::Client> {
         .user("postgres")
         .password(SUPERUSER_PASSWORD)
         .dbname("postgres")
-        .connect_timeout(Duration::from_secs(2));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+        .connect_timeout(Duration::from_secs(2))
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    // TLS verified with the lab's cluster CA and the VIP (pg_hba refuses plain connections).
+    let ca = std::fs::read_to_string(root().join("inventories/pki/ca.crt")).expect("the lab's CA");
+    let tls = pgdeploy::tls::client_config(&ca).expect("CA");
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+    let (client, connection) = config.connect(tls).await.ok()?;
     tokio::spawn(connection);
     Some(client)
 }
