@@ -267,8 +267,9 @@ fn tls_everywhere_on_fresh_lab_hosts() {
         "another CA verified: {}",
         text(&wrong)
     );
-    // patronictl talks to the members over https (ctl.cacert).
-    assert!(patroni_list("node1").contains("streaming"));
+    // patronictl reads the cluster from etcd over https.
+    let list = patroni_list("node1");
+    assert_eq!(list.matches("Replica").count(), 2, "{list}");
 
     // 6. etcd: https with the CA for clients; peers over https too; plain and another CA fail.
     let etcdctl = |endpoint: &str, ca: &str| {
