@@ -246,7 +246,16 @@ fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
             }
         })
         .collect();
-    let path = std::env::temp_dir().join(format!("pgdeploy-day2-{}-{name}.yaml", lab_instance()));
+    // In a folder of its own, with the lab's cluster CA beside it (pki/, as an operator keeps it
+    // with the inventory): a CA is per inventory folder.
+    let dir = std::env::temp_dir().join(format!("pgdeploy-day2-{}", lab_instance()));
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).expect("inventory folder");
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(root().join("inventories/pki").join(file), pki.join(file))
+            .expect("copy the lab CA");
+    }
+    let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, text.join("\n") + "\n").expect("write inventory");
     path
 }
