@@ -22,6 +22,7 @@ pub mod run;
 pub mod scope;
 pub mod secrets;
 pub mod template;
+pub mod tls;
 pub mod validate;
 pub mod yaml;
 

@@ -333,8 +333,8 @@ fn load(args: &InputArgs) -> Result<(Inputs, pgdeploy::inventory::Vars), ExitCod
         );
         ExitCode::from(EXIT_BAD_INPUT)
     };
-    let mut extra =
-        pgdeploy::secrets::load(&args.inventory, args.secrets.as_deref()).map_err(bad)?;
+    let mut extra = ca_vars(&args.inventory, false)?;
+    extra.extend(pgdeploy::secrets::load(&args.inventory, args.secrets.as_deref()).map_err(bad)?);
     extra.extend(parse_extra_vars(&args.extra_vars).map_err(bad)?);
     let selection = Selection {
         limit: args.limit.clone(),
@@ -345,8 +345,38 @@ fn load(args: &InputArgs) -> Result<(Inputs, pgdeploy::inventory::Vars), ExitCod
     Ok((inputs, extra))
 }
 
+/// The cluster CA's variables (see `pgdeploy::tls`): with `create`, the CA
+/// is made when missing; without, a throw-away one stands in for a missing one.
+fn ca_vars(
+    inventory: &std::path::Path,
+    create: bool,
+) -> Result<pgdeploy::inventory::Vars, ExitCode> {
+    let result = if create {
+        pgdeploy::tls::load_or_create(&pgdeploy::tls::ca_dir(inventory)).map(|(ca, created)| {
+            if created {
+                eprintln!(
+                    "created the cluster CA in {} (keep ca.key secret and backed up)",
+                    pgdeploy::tls::ca_dir(inventory).display()
+                );
+            }
+            ca.vars()
+        })
+    } else {
+        pgdeploy::tls::vars_or_ephemeral(inventory)
+    };
+    result.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })
+}
+
 fn apply(args: &ApplyArgs, plan: bool, detailed_exitcode: bool) -> ExitCode {
-    let (inputs, extra) = match load(&args.inputs) {
+    let loaded = load(&args.inputs).and_then(|_| {
+        // The CA is made once, by the first apply or plan whose inputs are valid.
+        ca_vars(&args.inputs.inventory, true)?;
+        load(&args.inputs)
+    });
+    let (inputs, extra) = match loaded {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -550,7 +580,13 @@ fn open_cluster(args: &ClusterArgs) -> Result<Cluster, ExitCode> {
         eprintln!("{e}");
         ExitCode::from(EXIT_BAD_INPUT)
     };
-    let extra = parse_extra_vars(&args.extra_vars).map_err(bad)?;
+    // The cluster CA verifies Patroni, etcd and PostgreSQL (none: plain, as before TLS).
+    let ca = pgdeploy::tls::load(&pgdeploy::tls::ca_dir(&args.inventory)).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    })?;
+    let mut extra = ca.map(|ca| ca.vars()).unwrap_or_default();
+    extra.extend(parse_extra_vars(&args.extra_vars).map_err(bad)?);
     let inventory = pgdeploy::inventory::Inventory::load(&args.inventory).map_err(bad)?;
     let playbook = pgdeploy::playbook::Playbook::load(&args.playbook).map_err(bad)?;
     let mut cluster = Cluster::new(inventory, &playbook, extra);

@@ -414,6 +414,11 @@ impl Masker {
                 if is_secret_name(name) || listed.contains(name) {
                     if let Some(s) = value.as_str().filter(|s| s.len() >= 4) {
                         secrets.push(s.to_string());
+                        // Each long line of a multi-line secret (a PEM key) too: output
+                        // that escapes newlines (JSON) still never shows it.
+                        if s.contains('\n') {
+                            secrets.extend(s.lines().filter(|l| l.len() >= 16).map(str::to_string));
+                        }
                     }
                 }
             }
@@ -526,5 +531,26 @@ mod tests {
         assert_eq!(m.mask("password=s3cr3t-pass;"), "password=***;");
         assert!(is_secret_name("postgres_superuser_password"));
         assert!(!is_secret_name("ansible_ssh_private_key_file"));
+    }
+
+    #[test]
+    fn every_long_line_of_a_multi_line_secret_is_masked() {
+        let inventory = Inventory {
+            path: "inventory.yaml".into(),
+            hosts: Vec::new(),
+            groups: Default::default(),
+        };
+        let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\nAwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
+        let mut extra = serde_json::Map::new();
+        extra.insert("tls_ca_key_secret".into(), key.into());
+        let m = Masker::new(&inventory, &extra);
+        assert_eq!(m.mask(key), "***");
+        let escaped = serde_json::to_string(key).expect("json");
+        let masked = m.mask(&escaped);
+        assert!(
+            !masked.contains("MIGHAgEAMBMGByqGSM49AgEGCCqGSM49"),
+            "{masked}"
+        );
+        assert!(!masked.contains("PRIVATE KEY"), "{masked}");
     }
 }

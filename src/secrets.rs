@@ -107,7 +107,7 @@ fn read_identity(path: &Path) -> Result<age::x25519::Identity, SecretsError> {
 
 /// Writes `bytes` to `path` with mode 0600 through a temporary file and a
 /// rename, so a crash never leaves half a file.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
     let tmp = path.with_extension("tmp");
     let mut file = fs::OpenOptions::new()
         .write(true)

@@ -108,6 +108,14 @@ impl Templater {
             Some(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1"),
             None => v.is_true(),
         });
+        // Ansible's `extract`: `groups['x'] | map('extract', hostvars, 'address')`.
+        env.add_filter(
+            "extract",
+            |key: Value, container: Value, attr: Option<Value>| match attr {
+                Some(attr) => container.get_item(&key)?.get_item(&attr),
+                None => container.get_item(&key),
+            },
+        );
         Self { env }
     }
 
@@ -293,6 +301,27 @@ mod tests {
         assert_eq!(
             t.render_json(&json!("n={{ n }}"), &v).expect("str"),
             json!("n=3")
+        );
+    }
+
+    #[test]
+    fn extract_looks_items_up_in_a_container() {
+        let t = Templater::new();
+        let v = vars(
+            json!({"groups": {"lb": ["a", "b"]}, "hostvars": {"a": {"address": "10.0.0.1"}, "b": {"address": "10.0.0.2"}}}),
+        );
+        assert_eq!(
+            t.render_json(
+                &json!("{{ groups['lb'] | map('extract', hostvars, 'address') | list }}"),
+                &v
+            )
+            .expect("list"),
+            json!(["10.0.0.1", "10.0.0.2"])
+        );
+        assert_eq!(
+            t.render("{{ 'a' | extract(hostvars) | tojson }}", &v)
+                .expect("item"),
+            r#"{"address": "10.0.0.1"}"#
         );
     }
 

@@ -98,7 +98,10 @@ fn postmaster_starts(members: &[&str]) -> BTreeMap<String, String> {
     members
         .iter()
         .map(|m| {
-            let body = ssh(m, "curl -s http://127.0.0.1:8008/patroni");
+            let body = ssh(
+                m,
+                "curl -s --cacert /etc/pgdeploy/tls/ca.crt https://127.0.0.1:8008/patroni",
+            );
             let v: Value = serde_json::from_str(&body).expect("Patroni JSON");
             (
                 m.to_string(),
@@ -129,7 +132,7 @@ fn etcd_starts(hosts: &[&str]) -> BTreeMap<String, String> {
 fn etcd_member_list(host: &str) -> Vec<String> {
     let list = ssh(
         host,
-        "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list -w simple",
+        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/pgdeploy/tls/ca.crt member list -w simple",
     );
     let mut members: Vec<String> = list
         .lines()
@@ -212,8 +215,13 @@ async fn connect_vip() -> Option<tokio_postgres::Client> {
         .user("postgres")
         .password(SUPERUSER_PASSWORD)
         .dbname("postgres")
-        .connect_timeout(Duration::from_secs(2));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+        .connect_timeout(Duration::from_secs(2))
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    // TLS verified with the lab's cluster CA and the VIP (pg_hba refuses plain connections).
+    let ca = std::fs::read_to_string(root().join("inventories/pki/ca.crt")).expect("the lab's CA");
+    let tls = pgdeploy::tls::client_config(&ca).expect("CA");
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+    let (client, connection) = config.connect(tls).await.ok()?;
     tokio::spawn(connection);
     Some(client)
 }
@@ -269,7 +277,16 @@ fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
             _ => l.to_string(),
         })
         .collect();
-    let path = std::env::temp_dir().join(format!("pgdeploy-day2-{}-{name}.yaml", lab_instance()));
+    // In a folder of its own, with the lab's cluster CA beside it (pki/, as an operator keeps it
+    // with the inventory): a CA is per inventory folder.
+    let dir = std::env::temp_dir().join(format!("pgdeploy-day2-{}", lab_instance()));
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).expect("inventory folder");
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(root().join("inventories/pki").join(file), pki.join(file))
+            .expect("copy the lab CA");
+    }
+    let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, text.join("\n") + "\n").expect("write inventory");
     path
 }

@@ -110,7 +110,7 @@ fn ha_stack_on_fresh_lab_hosts() {
     assert_eq!(list.matches("running").count(), 3, "{list}");
     let etcd = ssh(
         "node1",
-        "etcdctl --endpoints=http://127.0.0.1:2379 endpoint health --cluster 2>&1",
+        "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/pgdeploy/tls/ca.crt endpoint health --cluster 2>&1",
     );
     assert_eq!(etcd.matches("is healthy").count(), 3, "{etcd}");
 

@@ -37,6 +37,7 @@ mod service;
 mod ssh_check;
 mod sysctl;
 mod template;
+mod tls_cert;
 mod ufw;
 mod user;
 mod wait_for;
@@ -324,6 +325,7 @@ pub fn registry() -> Vec<Box<dyn Module>> {
         Box::new(command::Shell),
         Box::new(wait_for::WaitFor),
         Box::new(ssh_check::SshCheck),
+        Box::new(tls_cert::TlsCert),
     ]
 }
 

@@ -6,7 +6,8 @@
 //! playbook's role defaults); it reaches Patroni's REST API with a small
 //! HTTP client, PostgreSQL with tokio-postgres (`connect_raw` over the
 //! tunnel), etcd's `/health`, and HAProxy's stats page, each on the host's
-//! own loopback. [`status`] reports the cluster's health, [`ops`] performs
+//! own loopback. Patroni, etcd and PostgreSQL are reached over TLS verified
+//! with the cluster CA (`tls_ca_cert`) and the host's inventory name. [`status`] reports the cluster's health, [`ops`] performs
 //! switchover, restart and reinit, and [`rolling`] restarts members for
 //! restart-only parameter changes, replicas first and the leader last.
 
@@ -17,6 +18,7 @@ pub mod status;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgdeploy_transport::{http, ConnectOptions, Session};
@@ -164,6 +166,10 @@ pub struct Cluster {
     options: ConnectOptions,
     sessions: tokio::sync::Mutex<BTreeMap<String, Session>>,
     unreachable: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Trusts the cluster CA (`tls_ca_cert`) only: Patroni, etcd and
+    /// PostgreSQL are verified with it. `None` without a CA (a cluster
+    /// deployed before TLS); an error when the CA certificate is unusable.
+    tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
 }
 
 /// How long one HTTP exchange or query through a tunnel may take.
@@ -179,6 +185,12 @@ impl Cluster {
                 defaults.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
+        let tls = match extra.get(crate::tls::CA_CERT_VAR).and_then(Json::as_str) {
+            Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
+                crate::tls::client_config(pem).map(Some)
+            }
+            _ => Ok(None),
+        };
         Cluster {
             inventory,
             defaults,
@@ -186,6 +198,7 @@ impl Cluster {
             options: ConnectOptions::default(),
             sessions: tokio::sync::Mutex::new(BTreeMap::new()),
             unreachable: std::sync::Mutex::new(BTreeMap::new()),
+            tls,
         }
     }
 
@@ -347,7 +360,8 @@ impl Cluster {
         }
     }
 
-    /// One HTTP request to `port` on `host`'s loopback, through a tunnel.
+    /// One plain HTTP request to `port` on `host`'s loopback, through a
+    /// tunnel (HAProxy's stats page).
     pub async fn http(
         &self,
         host: &str,
@@ -356,7 +370,45 @@ impl Cluster {
         path: &str,
         body: Option<&str>,
     ) -> Result<http::Response, ClusterError> {
-        let service = format!("{method} 127.0.0.1:{port}{path}");
+        self.exchange(host, port, method, path, body, None).await
+    }
+
+    /// One request to a TLS service (Patroni's REST API, etcd) on `host`'s
+    /// loopback, through a tunnel: HTTPS verified with the cluster CA and the
+    /// host's inventory name, or plain HTTP when there is no CA.
+    pub async fn api(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<http::Response, ClusterError> {
+        let tls = self.tls.clone().map_err(|reason| ClusterError::Http {
+            host: host.to_string(),
+            service: format!("{method} 127.0.0.1:{port}{path}"),
+            reason,
+        })?;
+        self.exchange(host, port, method, path, body, tls).await
+    }
+
+    /// The name a host's certificate is verified against (its inventory name).
+    fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+        rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("`{host}` cannot be checked against a certificate: {e}"))
+    }
+
+    async fn exchange(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<http::Response, ClusterError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let service = format!("{method} {scheme}://127.0.0.1:{port}{path}");
         let err = |reason: String| ClusterError::Http {
             host: host.to_string(),
             service: service.clone(),
@@ -368,9 +420,19 @@ impl Cluster {
                 .tunnel("127.0.0.1", port)
                 .await
                 .map_err(|e| err(e.to_string()))?;
-            http::request(tunnel, method, &format!("127.0.0.1:{port}"), path, body)
-                .await
-                .map_err(|e| err(e.to_string()))
+            let authority = format!("127.0.0.1:{port}");
+            let answer = match tls {
+                Some(config) => {
+                    let name = Self::server_name(host).map_err(&err)?;
+                    let stream = tokio_rustls::TlsConnector::from(config)
+                        .connect(name, tunnel)
+                        .await
+                        .map_err(|e| err(format!("TLS: {e}")))?;
+                    http::request(stream, method, &authority, path, body).await
+                }
+                None => http::request(tunnel, method, &authority, path, body).await,
+            };
+            answer.map_err(|e| err(e.to_string()))
         };
         tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
             .await
@@ -390,7 +452,7 @@ impl Cluster {
         path: &str,
     ) -> Result<T, ClusterError> {
         let res = self
-            .http(host, self.patroni_port(host), "GET", path, None)
+            .api(host, self.patroni_port(host), "GET", path, None)
             .await?;
         serde_json::from_slice(&res.body).map_err(|e| ClusterError::Http {
             host: host.into(),
@@ -412,7 +474,7 @@ impl Cluster {
         body: &Json,
     ) -> Result<String, ClusterError> {
         let res = self
-            .http(
+            .api(
                 host,
                 self.patroni_port(host),
                 "POST",
@@ -464,6 +526,7 @@ impl Cluster {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_else(|| "postgres".into());
         let port = self.port(host, "postgres_port", 5432);
+        let tls = self.tls.clone().map_err(&sql_err)?;
         let session = self.session(host).await?;
         let work = async {
             let tunnel = session
@@ -476,11 +539,39 @@ impl Cluster {
                 .password(&password)
                 .dbname("postgres")
                 .application_name("pgdeploy");
-            let (client, connection) = config
-                .connect_raw(tunnel, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| sql_err(e.to_string()))?;
-            let driver = tokio::spawn(connection);
+            let client = match tls {
+                Some(tls) => {
+                    // verify-full: the cluster CA and the host's inventory name.
+                    config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                    Self::server_name(host).map_err(&sql_err)?;
+                    let connector = tokio_postgres::tls::MakeTlsConnect::<
+                        pgdeploy_transport::Tunnel,
+                    >::make_tls_connect(
+                        &mut tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()),
+                        host,
+                    )
+                    .map_err(|e| sql_err(e.to_string()))?;
+                    let (client, connection) = config
+                        .connect_raw(tunnel, connector)
+                        .await
+                        .map_err(|e| sql_err(e.to_string()))?;
+                    (
+                        client,
+                        tokio::spawn(async move { connection.await.map(drop) }),
+                    )
+                }
+                None => {
+                    let (client, connection) = config
+                        .connect_raw(tunnel, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| sql_err(e.to_string()))?;
+                    (
+                        client,
+                        tokio::spawn(async move { connection.await.map(drop) }),
+                    )
+                }
+            };
+            let (client, driver) = client;
             let rows = client
                 .simple_query(sql)
                 .await

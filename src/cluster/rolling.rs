@@ -370,7 +370,7 @@ async fn etcd_post(
     let mut last = ClusterError::Input("the inventory's `etcd` group is empty".into());
     for host in cluster.group("etcd") {
         let port = cluster.port(&host, "etcd_client_port", 2379);
-        match cluster.http(&host, port, "POST", path, Some(body)).await {
+        match cluster.api(&host, port, "POST", path, Some(body)).await {
             Ok(res) if res.status == 200 => return Ok((host, res.text())),
             Ok(res) => {
                 last = ClusterError::Refused(format!(

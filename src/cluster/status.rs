@@ -244,7 +244,7 @@ async fn etcd(cluster: &Cluster, problems: &mut Vec<String>) -> Vec<EtcdStatus> 
     let mut list = Vec::new();
     for host in &hosts {
         let port = cluster.port(host, "etcd_client_port", 2379);
-        let answer = cluster.http(host, port, "GET", "/health", None).await;
+        let answer = cluster.api(host, port, "GET", "/health", None).await;
         let (healthy, error) = match answer {
             Ok(res) => match serde_json::from_slice::<Json>(&res.body) {
                 Ok(v) if v["health"] == "true" => (true, None),

@@ -1,0 +1,401 @@
+//! End-to-end test of TLS in the HA stack on fresh lab hosts: the cluster CA
+//! made once beside the inventory, PostgreSQL (clients and replication),
+//! Patroni's REST API and etcd verified with it, plain connections refused,
+//! a tampered certificate re-issued, and a second apply that changes
+//! nothing. One test, scenarios in order; it leaves the lab down.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+
+const SUPERUSER_PASSWORD: &str = "e2e-Tls-Super-4hq8z";
+const REPLICATION_PASSWORD: &str = "e2e-Tls-Repl-9wd2k";
+
+fn inventory() -> String {
+    lab_inventory().to_string_lossy().into_owned()
+}
+
+fn pki() -> std::path::PathBuf {
+    root().join("inventories/pki")
+}
+
+fn run(command: &str, extra: &[&str]) -> std::process::Output {
+    let inventory = inventory();
+    let mut args: Vec<String> = vec![command.into(), "-i".into(), inventory];
+    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    pgdeploy(&refs)
+}
+
+/// No password and no line of the CA key in a run's output.
+fn assert_no_secrets(out: &std::process::Output) {
+    let all = text(out);
+    let key = std::fs::read_to_string(pki().join("ca.key")).unwrap_or_default();
+    assert!(!all.contains("PRIVATE KEY"), "key material was printed");
+    for line in key.lines().filter(|l| l.len() > 20) {
+        assert!(!all.contains(line), "a line of the CA key was printed");
+    }
+    for secret in [SUPERUSER_PASSWORD, REPLICATION_PASSWORD] {
+        assert!(!all.contains(secret), "a password was printed");
+    }
+}
+
+/// psql from this machine with a libpq connection string; stdout or the error.
+fn local_psql(conninfo: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([conninfo, "-XAtc", sql])
+        .env("PGPASSWORD", SUPERUSER_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// psql on a lab host (the password in the environment, not the command line).
+fn remote_psql(host: &str, conninfo: &str, sql: &str) -> std::process::Output {
+    ssh_output(
+        host,
+        &format!(
+            "PGPASSWORD={} PGCONNECT_TIMEOUT=5 psql {} -XAtc {} 2>&1",
+            SUPERUSER_PASSWORD,
+            quote(conninfo),
+            quote(sql)
+        ),
+    )
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn tls_everywhere_on_fresh_lab_hosts() {
+    require_lab_prerequisites();
+    pgdeploy_ok(&["lab", "down"]);
+    lab_up(4);
+    // The CA is made by the first apply (this test proves it, so none may be left over).
+    if pki().exists() {
+        std::fs::remove_dir_all(pki()).expect("remove the old lab CA");
+    }
+
+    // 0. validate creates nothing.
+    pgdeploy_ok(&[
+        "validate",
+        "-i",
+        &inventory(),
+        "-e",
+        "postgres_superuser_password=x",
+        "-e",
+        "postgres_replication_password=y",
+    ]);
+    assert!(!pki().exists(), "validate wrote the CA");
+
+    // 1. A fresh deploy creates the CA once (0600 key in a 0700 folder) and converges.
+    let started = Instant::now();
+    let out = run("apply", &[]);
+    let fresh = started.elapsed();
+    assert!(out.status.success(), "fresh apply failed:\n{}", text(&out));
+    assert!(
+        text(&out).contains("created the cluster CA"),
+        "{}",
+        text(&out)
+    );
+    assert_no_secrets(&out);
+    println!("fresh deploy with TLS: {:.1}s", fresh.as_secs_f64());
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&pki()), 0o700);
+    assert_eq!(mode(&pki().join("ca.key")), 0o600);
+    let ca_cert = std::fs::read_to_string(pki().join("ca.crt")).expect("ca.crt");
+    let ca_key = std::fs::read_to_string(pki().join("ca.key")).expect("ca.key");
+    let ca_file = pki().join("ca.crt").to_string_lossy().into_owned();
+
+    // Keys on the hosts: owned by the service's user, 0600.
+    for host in ["node1", "node2", "node3"] {
+        let owners = ssh(
+            host,
+            "stat -c '%n %U %a' /etc/pgdeploy/tls/postgres.key /etc/pgdeploy/tls/etcd.key",
+        );
+        assert!(
+            owners.contains("/etc/pgdeploy/tls/postgres.key postgres 600")
+                && owners.contains("/etc/pgdeploy/tls/etcd.key etcd 600"),
+            "{host}: {owners}"
+        );
+    }
+
+    // 2. PostgreSQL with verify-full and the CA: through HAProxy on the VIP, and directly.
+    let vip = lab_vip();
+    let verified = format!("host={vip} port=5000 user=postgres dbname=postgres sslmode=verify-full sslrootcert={ca_file}");
+    let ssl = local_psql(
+        &verified,
+        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+    )
+    .expect("verify-full through the VIP");
+    assert_eq!(ssl, "t");
+    let leader = patroni_leader("node1");
+    let replica = ["node1", "node2", "node3"]
+        .into_iter()
+        .find(|h| *h != leader)
+        .expect("a replica");
+    let direct = remote_psql(
+        replica,
+        &format!("host={leader} port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=/etc/pgdeploy/tls/ca.crt"),
+        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout).trim(),
+        "t",
+        "direct verify-full from {replica} to {leader}"
+    );
+    // Verification is real: another CA is refused.
+    let other_ca =
+        std::env::temp_dir().join(format!("pgdeploy-e2e-tls-other-ca-{}.crt", lab_instance()));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-subj",
+            "/CN=not the cluster CA",
+            "-days",
+            "1",
+            "-keyout",
+            "/dev/null",
+            "-out",
+        ])
+        .arg(&other_ca)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", text(&made));
+    let wrong = local_psql(
+        &format!(
+            "host={vip} port=5000 user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+            other_ca.display()
+        ),
+        "select 1",
+    )
+    .expect_err("another CA must not verify");
+    assert!(wrong.contains("certificate verify failed"), "{wrong}");
+
+    // 3. No TLS from the network: refused by pg_hba (through HAProxy, and from another host directly).
+    let plain = local_psql(
+        &format!("host={vip} port=5000 user=postgres dbname=postgres sslmode=disable"),
+        "select 1",
+    )
+    .expect_err("a plain connection through the VIP must be refused");
+    assert!(
+        plain.contains("pg_hba.conf rejects connection") && plain.contains("no encryption"),
+        "{plain}"
+    );
+    let plain = remote_psql(
+        replica,
+        &format!("host={leader} port=5432 user=postgres dbname=postgres sslmode=disable"),
+        "select 1",
+    );
+    let said = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        !plain.status.success() && said.contains("no encryption"),
+        "plain from {replica} to {leader}: {said}"
+    );
+
+    // 4. Replication runs over TLS, verified (verify-full in the replicas' conninfo).
+    let replication = local_psql(
+        &verified,
+        "select r.application_name || ' ' || s.ssl from pg_stat_replication r join pg_stat_ssl s using (pid) order by 1",
+    )
+    .expect("pg_stat_replication");
+    println!("replication connections (member ssl): {replication:?}");
+    assert_eq!(replication.lines().count(), 2, "{replication}");
+    assert!(
+        replication.lines().all(|l| l.ends_with(" true")),
+        "{replication}"
+    );
+    let conninfo = ssh(
+        replica,
+        "runuser -u postgres -- psql -XAtc 'show primary_conninfo' | grep -o 'sslmode=[a-z-]*'",
+    );
+    assert_eq!(conninfo.trim(), "sslmode=verify-full");
+
+    // 5. Patroni's REST API: https verified with the CA; plain http and another CA fail.
+    let other_on_host = "/tmp/pgdeploy-other-ca.crt";
+    ssh(
+        replica,
+        &format!("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other -days 1 -keyout /dev/null -out {other_on_host} 2>/dev/null"),
+    );
+    let curl = |args: &str| {
+        ssh_output(
+            replica,
+            &format!("curl -sS -m 5 -o /dev/null -w '%{{http_code}}' {args} 2>&1"),
+        )
+    };
+    let https = curl(&format!(
+        "--cacert /etc/pgdeploy/tls/ca.crt https://{leader}:8008/primary"
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&https.stdout).trim(),
+        "200",
+        "{}",
+        text(&https)
+    );
+    let http = curl(&format!("http://{leader}:8008/primary"));
+    assert!(
+        !http.status.success(),
+        "plain http answered: {}",
+        text(&http)
+    );
+    // (--capath: curl would also look in the system store, which holds the cluster CA.)
+    let wrong = curl(&format!(
+        "--cacert {other_on_host} --capath /nonexistent https://{leader}:8008/primary"
+    ));
+    assert!(
+        !wrong.status.success(),
+        "another CA verified: {}",
+        text(&wrong)
+    );
+    // patronictl reads the cluster from etcd over https.
+    let list = patroni_list("node1");
+    assert_eq!(list.matches("Replica").count(), 2, "{list}");
+
+    // 6. etcd: https with the CA for clients; peers over https too; plain and another CA fail.
+    let etcdctl = |endpoint: &str, ca: &str| {
+        ssh_output(
+            replica,
+            &format!("ETCDCTL_API=3 etcdctl --dial-timeout=3s --command-timeout=5s --endpoints={endpoint} {ca} endpoint health 2>&1"),
+        )
+    };
+    for member in ["node1", "node2", "node3"] {
+        let ok = etcdctl(
+            &format!("https://{member}:2379"),
+            "--cacert=/etc/pgdeploy/tls/ca.crt",
+        );
+        assert!(
+            ok.status.success() && text(&ok).contains("is healthy"),
+            "{}",
+            text(&ok)
+        );
+    }
+    let plain = etcdctl("http://node1:2379", "");
+    assert!(
+        !plain.status.success(),
+        "plain etcd answered: {}",
+        text(&plain)
+    );
+    let wrong = etcdctl("https://node1:2379", &format!("--cacert={other_on_host}"));
+    assert!(
+        !wrong.status.success(),
+        "another CA verified etcd: {}",
+        text(&wrong)
+    );
+    let members = ssh(
+        "node1",
+        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/pgdeploy/tls/ca.crt member list",
+    );
+    assert_eq!(members.matches(":2380").count(), 3, "{members}");
+    assert_eq!(
+        members.matches("https://").count(),
+        6,
+        "peer and client URLs: {members}"
+    );
+
+    // 7. HAProxy checks Patroni over verified TLS, and the day-2 code verifies the CA too:
+    // `status` reads Patroni and etcd through tunnels over TLS and finds the cluster healthy.
+    let cfg = ssh("node1", "grep -c 'check-ssl verify required ca-file /etc/pgdeploy/tls/ca.crt verifyhost' /etc/haproxy/haproxy.cfg");
+    assert_eq!(cfg.trim(), "6");
+    let status = pgdeploy(&[
+        "status",
+        "-i",
+        &inventory(),
+        "-e",
+        &format!("postgres_superuser_password={SUPERUSER_PASSWORD}"),
+    ]);
+    assert!(status.status.success(), "status:\n{}", text(&status));
+    assert!(
+        text(&status).contains(&format!("rw/{leader} UP")),
+        "{}",
+        text(&status)
+    );
+
+    // 8. A certificate from another CA on a host is found and re-issued; clients verify again.
+    ssh(
+        "node1",
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=node1 -days 30 \
+           -keyout /etc/pgdeploy/tls/postgres.key -out /etc/pgdeploy/tls/postgres.crt 2>/dev/null \
+         && chown postgres:postgres /etc/pgdeploy/tls/postgres.key /etc/pgdeploy/tls/postgres.crt",
+    );
+    let plan = run("plan", &["--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "plan:\n{}", text(&plan));
+    assert!(
+        text(&plan).contains("/etc/pgdeploy/tls/postgres.crt")
+            && text(&plan).contains("not signed by the cluster CA"),
+        "{}",
+        text(&plan)
+    );
+    assert_no_secrets(&plan);
+    let out = run("apply", &[]);
+    assert!(out.status.success(), "repair apply failed:\n{}", text(&out));
+    assert_no_secrets(&out);
+    let repaired = remote_psql(
+        "node2",
+        "host=node1 port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=/etc/pgdeploy/tls/ca.crt",
+        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&repaired.stdout).trim(),
+        "t",
+        "{}",
+        text(&repaired)
+    );
+    // Patroni's REST API and PostgreSQL serve the new certificate (the handler's reload).
+    let file = ssh(
+        "node1",
+        "openssl x509 -in /etc/pgdeploy/tls/postgres.crt -noout -fingerprint -sha256",
+    );
+    for connect in [
+        "-connect node1:8008",
+        "-starttls postgres -connect node1:5432",
+    ] {
+        let served = ssh(
+            "node2",
+            &format!("openssl s_client {connect} -CAfile /etc/pgdeploy/tls/ca.crt -verify_hostname node1 -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"),
+        );
+        assert_eq!(served, file, "{connect} serves another certificate");
+    }
+
+    // 9. A second apply changes nothing, and the CA is the same one.
+    let started = Instant::now();
+    let again = run("apply", &[]);
+    println!("converged apply: {:.1}s", started.elapsed().as_secs_f64());
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("No changes"),
+        "second apply changed something:\n{}",
+        text(&again)
+    );
+    assert!(!text(&again).contains("created the cluster CA"));
+    assert_eq!(
+        std::fs::read_to_string(pki().join("ca.crt")).expect("ca.crt"),
+        ca_cert
+    );
+    assert_eq!(
+        std::fs::read_to_string(pki().join("ca.key")).expect("ca.key"),
+        ca_key
+    );
+
+    let _ = std::fs::remove_file(other_ca);
+    pgdeploy_ok(&["lab", "down"]);
+}
