@@ -218,6 +218,13 @@ impl Cluster {
             .cloned()
     }
 
+    /// A string variable (see [`Cluster::var`]); `None` when unset or not a
+    /// string.
+    pub fn var_str(&self, host: &str, name: &str) -> Option<String> {
+        self.var(host, name)
+            .and_then(|v| v.as_str().map(String::from))
+    }
+
     /// A port variable, or `default` when unset.
     pub fn port(&self, host: &str, name: &str, default: u16) -> u16 {
         self.var(host, name)
@@ -247,8 +254,7 @@ impl Cluster {
     pub fn name(&self) -> String {
         self.group("postgres")
             .first()
-            .and_then(|h| self.var(h, "cluster_name"))
-            .and_then(|v| v.as_str().map(String::from))
+            .and_then(|h| self.var_str(h, "cluster_name"))
             .unwrap_or_default()
     }
 
@@ -513,8 +519,7 @@ impl Cluster {
             reason,
         };
         let password = self
-            .var(host, "postgres_superuser_password")
-            .and_then(|v| v.as_str().map(String::from))
+            .var_str(host, "postgres_superuser_password")
             .ok_or_else(|| {
                 ClusterError::Input(
                     "postgres_superuser_password is not set (give it with -e or in the inventory)"
@@ -522,8 +527,7 @@ impl Cluster {
                 )
             })?;
         let user = self
-            .var(host, "patroni_superuser")
-            .and_then(|v| v.as_str().map(String::from))
+            .var_str(host, "patroni_superuser")
             .unwrap_or_else(|| "postgres".into());
         let port = self.port(host, "postgres_port", 5432);
         let tls = self.tls.clone().map_err(&sql_err)?;

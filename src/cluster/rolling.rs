@@ -17,7 +17,7 @@
 use serde_json::Value as Json;
 
 use super::ops::{self, Say};
-use super::{Cluster, ClusterError, PatroniNode};
+use super::{Cluster, ClusterError, PatroniCluster, PatroniMember, PatroniNode};
 
 /// What a parameter change needs to take effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -216,9 +216,8 @@ pub async fn remove_stale_members(
     say: Say<'_>,
 ) -> Result<Vec<String>, ClusterError> {
     let (_, patroni) = cluster.patroni_cluster().await?;
-    let wanted = cluster.group("postgres");
     let mut removed = Vec::new();
-    for member in patroni.members.iter().filter(|m| !wanted.contains(&m.name)) {
+    for member in stale_patroni_members(cluster, &patroni) {
         let name = &member.name;
         if member.is_leader() {
             return Err(ClusterError::Refused(format!(
@@ -260,22 +259,40 @@ pub async fn remove_stale_members(
 /// `etcd` group, one line each.
 pub async fn stale_members_plan(cluster: &Cluster) -> Result<Vec<String>, ClusterError> {
     let (_, patroni) = cluster.patroni_cluster().await?;
-    let wanted = cluster.group("postgres");
-    let mut lines: Vec<String> = patroni
-        .members
-        .iter()
-        .filter(|m| !wanted.contains(&m.name))
+    let mut lines: Vec<String> = stale_patroni_members(cluster, &patroni)
         .map(|m| format!("- Patroni member {} (left the postgres group)", m.name))
         .collect();
-    let wanted = cluster.group("etcd");
     let members = etcd_members(cluster).await?;
     lines.extend(
-        members
-            .iter()
-            .filter(|m| !m.name.is_empty() && !wanted.contains(&m.name))
+        stale_etcd_members(&members, &cluster.group("etcd"))
             .map(|m| format!("- etcd member {} (left the etcd group)", m.name)),
     );
     Ok(lines)
+}
+
+/// The Patroni members that are not in the inventory's `postgres` group:
+/// what [`remove_stale_members`] takes out and `plan` lists.
+fn stale_patroni_members<'a>(
+    cluster: &Cluster,
+    patroni: &'a PatroniCluster,
+) -> impl Iterator<Item = &'a PatroniMember> {
+    let wanted = cluster.group("postgres");
+    patroni
+        .members
+        .iter()
+        .filter(move |m| !wanted.contains(&m.name))
+}
+
+/// The etcd members that are not in `wanted` (the `etcd` group): what
+/// [`remove_stale_etcd_members`] takes out and `plan` lists. A member added
+/// but not started yet has no name: a join in progress, never stale.
+fn stale_etcd_members<'a>(
+    members: &'a [EtcdMember],
+    wanted: &'a [String],
+) -> impl Iterator<Item = &'a EtcdMember> {
+    members
+        .iter()
+        .filter(|m| !m.name.is_empty() && !wanted.contains(&m.name))
 }
 
 /// One member of the etcd cluster, as the v3 gateway lists it.
@@ -309,10 +326,7 @@ pub async fn remove_stale_etcd_members(
     let mut removed = Vec::new();
     loop {
         let members = etcd_members(cluster).await?;
-        let Some(stale) = members
-            .iter()
-            .find(|m| !m.name.is_empty() && !wanted.contains(&m.name))
-        else {
+        let Some(stale) = stale_etcd_members(&members, &wanted).next() else {
             return Ok(removed);
         };
         if !members.iter().any(|m| wanted.contains(&m.name)) {
@@ -327,8 +341,7 @@ pub async fn remove_stale_etcd_members(
         etcd_post(cluster, "/v3/cluster/member/remove", &body).await?;
         if cluster.inventory().host(&name).is_some() {
             let data_dir = cluster
-                .var(&name, "etcd_data_dir")
-                .and_then(|v| v.as_str().map(str::to_string))
+                .var_str(&name, "etcd_data_dir")
                 .unwrap_or_else(|| "/var/lib/etcd/pgdeploy".into());
             let dir = pgdeploy_modules::quote(&data_dir);
             cluster

@@ -343,8 +343,7 @@ async fn vip(cluster: &Cluster, problems: &mut Vec<String>) -> (Option<String>, 
     let balancers = cluster.group("balancers");
     let Some(vip) = balancers
         .first()
-        .and_then(|h| cluster.var(h, "vip_address"))
-        .and_then(|v| v.as_str().map(String::from))
+        .and_then(|h| cluster.var_str(h, "vip_address"))
     else {
         return (None, Vec::new());
     };
