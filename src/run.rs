@@ -526,7 +526,7 @@ impl Run {
             }
         }
         let mark = batch_mark();
-        let texts: Vec<String> = scripts.iter().map(|(s, _)| s.clone()).collect();
+        let texts: Vec<&str> = scripts.iter().map(|(s, _)| s.as_str()).collect();
         let batch = batch_script(&texts, &mark);
         state.probe_round_trips += 1;
         let out = session
@@ -749,14 +749,11 @@ fn batch_mark() -> String {
 /// closed) and prints, per probe, its stdout, a line `MARK INDEX err`, its
 /// stderr and a line `MARK INDEX end STATUS`, each mark line after a newline
 /// of its own. It starts no process per probe beyond the probe's own.
-pub fn batch_script(probes: &[String], mark: &str) -> String {
+pub fn batch_script<S: AsRef<str>>(probes: &[S], mark: &str) -> String {
     let mut script = String::from("t=$(mktemp) || exit 1\ntrap 'rm -f \"$t\"' EXIT\n");
     for (i, probe) in probes.iter().enumerate() {
-        let probe = if probe.trim().is_empty() {
-            ":"
-        } else {
-            probe.as_str()
-        };
+        let probe = probe.as_ref();
+        let probe = if probe.trim().is_empty() { ":" } else { probe };
         script.push_str(&format!(
             "(\n{probe}\n) </dev/null 2>\"$t\"; s=$?\necho; echo '{mark} {i} err'\nif [ -s \"$t\" ]; then cat \"$t\"; fi\necho; echo '{mark} {i} end' $s\n"
         ));

@@ -81,6 +81,17 @@ impl Footprint {
         ])
     }
 
+    /// This footprint and `object` too (everything stays everything).
+    pub fn and(self, object: Object) -> Self {
+        match self {
+            Footprint::Everything => Footprint::Everything,
+            Footprint::Only(mut objects) => {
+                objects.push(object);
+                Footprint::Only(objects)
+            }
+        }
+    }
+
     /// Whether anything written in `self` can change what a probe reading
     /// `reads` sees.
     pub fn affects(&self, reads: &Footprint) -> bool {
@@ -133,5 +144,11 @@ mod tests {
         assert!(!motd.affects(&Footprint::file_probe("/etc/issue")));
         // A new user can change the owner name a file probe prints.
         assert!(Footprint::path("/etc/passwd").affects(&Footprint::file_probe("/etc/issue")));
+        let live = Object::State("sysctl", Some("vm.swappiness".into()));
+        assert_eq!(
+            Footprint::path("/etc/motd").and(live.clone()),
+            Footprint::only([Object::path("/etc/motd"), live.clone()])
+        );
+        assert_eq!(Footprint::Everything.and(live), Footprint::Everything);
     }
 }

@@ -165,15 +165,11 @@ impl Resource for SysctlResource {
     }
 
     fn reads(&self) -> Footprint {
-        let mut objects = vec![self.live_value()];
-        if let Footprint::Only(file) = Footprint::file_probe(&self.file.path) {
-            objects.extend(file);
-        }
-        Footprint::Only(objects)
+        Footprint::file_probe(&self.file.path).and(self.live_value())
     }
 
     fn writes(&self) -> Footprint {
-        Footprint::only([Object::path(&self.file.path), self.live_value()])
+        Footprint::path(&self.file.path).and(self.live_value())
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
