@@ -134,12 +134,14 @@ impl ApplyState {
         }
     }
 
-    /// Writes the state atomically (see [`write_atomically`]).
+    /// Writes the state atomically (see [`crate::files::write_atomically`]).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        write_atomically(path, &(text + "\n")).map_err(|source| StateError::Io {
-            path: path.into(),
-            source,
+        let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
+        crate::files::write_atomically(path, text.as_bytes(), 0o644).map_err(|source| {
+            StateError::Io {
+                path: path.into(),
+                source,
+            }
         })
     }
 }
@@ -157,18 +159,6 @@ pub fn record_run(
     state.record(run, playbook, masker);
     state.save(&path)?;
     Ok(path)
-}
-
-/// Writes `contents` to a temporary file beside `path` and renames it over
-/// `path`, so a reader sees the old file or the new one, never half of one.
-pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    let temp = path.with_file_name(name);
-    std::fs::write(&temp, contents)?;
-    std::fs::rename(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod apply_state;
 pub mod cluster;
 pub mod error;
 pub mod facts;
+pub mod files;
 pub mod graph;
 pub mod inventory;
 pub mod output;

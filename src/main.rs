@@ -791,7 +791,7 @@ fn report(
         print!("{html}");
         return ExitCode::SUCCESS;
     };
-    match pgdeploy::apply_state::write_atomically(path, &html) {
+    match pgdeploy::files::write_atomically(path, html.as_bytes(), 0o644) {
         Ok(()) => {
             eprintln!(
                 "wrote {} ({}; leader {})",

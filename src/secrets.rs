@@ -14,8 +14,7 @@
 //! without it the secrets file cannot be read.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -105,21 +104,10 @@ fn read_identity(path: &Path) -> Result<age::x25519::Identity, SecretsError> {
         .ok_or_else(|| SecretsError::BadIdentity(path.to_path_buf()))
 }
 
-/// Writes `bytes` to `path` with mode 0600 through a temporary file and a
-/// rename, so a crash never leaves half a file.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+/// Writes `bytes` to `path` with mode 0600, atomically (see
+/// [`crate::files::write_atomically`]).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
+    crate::files::write_atomically(path, bytes, 0o600).map_err(io(path))
 }
 
 /// The identity at `path`, created (0600, folder 0700) when missing.

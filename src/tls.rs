@@ -162,8 +162,8 @@ pub fn load_or_create(dir: &Path) -> Result<(Ca, bool), TlsError> {
     // The key first: a crash in between leaves a lone key, which `load`
     // reports (no second CA is made silently).
     let write = |name: &str, pem: &str| {
-        crate::secrets::write_private(&dir.join(name), pem.as_bytes())
-            .map_err(|e| TlsError::Generate(e.to_string()))
+        let path = dir.join(name);
+        crate::files::write_atomically(&path, pem.as_bytes(), 0o600).map_err(io(&path))
     };
     write("ca.key", &ca.key_pem)?;
     write("ca.crt", &ca.cert_pem)?;
