@@ -6,9 +6,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value as Json;
-
-use super::status::{self, format_utc, Limits, Status};
+use super::status::{self, format_utc, parse_backups, Backup, Limits, Status};
 use super::Cluster;
 use crate::apply_state::ApplyState;
 
@@ -21,25 +19,6 @@ pub struct HostCard {
     pub address: String,
     /// Its groups (without `all`).
     pub groups: Vec<String>,
-}
-
-/// One backup in the repository.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Backup {
-    /// pgBackRest's label.
-    pub label: String,
-    /// `full`, `diff`, `incr`.
-    pub kind: String,
-    /// When it started (Unix seconds).
-    pub started_at: i64,
-    /// When it finished (Unix seconds).
-    pub stopped_at: i64,
-    /// Size of the database it copied, in bytes.
-    pub size: Option<u64>,
-    /// Size it takes in the repository (compressed), in bytes.
-    pub repository_size: Option<u64>,
-    /// pgBackRest flagged it as having errors.
-    pub error: bool,
 }
 
 /// Everything on the page.
@@ -58,27 +37,6 @@ pub struct Page {
     pub backups: Option<(String, Result<Vec<Backup>, String>)>,
     /// The last apply per host; or why the state file could not be read.
     pub apply: Result<ApplyState, String>,
-}
-
-/// The backups of `pgbackrest info --output=json`, newest first.
-pub fn parse_backups(info: &str) -> Result<Vec<Backup>, String> {
-    let doc: Json = serde_json::from_str(info).map_err(|e| format!("not JSON: {e}"))?;
-    let stanzas = doc.as_array().ok_or("not a list of stanzas".to_string())?;
-    let mut list: Vec<Backup> = stanzas
-        .iter()
-        .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten())
-        .map(|b| Backup {
-            label: b["label"].as_str().unwrap_or("?").to_string(),
-            kind: b["type"].as_str().unwrap_or("?").to_string(),
-            started_at: b["timestamp"]["start"].as_i64().unwrap_or(0),
-            stopped_at: b["timestamp"]["stop"].as_i64().unwrap_or(0),
-            size: b["info"]["size"].as_u64(),
-            repository_size: b["info"]["repository"]["size"].as_u64(),
-            error: b["error"] == true,
-        })
-        .collect();
-    list.sort_by_key(|b| std::cmp::Reverse(b.stopped_at));
-    Ok(list)
 }
 
 /// Gathers the page's data: the status (which probes every host), the

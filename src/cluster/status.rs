@@ -368,21 +368,54 @@ async fn vip(cluster: &Cluster, problems: &mut Vec<String>) -> (Option<String>, 
     (Some(vip), holders)
 }
 
-/// The newest backup in `pgbackrest info --output=json`.
-pub fn newest_backup(info: &str) -> Option<(String, String, i64)> {
-    let v: Json = serde_json::from_str(info).ok()?;
-    v.as_array()?
+/// One backup in the repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    /// pgBackRest's label.
+    pub label: String,
+    /// `full`, `diff`, `incr`.
+    pub kind: String,
+    /// When it started (Unix seconds).
+    pub started_at: i64,
+    /// When it finished (Unix seconds).
+    pub stopped_at: i64,
+    /// Size of the database it copied, in bytes.
+    pub size: Option<u64>,
+    /// Size it takes in the repository (compressed), in bytes.
+    pub repository_size: Option<u64>,
+    /// pgBackRest flagged it as having errors.
+    pub error: bool,
+}
+
+/// The backups of `pgbackrest info --output=json`, newest first.
+pub fn parse_backups(info: &str) -> Result<Vec<Backup>, String> {
+    let doc: Json = serde_json::from_str(info).map_err(|e| format!("not JSON: {e}"))?;
+    let stanzas = doc.as_array().ok_or("not a list of stanzas".to_string())?;
+    let mut list: Vec<Backup> = stanzas
         .iter()
         .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten())
-        .filter(|b| b["error"] != true)
-        .filter_map(|b| {
-            Some((
-                b["label"].as_str()?.to_string(),
-                b["type"].as_str()?.to_string(),
-                b["timestamp"]["stop"].as_i64()?,
-            ))
+        .map(|b| Backup {
+            label: b["label"].as_str().unwrap_or("?").to_string(),
+            kind: b["type"].as_str().unwrap_or("?").to_string(),
+            started_at: b["timestamp"]["start"].as_i64().unwrap_or(0),
+            stopped_at: b["timestamp"]["stop"].as_i64().unwrap_or(0),
+            size: b["info"]["size"].as_u64(),
+            repository_size: b["info"]["repository"]["size"].as_u64(),
+            error: b["error"] == true,
         })
-        .max_by_key(|b| b.2)
+        .collect();
+    list.sort_by_key(|b| std::cmp::Reverse(b.stopped_at));
+    Ok(list)
+}
+
+/// The newest backup without errors in `pgbackrest info --output=json`:
+/// label, type and when it finished.
+pub fn newest_backup(info: &str) -> Option<(String, String, i64)> {
+    parse_backups(info)
+        .ok()?
+        .into_iter()
+        .find(|b| !b.error)
+        .map(|b| (b.label, b.kind, b.stopped_at))
 }
 
 /// `pgbackrest info --output=json` of the cluster's stanza on `host`.
