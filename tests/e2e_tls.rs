@@ -369,10 +369,18 @@ fn tls_everywhere_on_fresh_lab_hosts() {
         "-connect node1:8008",
         "-starttls postgres -connect node1:5432",
     ] {
-        let served = ssh(
-            "node2",
-            &format!("openssl s_client {connect} -CAfile /etc/pgdeploy/tls/ca.crt -verify_hostname node1 -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"),
-        );
+        // Patroni applies a reload in its next cycle (loop_wait): give it 30 s.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let served = loop {
+            let served = ssh(
+                "node2",
+                &format!("openssl s_client {connect} -CAfile /etc/pgdeploy/tls/ca.crt -verify_hostname node1 -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"),
+            );
+            if served == file || Instant::now() > deadline {
+                break served;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        };
         assert_eq!(served, file, "{connect} serves another certificate");
     }
 
