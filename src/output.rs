@@ -31,9 +31,18 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A progress display.
+    /// A progress display on standard error.
     pub fn new(style: Style, verbose: bool, masker: Masker) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Self::with_draw_target(style, verbose, masker, ProgressDrawTarget::stderr())
+    }
+
+    fn with_draw_target(
+        style: Style,
+        verbose: bool,
+        masker: Masker,
+        target: ProgressDrawTarget,
+    ) -> Self {
+        let multi = MultiProgress::with_draw_target(target);
         Self {
             style,
             verbose,
@@ -127,5 +136,147 @@ impl Observer for Progress {
                 self.line(&format!("{} | UNREACHABLE | {reason}", host.host));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use indicatif::InMemoryTerm;
+
+    use super::*;
+    use crate::inventory::Inventory;
+
+    fn result(host: &str, task: &str, status: TaskStatus, message: Option<&str>) -> TaskResult {
+        TaskResult {
+            host: host.into(),
+            task: task.into(),
+            role: Some("common".into()),
+            handler: false,
+            status,
+            changes: Vec::new(),
+            message: message.map(str::to_string),
+            duration: Duration::ZERO,
+            started: Duration::ZERO,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Bars drawn on an in-memory terminal of 8 rows by 120 columns, with
+    /// `Hunter2-secret` as a secret.
+    fn bars() -> (Progress, InMemoryTerm) {
+        let inventory = Inventory::parse("all:\n  hosts:\n    node1: {}\n", Path::new("inv.yaml"))
+            .expect("inventory");
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "postgres_superuser_password".into(),
+            "Hunter2-secret".into(),
+        );
+        let term = InMemoryTerm::new(8, 120);
+        let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
+        let progress =
+            Progress::with_draw_target(Style::Bars, false, Masker::new(&inventory, &extra), target);
+        (progress, term)
+    }
+
+    /// The screen's non-empty lines, trailing blanks trimmed.
+    fn screen(term: &InMemoryTerm) -> Vec<String> {
+        term.contents()
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn a_terminal_shows_one_line_per_host_with_tasks_done_and_the_current_task() {
+        let (progress, term) = bars();
+        progress.host_started("node1", 10);
+        progress.host_started("node2", 4);
+        progress.task_started("node1", 3, "common / base packages");
+        progress.task_started("node2", 1, "common / hostname");
+        let lines = screen(&term);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        let node1 = &lines[0];
+        assert!(node1.trim_start().starts_with("node1 ["), "{node1}");
+        assert!(node1.contains("  3/10 "), "{node1}");
+        assert!(node1.ends_with("common / base packages"), "{node1}");
+        let node2 = &lines[1];
+        assert!(node2.trim_start().starts_with("node2 ["), "{node2}");
+        assert!(node2.contains("  1/4 "), "{node2}");
+        assert!(node2.ends_with("common / hostname"), "{node2}");
+
+        // A long-running task reports progress on its host's line.
+        progress.task_progress(
+            "node1",
+            "common / base packages",
+            "waiting for the apt lock (12 s)",
+        );
+        let node1 = &screen(&term)[0];
+        assert!(
+            node1.ends_with("common / base packages: waiting for the apt lock (12 s)"),
+            "{node1}"
+        );
+    }
+
+    #[test]
+    fn changes_print_above_the_bars_and_each_host_ends_with_its_outcome() {
+        let (progress, term) = bars();
+        progress.host_started("node1", 2);
+        progress.host_started("node2", 2);
+        progress.task_finished(&result("node1", "motd", TaskStatus::Changed, None));
+        progress.task_finished(&result("node2", "motd", TaskStatus::Ok, None));
+        let lines = screen(&term);
+        assert_eq!(lines[0], "node1 | changed | common / motd", "{lines:#?}");
+        assert_eq!(
+            lines.len(),
+            3,
+            "an unchanged task prints no line: {lines:#?}"
+        );
+
+        let mut node1 = HostReport::new("node1");
+        node1.results = vec![result("node1", "motd", TaskStatus::Changed, None)];
+        progress.host_finished(&node1);
+        let mut node2 = HostReport::new("node2");
+        node2.unreachable = Some("connection refused".into());
+        progress.host_finished(&node2);
+        let lines = screen(&term);
+        assert!(lines[1].trim_start().starts_with("node1 ["), "{lines:#?}");
+        assert!(lines[1].ends_with("done: 1 changed"), "{lines:#?}");
+        assert!(
+            lines[2].ends_with("unreachable: connection refused"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_reach_the_terminal() {
+        let (progress, term) = bars();
+        progress.host_started("node1", 3);
+        progress.task_started("node1", 0, "set password Hunter2-secret");
+        assert!(
+            screen(&term)[0].ends_with("set password ***"),
+            "{:?}",
+            screen(&term)
+        );
+        progress.task_progress(
+            "node1",
+            "t",
+            "psql -c 'alter role x password Hunter2-secret'",
+        );
+        progress.task_finished(&result(
+            "node1",
+            "t",
+            TaskStatus::Failed,
+            Some("exit 1: Hunter2-secret rejected"),
+        ));
+        let contents = term.contents();
+        assert!(!contents.contains("Hunter2"), "{contents}");
+        assert!(
+            contents.contains("node1 | FAILED | common / t: exit 1: *** rejected"),
+            "{contents}"
+        );
     }
 }

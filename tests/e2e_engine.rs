@@ -46,6 +46,7 @@ fn engine_on_the_lab() {
     assert_eq!(facts["os_codename"], "bookworm", "{facts}");
 
     drift_is_planned_and_repaired(inventory);
+    progress_bars_on_a_terminal(inventory);
     a_change_keeps_the_probes_it_cannot_affect(inventory);
     slow_host_does_not_hold_up_others(inventory);
     unreachable_host_does_not_stop_others();
@@ -216,6 +217,50 @@ fn drift_is_planned_and_repaired(inventory: &str) {
     assert!(!ssh("node5", "cat /etc/pgd-e2e-motd").contains("hand edit"));
     let clean = pgdeploy(&["plan", "-i", inventory, &playbook, "--detailed-exitcode"]);
     assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+}
+
+/// On a terminal (a pty from `script`, 40 rows by 120 columns), apply draws
+/// one bar per host and ends each with its outcome; the changed task is
+/// printed above the bars. The pty's bytes are replayed on a terminal
+/// emulator (vt100) and the final screen is read row by row.
+fn progress_bars_on_a_terminal(inventory: &str) {
+    let playbook = fixture("engine/phase1.yaml");
+    ssh("node5", "echo 'hand edit' >> /etc/pgd-e2e-motd");
+    let command = format!(
+        "stty rows 40 cols 120 && {} apply -i {inventory} {playbook}",
+        env!("CARGO_BIN_EXE_pgdeploy")
+    );
+    let out = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .current_dir(root())
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let mut terminal = vt100::Parser::new(40, 120, 0);
+    terminal.process(&out.stdout);
+    let rows: Vec<String> = terminal.screen().rows(0, 120).collect();
+    let screen = rows.join("\n");
+    let row = |start: &str| -> String {
+        rows.iter()
+            .map(|r| r.trim())
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row starting {start:?}:\n{screen}"))
+            .to_string()
+    };
+    // node5: the template and the handler it notified; node6: nothing.
+    let node5 = row("node5 [");
+    assert!(
+        node5.contains(" 17/17 ") && node5.ends_with("done: 2 changed"),
+        "{node5:?}\n{screen}"
+    );
+    let node6 = row("node6 [");
+    assert!(
+        node6.contains(" 17/17 ") && node6.ends_with("done: 0 changed"),
+        "{node6:?}\n{screen}"
+    );
+    row("node5 | changed | independent / template");
+    assert!(!ssh("node5", "cat /etc/pgd-e2e-motd").contains("hand edit"));
 }
 
 /// node5 sleeps in one task; node6's tasks finish long before; node7 waits
