@@ -263,8 +263,8 @@ fn assert_no_write_lost(acked: &[i64], scenario: &str) {
 }
 
 /// The lab inventory with the `postgres` and `etcd` groups set to
-/// `members`, written beside it.
-fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
+/// `members`, written into `dir` as `NAME.yaml`.
+fn inventory_with_postgres(dir: &Path, members: &[&str], name: &str) -> PathBuf {
     let lab = std::fs::read_to_string(lab_inventory()).expect("lab inventory");
     let hosts: Vec<String> = members.iter().map(|m| format!("{m}: {{}}")).collect();
     let hosts = format!("{{hosts: {{{}}}}}", hosts.join(", "));
@@ -279,7 +279,6 @@ fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
         .collect();
     // In a folder of its own, with the lab's cluster CA beside it (pki/, as an operator keeps it
     // with the inventory): a CA is per inventory folder.
-    let dir = std::env::temp_dir().join(format!("pgdeploy-day2-{}", lab_instance()));
     let pki = dir.join("pki");
     std::fs::create_dir_all(&pki).expect("inventory folder");
     for file in ["ca.crt", "ca.key"] {
@@ -295,6 +294,8 @@ fn inventory_with_postgres(members: &[&str], name: &str) -> PathBuf {
 fn day2_operations_on_a_fresh_lab() {
     require_lab_prerequisites();
     let started = Instant::now();
+    // The test's own files (a parameters file, the grown inventory and its CA copy), removed at the end.
+    let scratch = tempfile::tempdir().expect("scratch folder");
     pgdeploy_ok(&["lab", "down"]);
     lab_up(5);
     let lab = lab_inventory();
@@ -382,7 +383,7 @@ fn day2_operations_on_a_fresh_lab() {
     //    (work_mem) rolled out by apply under the write loop.
     let members = ["node1", "node2", "node3"];
     let before = postmaster_starts(&members);
-    let params = std::env::temp_dir().join(format!("pgdeploy-day2-{}-params.yaml", lab_instance()));
+    let params = scratch.path().join("params.yaml");
     std::fs::write(
         &params,
         "postgres_parameters:\n  shared_buffers: 160MB\n  work_mem: 6MB\n",
@@ -455,7 +456,11 @@ fn day2_operations_on_a_fresh_lab() {
 
     // 4. Grow: node5 joins as a replica and as an etcd member (member add
     // before its first start); no other member restarts, PostgreSQL or etcd.
-    let grown = inventory_with_postgres(&["node1", "node2", "node3", "node5"], "grown");
+    let grown = inventory_with_postgres(
+        scratch.path(),
+        &["node1", "node2", "node3", "node5"],
+        "grown",
+    );
     let before = postmaster_starts(&members);
     let etcd_before = etcd_starts(&members);
     let t = Instant::now();
