@@ -27,6 +27,7 @@ pub struct Progress {
     verbose: bool,
     masker: Masker,
     multi: MultiProgress,
+    /// Every host's bar, kept until the display is dropped.
     bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
@@ -123,7 +124,14 @@ impl Observer for Progress {
     }
 
     fn host_finished(&self, host: &HostReport) {
-        if let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(&host.host)) {
+        // The bar stays in the map: indicatif wipes the lines of dropped
+        // bars at the next `println`, so a finished host would lose its line.
+        if let Some(bar) = self
+            .bars
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&host.host).cloned())
+        {
             let r = host.recap();
             let message = match (&host.unreachable, r.failed) {
                 (Some(reason), _) => format!("unreachable: {reason}"),
@@ -249,6 +257,37 @@ mod tests {
             lines[2].ends_with("unreachable: connection refused"),
             "{lines:#?}"
         );
+    }
+
+    /// A host that finishes first keeps its final line when another host
+    /// later prints a change above the bars (CI once lost node6's line this
+    /// way: indicatif wipes the lines of bars that were dropped).
+    #[test]
+    fn a_finished_host_keeps_its_line_when_another_prints_later() {
+        let (progress, term) = bars();
+        progress.host_started("node1", 2);
+        progress.host_started("node2", 2);
+        progress.host_started("node3", 2);
+        progress.host_finished(&HostReport::new("node1"));
+        progress.host_finished(&HostReport::new("node3"));
+        progress.task_finished(&result("node2", "motd", TaskStatus::Changed, None));
+        let mut node2 = HostReport::new("node2");
+        node2.results = vec![result("node2", "motd", TaskStatus::Changed, None)];
+        progress.host_finished(&node2);
+        let lines = screen(&term);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert_eq!(lines[0], "node2 | changed | common / motd", "{lines:#?}");
+        for (line, (host, outcome)) in lines[1..].iter().zip([
+            ("node1", "done: 0 changed"),
+            ("node2", "done: 1 changed"),
+            ("node3", "done: 0 changed"),
+        ]) {
+            assert!(
+                line.trim_start().starts_with(&format!("{host} [")),
+                "{lines:#?}"
+            );
+            assert!(line.ends_with(outcome), "{lines:#?}");
+        }
     }
 
     #[test]
