@@ -103,6 +103,17 @@ fn ha_stack_on_fresh_lab_hosts() {
         assert!(!text(&out).contains(secret), "a secret was printed");
     }
     println!("fresh deploy: {:.1}s", fresh.as_secs_f64());
+    // The package made no default cluster (createcluster.d), so there was
+    // none to drop and none is left.
+    assert!(
+        !text(&out).contains("packaged default cluster dropped"),
+        "the package created 15/main:\n{}",
+        text(&out)
+    );
+    for host in ["node1", "node2", "node3"] {
+        let clusters = ssh(host, "pg_lsclusters --no-header; ls /var/lib/postgresql/15");
+        assert_eq!(clusters.trim(), "patroni", "{host}: {clusters}");
+    }
 
     let list = patroni_list("node1");
     assert_eq!(list.matches("Leader").count(), 1, "{list}");

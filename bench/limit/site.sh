@@ -9,13 +9,13 @@ files="/etc/hostname /etc/hosts /etc/locale.gen /etc/default/locale
 /etc/systemd/coredump.conf.d/pgdeploy-cis.conf /etc/systemd/journald.conf.d/pgdeploy-cis.conf /etc/crontab
 /etc/passwd /etc/group /etc/shadow /etc/gshadow /etc/ssh/sshd_config /etc/ssh/sshd_config.d/50-pgdeploy-cis.conf
 /etc/sysctl.d/90-pgdeploy-*.conf /etc/ufw/sysctl.conf /etc/ufw/before.rules /etc/ufw/user.rules /etc/ufw/user6.rules
-/etc/ufw/ufw.conf /etc/default/ufw /etc/default/etcd /etc/postgresql-common/createcluster.conf
+/etc/ufw/ufw.conf /etc/default/ufw /etc/default/etcd /etc/postgresql-common/createcluster.d/pgdeploy.conf
 /etc/patroni/config.yml /usr/local/sbin/pgdeploy-patroni-check /etc/haproxy/haproxy.cfg
 /etc/keepalived/keepalived.conf /usr/local/sbin/pgdeploy-derive-ssh-key /var/lib/postgresql/.ssh/authorized_keys
 /var/lib/postgresql/.ssh/config /var/lib/postgresql/.ssh/id_ed25519 /etc/pgbackrest.conf
 /etc/systemd/system/pgbackrest-backup@.service /etc/systemd/system/pgbackrest-backup-full.timer
 /etc/systemd/system/pgbackrest-backup-diff.timer"
-dirs="/etc/modprobe.d /etc/security/limits.d /etc/systemd/coredump.conf.d /etc/systemd/journald.conf.d
+dirs="/etc/postgresql-common/createcluster.d /etc/modprobe.d /etc/security/limits.d /etc/systemd/coredump.conf.d /etc/systemd/journald.conf.d
 /etc/cron.hourly /etc/cron.daily /etc/cron.weekly /etc/cron.monthly /etc/cron.d /etc/patroni /var/lib/postgresql/.ssh"
 absent="/var/lib/etcd/default /etc/postgresql/15/main/postgresql.conf /var/lib/etcd/member"
 for p in $files $dirs $absent; do stat -c '%n %F %a %U %G' "$p" 2>/dev/null || echo "$p absent"; done
