@@ -475,7 +475,8 @@ impl Run {
     /// task whose `when` cannot be decided yet (it reads a result that an
     /// earlier task registers) is probed as if it will run, and a task that
     /// cannot be rendered yet is left for its own batch, without ending
-    /// this one.
+    /// this one. While the host is changing (the reach is not whole), probes
+    /// that wait on time or other hosts (`wait_for`) are left for their turn.
     async fn probe_batch(
         &self,
         node: &TaskNode,
@@ -514,6 +515,9 @@ impl Run {
                     vars.clone()
                 };
                 if let Ok(resource) = self.resource(next, &item_vars) {
+                    if state.reach < MAX_BATCH && !resource.probe_ahead_while_changing() {
+                        continue;
+                    }
                     let script = resource.probe();
                     if !state
                         .probes

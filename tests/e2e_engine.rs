@@ -48,6 +48,7 @@ fn engine_on_the_lab() {
     drift_is_planned_and_repaired(inventory);
     progress_bars_on_a_terminal(inventory);
     a_change_keeps_the_probes_it_cannot_affect(inventory);
+    waits_are_not_probed_ahead_while_a_host_changes(inventory);
     slow_host_does_not_hold_up_others(inventory);
     unreachable_host_does_not_stop_others();
     bad_input_names_file_and_line(inventory);
@@ -261,6 +262,26 @@ fn progress_bars_on_a_terminal(inventory: &str) {
     );
     row("node5 | changed | independent / template");
     assert!(!ssh("node5", "cat /etc/pgd-e2e-motd").contains("hand edit"));
+}
+
+/// A `wait_for` after changes is not probed ahead with the tasks between
+/// them: its check (which logs the host's phase) never runs in phase 1.
+/// At the start of a run nothing has changed yet, so the first batch may
+/// take it along (the phase file does not exist then).
+fn waits_are_not_probed_ahead_while_a_host_changes(inventory: &str) {
+    ssh("node5", "rm -f /tmp/pgd-e2e-phase /tmp/pgd-e2e-wait-*");
+    pgdeploy_ok(&["apply", "-i", inventory, &fixture("engine/wait_ahead.yaml")]);
+    let checks = ssh("node5", "cat /tmp/pgd-e2e-wait-checks");
+    let phases: Vec<&str> = checks.lines().collect();
+    assert!(
+        !phases.contains(&"1"),
+        "probed ahead while changing: {phases:?}"
+    );
+    assert_eq!(
+        phases.last(),
+        Some(&"2"),
+        "the wait ran at its turn: {phases:?}"
+    );
 }
 
 /// node5 sleeps in one task; node6's tasks finish long before; node7 waits

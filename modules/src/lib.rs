@@ -133,6 +133,15 @@ pub trait Resource: Send + Sync {
     fn writes(&self) -> Footprint {
         Footprint::Everything
     }
+    /// Whether the probe may be fetched ahead of its turn while the host is
+    /// changing. A probe that waits on time or other hosts (`wait_for`)
+    /// says no: fetched ahead of the actions before it, its answer would be
+    /// thrown away, and a condition that does not hold yet can keep the
+    /// whole batch waiting. A host that is not changing (a converged run)
+    /// fetches every probe ahead.
+    fn probe_ahead_while_changing(&self) -> bool {
+        true
+    }
 }
 
 /// What a probe printed.

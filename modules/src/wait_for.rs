@@ -2,9 +2,13 @@
 //! accepting them), an HTTP URL answers with `status` (default 200), or a
 //! command exits 0.
 //!
-//! The probe checks once; if the condition holds the plan is empty, else it
-//! has no change and one action that polls every second until the condition
-//! holds or `timeout` seconds (default 60) pass, then fails with a message.
+//! The probe checks once, for at most [`PROBE_LIMIT`] seconds; if the
+//! condition holds the plan is empty, else it has no change and one action
+//! that polls every second until the condition holds or `timeout` seconds
+//! (default 60) pass, then fails with a message. The limit matters because
+//! probes are fetched ahead in batches: a check that hangs (etcdctl against
+//! a member not started yet waits 5 s) would hold up the whole batch, and
+//! its answer is usually dropped by the action that comes first.
 //! Ports are checked with bash's `/dev/tcp`, URLs with `python3` (no curl on
 //! minimal Debian); `command` is an `sh` script.
 
@@ -58,6 +62,9 @@ try:\n    code = urllib.request.urlopen(sys.argv[1], timeout=5).status\n\
 except urllib.error.HTTPError as e:\n    code = e.code\n\
 except Exception:\n    code = 0\n\
 sys.exit(0 if code == int(sys.argv[2]) else 1)\n";
+
+/// Seconds a probe gives the check before it counts as not ready yet.
+pub const PROBE_LIMIT: u64 = 2;
 
 impl Module for WaitFor {
     fn name(&self) -> &'static str {
@@ -141,8 +148,8 @@ struct WaitResource {
 impl Resource for WaitResource {
     fn probe(&self) -> String {
         probe::wrap(&format!(
-            "if {}; then echo ready=yes; else echo ready=no; fi",
-            self.check
+            "if timeout {PROBE_LIMIT} sh -c {}; then echo ready=yes; else echo ready=no; fi",
+            quote(&self.check)
         ))
     }
 
@@ -160,6 +167,10 @@ impl Resource for WaitResource {
             changes: Vec::new(),
             actions: vec![Action::run(script)],
         })
+    }
+
+    fn probe_ahead_while_changing(&self) -> bool {
+        false
     }
 }
 
@@ -209,6 +220,39 @@ mod tests {
         });
         assert!(apply_local(&plan));
         t.join().expect("join");
+    }
+
+    /// A check that hangs (a service not started yet) costs the probe at
+    /// most the limit and reads as not ready; the action still waits for
+    /// the check to pass.
+    #[test]
+    fn a_hanging_check_is_cut_short_by_the_probe_but_not_by_the_action() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = dir.path().join("flag");
+        let command = format!("test -e {0} || sleep 30; test -e {0}", flag.display());
+        let r = build("wait_for", json!({"command": command, "timeout": 20})).expect("valid");
+        let started = std::time::Instant::now();
+        let plan = r.plan(&probe_local(r.as_ref())).expect("plan");
+        let probed = started.elapsed();
+        assert!(
+            probed < std::time::Duration::from_secs(super::PROBE_LIMIT + 3),
+            "the probe took {probed:?}"
+        );
+        assert_eq!(plan.actions.len(), 1, "not ready yet");
+        std::fs::write(&flag, "").expect("write");
+        assert!(r.plan(&probe_local(r.as_ref())).expect("plan").is_empty());
+        let hang = build(
+            "wait_for",
+            json!({"command": format!("sleep 3; test -e {}", flag.display()), "timeout": 20}),
+        )
+        .expect("valid");
+        let plan = hang.plan(&probe_local(hang.as_ref())).expect("plan");
+        assert_eq!(
+            plan.actions.len(),
+            1,
+            "a 3 s check is past the probe's limit"
+        );
+        assert!(apply_local(&plan), "the action waits the 3 s out");
     }
 
     #[test]
