@@ -219,7 +219,7 @@ async fn connect_vip() -> Option<tokio_postgres::Client> {
         .ssl_mode(tokio_postgres::config::SslMode::Require);
     // TLS verified with the lab's cluster CA and the VIP (pg_hba refuses plain connections).
     let ca = std::fs::read_to_string(root().join("inventories/pki/ca.crt")).expect("the lab's CA");
-    let tls = pgdeploy::tls::client_config(&ca).expect("CA");
+    let tls = pgdeploy_stack::tls::client_config(&ca).expect("CA");
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
     let (client, connection) = config.connect(tls).await.ok()?;
     tokio::spawn(connection);

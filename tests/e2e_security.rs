@@ -411,7 +411,8 @@ fn stack_from_encrypted_secrets(lab_inventory: &str) {
     let init = pgdeploy_with_identity(identity, &["secrets", "init", "-i", inventory]);
     assert!(init.status.success(), "{}", text(&init));
     std::env::set_var("PGDEPLOY_AGE_IDENTITY", identity);
-    let secrets = pgdeploy::secrets::load(std::path::Path::new(inventory), None).expect("decrypt");
+    let secrets =
+        pgdeploy_engine::secrets::load(std::path::Path::new(inventory), None).expect("decrypt");
     let passwords: Vec<String> = secrets
         .values()
         .filter_map(|v| v.as_str().map(str::to_string))

@@ -50,7 +50,7 @@ fn secrets_are_generated_once_encrypted_and_read_by_runs() {
     assert_eq!(mode(&identity), 0o600);
     assert_eq!(mode(identity.parent().expect("dir")), 0o700);
     std::env::set_var("PGDEPLOY_AGE_IDENTITY", &identity);
-    let vars = pgdeploy::secrets::load(Path::new(inventory), None).expect("decrypts");
+    let vars = pgdeploy_engine::secrets::load(Path::new(inventory), None).expect("decrypts");
     let superuser = vars["postgres_superuser_password"]
         .as_str()
         .expect("str")
@@ -77,7 +77,7 @@ fn secrets_are_generated_once_encrypted_and_read_by_runs() {
         "{}",
         common::text(&out)
     );
-    let again = pgdeploy::secrets::load(Path::new(inventory), None).expect("decrypts");
+    let again = pgdeploy_engine::secrets::load(Path::new(inventory), None).expect("decrypts");
     assert_eq!(
         again["postgres_superuser_password"],
         superuser.as_str(),

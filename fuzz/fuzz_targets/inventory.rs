@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use pgdeploy::inventory::Inventory;
-use pgdeploy::yaml::Pos;
+use pgdeploy_engine::inventory::Inventory;
+use pgdeploy_engine::yaml::Pos;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
-use pgdeploy::inventory::{Inventory, Vars};
-use pgdeploy::playbook::Playbook;
-use pgdeploy::resolve::{Resolved, Selection};
+use pgdeploy_engine::inventory::{Inventory, Vars};
+use pgdeploy_engine::playbook::Playbook;
+use pgdeploy_engine::resolve::{Resolved, Selection};
 
 const INVENTORY: &str = "all:
   vars: {admin_networks: [10.0.0.0/24], motd_text: hi}
@@ -41,6 +41,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(resolved) = Resolved::build(&inventory, &playbook, &selection) else {
         return;
     };
-    let _ = pgdeploy::validate::check(&inventory, &playbook, &resolved, &Vars::new());
-    let _ = pgdeploy::graph::text(&resolved);
+    let _ = pgdeploy_engine::validate::check(&inventory, &playbook, &resolved, &Vars::new());
+    let _ = pgdeploy_engine::graph::text(&resolved);
 });

@@ -12,15 +12,26 @@ pub struct InvHost {
     pub address: Ipv4Addr,
 }
 
-/// Renders the inventory. Hosts 1-3 are etcd, postgres and balancers; host
-/// 4 is backup; more hosts are in no group. With fewer than 4 hosts, all of
-/// them are in the first three groups and backup is empty.
+/// The groups of the lab's topology, named by the product that deploys it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Groups {
+    /// Groups that hosts 1-3 are all in (the DCS, the database members, the
+    /// balancers).
+    pub core: Vec<String>,
+    /// The group host 4 is in alone (the backup repository).
+    pub fourth: String,
+}
+
+/// Renders the inventory. Hosts 1-3 are in every `core` group; host 4 is
+/// in `fourth`; more hosts are in no group. With fewer than 4 hosts, all of
+/// them are in the core groups and `fourth` is empty.
 pub fn render(
     hosts: &[InvHost],
     key: &Path,
     known_hosts: &Path,
     vip: Ipv4Addr,
     subnet: &str,
+    groups: &Groups,
 ) -> String {
     let mut s = String::new();
     s.push_str("# Written by `pgdeploy lab up`; rewritten on every up.\n");
@@ -55,16 +66,23 @@ pub fn render(
         format!("{{hosts: {{{}}}}}", inner.join(", "))
     };
     s.push_str("  children:\n");
-    for g in ["etcd", "postgres", "balancers"] {
+    for g in &groups.core {
         s.push_str(&format!("    {g}: {}\n", group(&core)));
     }
-    s.push_str(&format!("    backup: {}\n", group(&backup)));
+    s.push_str(&format!("    {}: {}\n", groups.fourth, group(&backup)));
     s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn groups() -> Groups {
+        Groups {
+            core: ["etcd", "postgres", "balancers"].map(String::from).to_vec(),
+            fourth: "backup".into(),
+        }
+    }
 
     fn hosts(n: u8) -> Vec<InvHost> {
         (1..=n)
@@ -83,6 +101,7 @@ mod tests {
             Path::new("/kh"),
             Ipv4Addr::new(10, 213, 47, 250),
             "10.213.47.0/24",
+            &groups(),
         );
         assert!(s.contains("    node4: {ansible_host: 10.213.47.14}\n"));
         assert!(s.contains("    etcd: {hosts: {node1: {}, node2: {}, node3: {}}}\n"));
@@ -99,6 +118,7 @@ mod tests {
             Path::new("/kh"),
             Ipv4Addr::new(10, 213, 47, 250),
             "x",
+            &groups(),
         );
         assert!(s.contains("    postgres: {hosts: {node1: {}, node2: {}}}\n"));
         assert!(s.contains("    backup: {hosts: {}}\n"));
@@ -108,6 +128,7 @@ mod tests {
             Path::new("/kh"),
             Ipv4Addr::new(10, 213, 47, 250),
             "x",
+            &groups(),
         );
         assert!(s.contains("    node6: {ansible_host: 10.213.47.16}\n"));
         assert!(!s.contains("node5: {}"));

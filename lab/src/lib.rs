@@ -74,15 +74,8 @@ pub struct LabOptions {
     pub nodes: usize,
     /// Where to write the inventory.
     pub inventory: PathBuf,
-}
-
-impl Default for LabOptions {
-    fn default() -> Self {
-        Self {
-            nodes: 4,
-            inventory: PathBuf::from("inventories/lab.yaml"),
-        }
-    }
+    /// The inventory groups the hosts go into.
+    pub groups: inventory::Groups,
 }
 
 /// A host of a running lab.
@@ -165,13 +158,15 @@ fn lab_lock() -> Result<util::FileLock> {
     )
 }
 
-/// Runs a lab subcommand, printing what it did.
-pub fn run(cmd: &LabCommand) -> Result<()> {
+/// Runs a lab subcommand, printing what it did; `groups` names the
+/// inventory groups `up` puts the hosts in (the product's contract).
+pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
     match cmd {
         LabCommand::Up { nodes, inventory } => {
             let r = up(&LabOptions {
                 nodes: *nodes,
                 inventory: inventory.clone(),
+                groups: groups.clone(),
             })?;
             if r.nothing_to_do() {
                 println!("lab is up: {} hosts, nothing to do", r.hosts.len());
@@ -534,6 +529,7 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         &layout.known_hosts(),
         net::vip(),
         &net::subnet_cidr(),
+        &opts.groups,
     );
     if util::write_if_changed(&opts.inventory, &text, 0o644)? {
         actions.push(format!("wrote the inventory {}", opts.inventory.display()));

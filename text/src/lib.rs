@@ -67,7 +67,11 @@ mod tests {
     use std::process::Command;
 
     fn sh(script: &str) -> String {
-        let out = Command::new("sh").arg("-c").arg(script).output().expect("sh");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -2,11 +2,11 @@
 //! mapping of variables (`secrets.age` beside the inventory), decrypted
 //! with an x25519 identity kept outside the repository.
 //!
-//! `pgdeploy secrets init` generates the cluster's passwords once (strong,
-//! random) and adds only missing ones on later runs, so the superuser and
-//! replication passwords every host gets come from one place and never
-//! drift. `apply`, `plan`, `validate` and `graph` read the file as extra
-//! vars (below `-e`).
+//! `pgdeploy secrets init` generates the passwords the product names once
+//! (strong, random) and adds only missing ones on later runs, so the
+//! passwords every host gets come from one place and never drift. Every
+//! command that reads variables (`apply`, `plan`, `validate`, `graph` and
+//! the day-2 commands) reads the file as extra vars (below `-e`).
 //!
 //! Key handling: the identity file is `$PGDEPLOY_AGE_IDENTITY`, else
 //! `~/.config/pgdeploy/age-identity.txt`; `init` creates it (mode 0600, in a
@@ -23,12 +23,6 @@ use age::secrecy::ExposeSecret;
 use crate::error::{InputError, InputErrors};
 use crate::inventory::Vars;
 use crate::yaml::Pos;
-
-/// The variables `init` generates.
-pub const GENERATED: [&str; 2] = [
-    "postgres_superuser_password",
-    "postgres_replication_password",
-];
 
 /// Length of a generated password (alphanumeric: about 190 bits).
 const PASSWORD_LENGTH: usize = 32;
@@ -182,10 +176,10 @@ pub struct InitReport {
     pub recipient: String,
 }
 
-/// Generates the missing [`GENERATED`] passwords into `file` (encrypted to
-/// the identity at `identity_file`, created when missing). Existing values
-/// are never changed.
-pub fn init(file: &Path, identity_file: &Path) -> Result<InitReport, SecretsError> {
+/// Generates the missing passwords `names` (the product's list) into `file`
+/// (encrypted to the identity at `identity_file`, created when missing).
+/// Existing values are never changed.
+pub fn init(file: &Path, identity_file: &Path, names: &[&str]) -> Result<InitReport, SecretsError> {
     let (identity, new_identity) = identity_or_new(identity_file)?;
     let mut vars = if file.exists() {
         decrypt(file, identity_file)?
@@ -194,7 +188,7 @@ pub fn init(file: &Path, identity_file: &Path) -> Result<InitReport, SecretsErro
     };
     let mut generated = Vec::new();
     let mut kept = Vec::new();
-    for name in GENERATED {
+    for &name in names {
         if vars.contains_key(name) {
             kept.push(name.to_string());
         } else {
@@ -247,6 +241,11 @@ pub fn load(inventory: &Path, file: Option<&Path>) -> Result<Vars, InputErrors> 
 mod tests {
     use super::*;
 
+    const NAMES: &[&str] = &[
+        "postgres_superuser_password",
+        "postgres_replication_password",
+    ];
+
     #[test]
     fn passwords_are_long_alphanumeric_and_distinct() {
         let a = generate_password().expect("a");
@@ -261,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let file = dir.path().join("secrets.age");
         let identity = dir.path().join("keys/identity.txt");
-        let first = init(&file, &identity).expect("init");
+        let first = init(&file, &identity, NAMES).expect("init");
         assert!(first.new_identity);
         assert_eq!(first.generated.len(), 2);
         let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
@@ -278,7 +277,7 @@ mod tests {
                 .any(|w| w == password.as_bytes()),
             "the file holds no plaintext"
         );
-        let second = init(&file, &identity).expect("again");
+        let second = init(&file, &identity, NAMES).expect("again");
         assert!(second.generated.is_empty() && !second.new_identity);
         assert_eq!(
             decrypt(&file, &identity).expect("decrypt")["postgres_superuser_password"],

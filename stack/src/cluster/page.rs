@@ -1,14 +1,15 @@
 //! `pgdeploy report`: the cluster on one self-contained HTML page (inline
 //! CSS and SVG, no script, nothing fetched): the topology as a picture,
 //! the status table of `pgdeploy status`, the last apply's results per host
-//! (see [`crate::apply_state`]) and the backups in the pgBackRest
+//! (see [`pgdeploy_engine::apply_state`]) and the backups in the pgBackRest
 //! repository. Every value that comes from a host or a file is escaped.
 
+use crate::contract::Group;
 use std::fmt::Write as _;
 
 use super::status::{self, format_utc, parse_backups, Backup, Limits, Status};
 use super::Cluster;
-use crate::apply_state::ApplyState;
+use pgdeploy_engine::apply_state::ApplyState;
 
 /// One inventory host as the picture shows it.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub struct Page {
 /// backups from the backup host and the apply state file at `state`.
 pub async fn collect(cluster: &Cluster, limits: Limits, state: &std::path::Path) -> Page {
     let status = status::collect(cluster, limits).await;
-    let backups = match cluster.group("backup").into_iter().next() {
+    let backups = match cluster.group(Group::Backup).into_iter().next() {
         Some(host) => {
             let list = status::pgbackrest_info(cluster, &host)
                 .await
@@ -191,7 +192,7 @@ fn render_status(out: &mut String, s: &Status) {
             Some(err) => format!("unhealthy: {err}"),
             None => "healthy".into(),
         };
-        row("etcd", &e.host, &state, !e.healthy);
+        row(Group::Etcd.name(), &e.host, &state, !e.healthy);
     }
     for b in &s.haproxy {
         row("HAProxy", &b.host, &b.view(), b.error.is_some());
@@ -399,7 +400,9 @@ orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#2563eb\"/><
                 "Replica · {}",
                 if m.streaming { "streaming" } else { &m.state }
             ),
-            (None, _) if host.groups.iter().any(|g| g == "postgres") => "not a member".into(),
+            (None, _) if host.groups.iter().any(|g| g == Group::Postgres.name()) => {
+                "not a member".into()
+            }
             (None, _) if page.backups.as_ref().is_some_and(|(h, _)| *h == host.name) => {
                 "pgBackRest repository".into()
             }
@@ -482,8 +485,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::apply_state::HostApply;
     use crate::cluster::status::MemberStatus;
+    use pgdeploy_engine::apply_state::HostApply;
 
     const INFO: &str = r#"[{"name":"lab","backup":[
         {"label":"20261124-042014F","type":"full","error":false,"timestamp":{"start":1795494014,"stop":1795494019},

@@ -2,6 +2,7 @@
 //! (role, state, timeline, lag), etcd health, HAProxy's view of each
 //! backend, the VIP's holder, and the newest backup with its age.
 
+use crate::contract::{self, Group};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -231,7 +232,7 @@ async fn members(
             pending_restart: m.pending_restart,
         });
     }
-    for host in cluster.group("postgres") {
+    for host in cluster.group(Group::Postgres) {
         if patroni.member(&host).is_none() {
             problems.push(format!("{host} is not a member of the Patroni cluster"));
         }
@@ -240,11 +241,13 @@ async fn members(
 }
 
 async fn etcd(cluster: &Cluster, problems: &mut Vec<String>) -> Vec<EtcdStatus> {
-    let hosts = cluster.group("etcd");
+    let hosts = cluster.group(Group::Etcd);
     let mut list = Vec::new();
     for host in &hosts {
-        let port = cluster.port(host, "etcd_client_port", 2379);
-        let answer = cluster.api(host, port, "GET", "/health", None).await;
+        let answer = match cluster.port(host, contract::ETCD_CLIENT_PORT) {
+            Ok(port) => cluster.api(host, port, "GET", "/health", None).await,
+            Err(e) => Err(e),
+        };
         let (healthy, error) = match answer {
             Ok(res) => match serde_json::from_slice::<Json>(&res.body) {
                 Ok(v) if v["health"] == "true" => (true, None),
@@ -305,9 +308,12 @@ async fn haproxy(
     problems: &mut Vec<String>,
 ) -> Vec<BalancerStatus> {
     let mut list = Vec::new();
-    for host in cluster.group("balancers") {
-        let port = cluster.port(&host, "haproxy_stats_port", 7000);
-        let (backends, error) = match cluster.http(&host, port, "GET", "/;csv", None).await {
+    for host in cluster.group(Group::Balancers) {
+        let answer = match cluster.port(&host, contract::HAPROXY_STATS_PORT) {
+            Ok(port) => cluster.http(&host, port, "GET", "/;csv", None).await,
+            Err(e) => Err(e),
+        };
+        let (backends, error) = match answer {
             Ok(res) if res.status == 200 => (parse_haproxy_csv(&res.text()), None),
             Ok(res) => (
                 Vec::new(),
@@ -340,10 +346,10 @@ async fn haproxy(
 }
 
 async fn vip(cluster: &Cluster, problems: &mut Vec<String>) -> (Option<String>, Vec<String>) {
-    let balancers = cluster.group("balancers");
+    let balancers = cluster.group(Group::Balancers);
     let Some(vip) = balancers
         .first()
-        .and_then(|h| cluster.var_str(h, "vip_address"))
+        .and_then(|h| cluster.var_str(h, contract::VIP_ADDRESS))
     else {
         return (None, Vec::new());
     };
@@ -393,7 +399,7 @@ pub fn parse_backups(info: &str) -> Result<Vec<Backup>, String> {
     let stanzas = doc.as_array().ok_or("not a list of stanzas".to_string())?;
     let mut list: Vec<Backup> = stanzas
         .iter()
-        .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten())
+        .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten()) // not a group: the key of pgBackRest's info JSON
         .map(|b| Backup {
             label: b["label"].as_str().unwrap_or("?").to_string(),
             kind: b["type"].as_str().unwrap_or("?").to_string(),
@@ -432,7 +438,7 @@ async fn backup(
     limits: Limits,
     problems: &mut Vec<String>,
 ) -> Option<BackupStatus> {
-    let host = cluster.group("backup").into_iter().next()?;
+    let host = cluster.group(Group::Backup).into_iter().next()?;
     let info = match pgbackrest_info(cluster, &host).await {
         Ok(i) => i,
         Err(e) => {
@@ -613,7 +619,7 @@ pub fn format_utc(unix: i64) -> String {
 
 /// Why `collect` could not even start (bad inventory).
 pub fn check_inventory(cluster: &Cluster) -> Result<(), ClusterError> {
-    if cluster.group("postgres").is_empty() {
+    if cluster.group(Group::Postgres).is_empty() {
         return Err(ClusterError::Input(format!(
             "{}: the inventory has no `postgres` group with hosts",
             cluster.inventory().path.display()

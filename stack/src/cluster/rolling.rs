@@ -14,6 +14,7 @@
 //! inventory's `postgres` group, [`remove_stale_etcd_members`] those that
 //! left the `etcd` group.
 
+use crate::contract::{self, Group};
 use serde_json::Value as Json;
 
 use super::ops::{self, Say};
@@ -137,7 +138,7 @@ pub async fn member_changes(
     cluster: &Cluster,
     member: &str,
 ) -> Result<Vec<ParamChange>, ClusterError> {
-    let Some(Json::Object(desired)) = cluster.var(member, "postgres_parameters") else {
+    let Some(Json::Object(desired)) = cluster.var(member, contract::POSTGRES_PARAMETERS) else {
         return Ok(Vec::new());
     };
     if desired.is_empty() {
@@ -185,7 +186,7 @@ pub async fn member_changes(
 /// The parameter changes of every postgres member.
 pub async fn parameter_changes(cluster: &Cluster) -> Result<Vec<ParamChange>, ClusterError> {
     let mut all = Vec::new();
-    for member in cluster.group("postgres") {
+    for member in cluster.group(Group::Postgres) {
         all.extend(member_changes(cluster, &member).await?);
     }
     Ok(all)
@@ -264,7 +265,7 @@ pub async fn stale_members_plan(cluster: &Cluster) -> Result<Vec<String>, Cluste
         .collect();
     let members = etcd_members(cluster).await?;
     lines.extend(
-        stale_etcd_members(&members, &cluster.group("etcd"))
+        stale_etcd_members(&members, &cluster.group(Group::Etcd))
             .map(|m| format!("- etcd member {} (left the etcd group)", m.name)),
     );
     Ok(lines)
@@ -276,7 +277,7 @@ fn stale_patroni_members<'a>(
     cluster: &Cluster,
     patroni: &'a PatroniCluster,
 ) -> impl Iterator<Item = &'a PatroniMember> {
-    let wanted = cluster.group("postgres");
+    let wanted = cluster.group(Group::Postgres);
     patroni
         .members
         .iter()
@@ -322,7 +323,7 @@ pub async fn remove_stale_etcd_members(
     cluster: &Cluster,
     say: Say<'_>,
 ) -> Result<Vec<String>, ClusterError> {
-    let wanted = cluster.group("etcd");
+    let wanted = cluster.group(Group::Etcd);
     let mut removed = Vec::new();
     loop {
         let members = etcd_members(cluster).await?;
@@ -341,9 +342,10 @@ pub async fn remove_stale_etcd_members(
         etcd_post(cluster, "/v3/cluster/member/remove", &body).await?;
         if cluster.inventory().host(&name).is_some() {
             let data_dir = cluster
-                .var_str(&name, "etcd_data_dir")
-                .unwrap_or_else(|| "/var/lib/etcd/pgdeploy".into());
-            let dir = pgdeploy_modules::quote(&data_dir);
+                .stack()
+                .required_string(&name, contract::ETCD_DATA_DIR)
+                .map_err(|e| ClusterError::Input(e.to_string()))?;
+            let dir = pgdeploy_text::quote(&data_dir);
             cluster
                 .exec(
                     &name,
@@ -381,8 +383,8 @@ async fn etcd_post(
     body: &str,
 ) -> Result<(String, String), ClusterError> {
     let mut last = ClusterError::Input("the inventory's `etcd` group is empty".into());
-    for host in cluster.group("etcd") {
-        let port = cluster.port(&host, "etcd_client_port", 2379);
+    for host in cluster.group(Group::Etcd) {
+        let port = cluster.port(&host, contract::ETCD_CLIENT_PORT)?;
         match cluster.api(&host, port, "POST", path, Some(body)).await {
             Ok(res) if res.status == 200 => return Ok((host, res.text())),
             Ok(res) => {
@@ -423,7 +425,7 @@ pub async fn converge(
     })?;
     let mut restarted = Vec::new();
     let members: Vec<String> = cluster
-        .group("postgres")
+        .group(Group::Postgres)
         .into_iter()
         .filter(|m| patroni.member(m).is_some())
         .collect();

@@ -25,8 +25,9 @@ use pgdeploy_transport::{http, ConnectOptions, Session};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::inventory::{Inventory, Vars};
-use crate::playbook::Playbook;
+use pgdeploy_engine::inventory::Inventory;
+
+use crate::contract::{self, Group, Stack, Var};
 
 /// Failures of day-2 operations, each naming the host or member concerned.
 #[derive(Debug, thiserror::Error)]
@@ -160,9 +161,7 @@ pub struct WalSender {
 /// A running cluster as the inventory describes it, with one SSH
 /// connection per host (opened on first use, kept for the whole command).
 pub struct Cluster {
-    inventory: Inventory,
-    defaults: Vars,
-    extra: Vars,
+    stack: Stack,
     options: ConnectOptions,
     sessions: tokio::sync::Mutex<BTreeMap<String, Session>>,
     unreachable: std::sync::Mutex<BTreeMap<String, String>>,
@@ -176,25 +175,21 @@ pub struct Cluster {
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Cluster {
-    /// A cluster from an inventory, the playbook whose role defaults name
-    /// the ports, and `-e` vars.
-    pub fn new(inventory: Inventory, playbook: &Playbook, extra: Vars) -> Cluster {
-        let mut defaults = Vars::new();
-        for role in playbook.roles.values() {
-            for (k, v) in &role.defaults {
-                defaults.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        let tls = match extra.get(crate::tls::CA_CERT_VAR).and_then(Json::as_str) {
+    /// A cluster as the stack contract describes it (inventory, role
+    /// defaults, extra vars and secrets).
+    pub fn new(stack: Stack) -> Cluster {
+        let tls = match stack
+            .extra()
+            .get(crate::tls::CA_CERT_VAR)
+            .and_then(Json::as_str)
+        {
             Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
                 crate::tls::client_config(pem).map(Some)
             }
             _ => Ok(None),
         };
         Cluster {
-            inventory,
-            defaults,
-            extra,
+            stack,
             options: ConnectOptions::default(),
             sessions: tokio::sync::Mutex::new(BTreeMap::new()),
             unreachable: std::sync::Mutex::new(BTreeMap::new()),
@@ -207,54 +202,43 @@ impl Cluster {
         self.options.accept_new_host_keys = accept;
     }
 
-    /// A variable as a host sees it: `-e`, then the inventory, then role
-    /// defaults.
-    pub fn var(&self, host: &str, name: &str) -> Option<Json> {
-        self.extra
-            .get(name)
-            .or_else(|| self.inventory.host(host).and_then(|h| h.vars.get(name)))
-            .or_else(|| self.defaults.get(name))
-            .filter(|v| !v.is_null())
-            .cloned()
+    /// The stack contract's view of this cluster.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
     }
 
-    /// A string variable (see [`Cluster::var`]); `None` when unset or not a
-    /// string.
-    pub fn var_str(&self, host: &str, name: &str) -> Option<String> {
-        self.var(host, name)
-            .and_then(|v| v.as_str().map(String::from))
+    /// A contract variable as `host` sees it.
+    pub fn var(&self, host: &str, var: Var) -> Option<Json> {
+        self.stack.var(host, var)
     }
 
-    /// A port variable, or `default` when unset.
-    pub fn port(&self, host: &str, name: &str, default: u16) -> u16 {
-        self.var(host, name)
-            .and_then(|v| {
-                v.as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            })
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(default)
+    /// A string contract variable; `None` when unset or not a string.
+    pub fn var_str(&self, host: &str, var: Var) -> Option<String> {
+        self.stack.string(host, var)
+    }
+
+    /// A port of the contract; missing or malformed is an input error.
+    pub fn port(&self, host: &str, var: Var) -> Result<u16, ClusterError> {
+        self.stack
+            .port(host, var)
+            .map_err(|e| ClusterError::Input(e.to_string()))
     }
 
     /// The hosts of an inventory group (empty when it does not exist).
-    pub fn group(&self, name: &str) -> Vec<String> {
-        self.inventory
-            .groups
-            .get(name)
-            .map(|g| g.hosts.clone())
-            .unwrap_or_default()
+    pub fn group(&self, group: Group) -> Vec<String> {
+        self.stack.hosts(group)
     }
 
     /// The inventory.
     pub fn inventory(&self) -> &Inventory {
-        &self.inventory
+        self.stack.inventory()
     }
 
     /// The cluster's name (`cluster_name`).
     pub fn name(&self) -> String {
-        self.group("postgres")
+        self.group(Group::Postgres)
             .first()
-            .and_then(|h| self.var_str(h, "cluster_name"))
+            .and_then(|h| self.var_str(h, contract::CLUSTER_NAME))
             .unwrap_or_default()
     }
 
@@ -289,7 +273,7 @@ impl Cluster {
             return Ok(s.clone());
         }
         let h = self
-            .inventory
+            .inventory()
             .host(host)
             .ok_or_else(|| ClusterError::Input(format!("no host `{host}` in the inventory")))?;
         let target = h.connection.target(host);
@@ -310,7 +294,7 @@ impl Cluster {
     /// the unreachable hosts with why.
     pub async fn probe(&self, limit: Duration) -> BTreeMap<String, String> {
         let hosts: Vec<String> = self
-            .inventory
+            .inventory()
             .hosts
             .iter()
             .map(|h| h.name.clone())
@@ -347,7 +331,7 @@ impl Cluster {
     /// `become`); returns stdout, or an error with stderr on failure.
     pub async fn exec(&self, host: &str, script: &str) -> Result<String, ClusterError> {
         let become_root = self
-            .inventory
+            .inventory()
             .host(host)
             .is_some_and(|h| h.connection.become_root);
         let out = self
@@ -446,8 +430,8 @@ impl Cluster {
     }
 
     /// Patroni's REST port on `host`.
-    pub fn patroni_port(&self, host: &str) -> u16 {
-        self.port(host, "patroni_restapi_port", 8008)
+    pub fn patroni_port(&self, host: &str) -> Result<u16, ClusterError> {
+        self.port(host, contract::PATRONI_RESTAPI_PORT)
     }
 
     /// `GET path` on `host`'s Patroni, parsed as JSON. Patroni answers
@@ -458,7 +442,7 @@ impl Cluster {
         path: &str,
     ) -> Result<T, ClusterError> {
         let res = self
-            .api(host, self.patroni_port(host), "GET", path, None)
+            .api(host, self.patroni_port(host)?, "GET", path, None)
             .await?;
         serde_json::from_slice(&res.body).map_err(|e| ClusterError::Http {
             host: host.into(),
@@ -482,7 +466,7 @@ impl Cluster {
         let res = self
             .api(
                 host,
-                self.patroni_port(host),
+                self.patroni_port(host)?,
                 "POST",
                 path,
                 Some(&body.to_string()),
@@ -501,8 +485,11 @@ impl Cluster {
 
     /// The cluster as the first reachable postgres member's Patroni sees it.
     pub async fn patroni_cluster(&self) -> Result<(String, PatroniCluster), ClusterError> {
-        let mut last = ClusterError::Input("the inventory's `postgres` group is empty".into());
-        for host in self.group("postgres") {
+        let mut last = ClusterError::Input(format!(
+            "the inventory's `{}` group is empty",
+            Group::Postgres.name()
+        ));
+        for host in self.group(Group::Postgres) {
             match self.patroni_get::<PatroniCluster>(&host, "/cluster").await {
                 Ok(c) => return Ok((host, c)),
                 Err(e) => last = e,
@@ -518,18 +505,16 @@ impl Cluster {
             host: host.to_string(),
             reason,
         };
+        let input = |e: contract::VarError| ClusterError::Input(e.to_string());
         let password = self
-            .var_str(host, "postgres_superuser_password")
-            .ok_or_else(|| {
-                ClusterError::Input(
-                    "postgres_superuser_password is not set (give it with -e or in the inventory)"
-                        .into(),
-                )
-            })?;
+            .stack
+            .required_string(host, contract::SUPERUSER_PASSWORD)
+            .map_err(input)?;
         let user = self
-            .var_str(host, "patroni_superuser")
-            .unwrap_or_else(|| "postgres".into());
-        let port = self.port(host, "postgres_port", 5432);
+            .stack
+            .required_string(host, contract::PATRONI_SUPERUSER)
+            .map_err(input)?;
+        let port = self.port(host, contract::POSTGRES_PORT)?;
         let tls = self.tls.clone().map_err(&sql_err)?;
         let session = self.session(host).await?;
         let work = async {
@@ -541,7 +526,7 @@ impl Cluster {
             config
                 .user(&user)
                 .password(&password)
-                .dbname("postgres")
+                .dbname(contract::MAINTENANCE_DATABASE)
                 .application_name("pgdeploy");
             let client = match tls {
                 Some(tls) => {

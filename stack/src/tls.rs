@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::inventory::Vars;
+use pgdeploy_engine::inventory::Vars;
 
 /// The variable holding the CA certificate (PEM).
 pub const CA_CERT_VAR: &str = "tls_ca_cert";
@@ -163,7 +163,7 @@ pub fn load_or_create(dir: &Path) -> Result<(Ca, bool), TlsError> {
     // reports (no second CA is made silently).
     let write = |name: &str, pem: &str| {
         let path = dir.join(name);
-        crate::files::write_atomically(&path, pem.as_bytes(), 0o600).map_err(io(&path))
+        pgdeploy_engine::files::write_atomically(&path, pem.as_bytes(), 0o600).map_err(io(&path))
     };
     write("ca.key", &ca.key_pem)?;
     write("ca.crt", &ca.cert_pem)?;

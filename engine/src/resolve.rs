@@ -91,8 +91,6 @@ impl Resolved {
         // (role name) -> host -> last instance
         let mut instances: BTreeMap<String, BTreeMap<String, RoleInstance>> = BTreeMap::new();
         let mut pending_after: Vec<(usize, After)> = Vec::new();
-        let mut defaults = Vars::new();
-
         for play in &playbook.plays {
             let hosts = match inventory.select(&play.hosts.0, &play.hosts.1) {
                 Ok(h) => h,
@@ -108,11 +106,6 @@ impl Resolved {
                     continue;
                 }
             };
-            for (role, _) in &order {
-                for (k, v) in &role.defaults {
-                    defaults.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
             for host_name in hosts
                 .iter()
                 .filter(|h| limit.as_ref().is_none_or(|l| l.contains(*h)))
@@ -279,7 +272,7 @@ impl Resolved {
             nodes,
             chains,
             graph,
-            defaults: Arc::new(defaults),
+            defaults: Arc::new(role_defaults(playbook)),
         })
     }
 
@@ -354,6 +347,23 @@ fn tags_select(tags: &[&String], selection: &Selection) -> bool {
         return false;
     }
     selection.tags.is_empty() || has(&selection.tags) || tags.iter().any(|t| t.as_str() == "always")
+}
+
+/// The role defaults of every role the playbook's plays use, merged in play
+/// order: the first role (dependencies before their dependents) to define a
+/// variable gives its default. A play whose roles cannot be ordered (a
+/// dependency cycle, an unknown role) adds nothing; [`Resolved::build`]
+/// reports it.
+pub fn role_defaults(playbook: &Playbook) -> Vars {
+    let mut defaults = Vars::new();
+    for play in &playbook.plays {
+        for (role, _) in role_order(&play.roles, playbook).unwrap_or_default() {
+            for (k, v) in &role.defaults {
+                defaults.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    defaults
 }
 
 /// Roles of a play with their dependencies first, each once.

@@ -1,5 +1,7 @@
-//! pgdeploy: inventory + role-based playbooks → resolved tasks → DAG →
-//! scheduler → SSH transport → report.
+//! The pgdeploy engine: inventory + role-based playbooks → resolved tasks →
+//! DAG → scheduler → SSH transport → report. It knows nothing of what the
+//! playbooks build; a product adds its work on the live system through
+//! [`live::LiveSystem`].
 //!
 //! Data flows one way through these modules: [`inventory`] and
 //! [`playbook`] parse the user's files (positions kept by [`yaml`]);
@@ -9,12 +11,12 @@
 //! [`pgdeploy_modules`]; [`report`] and [`output`] show what happened.
 
 pub mod apply_state;
-pub mod cluster;
 pub mod error;
 pub mod facts;
 pub mod files;
 pub mod graph;
 pub mod inventory;
+pub mod live;
 pub mod output;
 pub mod playbook;
 pub mod report;
@@ -23,7 +25,6 @@ pub mod run;
 pub mod scope;
 pub mod secrets;
 pub mod template;
-pub mod tls;
 pub mod validate;
 pub mod yaml;
 

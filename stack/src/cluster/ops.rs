@@ -1,6 +1,7 @@
 //! Planned operations on a running cluster: switchover, restart and reinit
 //! of a member, each step reported as it happens through a callback.
 
+use crate::contract::{self, Group};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -249,8 +250,10 @@ pub async fn wait_for_haproxy(
     timeout: Duration,
 ) -> Result<(), ClusterError> {
     poll(&format!("HAProxy following {leader}"), timeout, || async {
-        for host in cluster.group("balancers") {
-            let port = cluster.port(&host, "haproxy_stats_port", 7000);
+        for host in cluster.group(Group::Balancers) {
+            let port = cluster
+                .port(&host, contract::HAPROXY_STATS_PORT)
+                .map_err(|e| e.to_string())?;
             let res = cluster
                 .http(&host, port, "GET", "/;csv", None)
                 .await

@@ -32,6 +32,26 @@ pub fn globals(inventory: &Inventory) -> Value {
     crate::template::value(&json!({"groups": inventory.groups_json(), "hostvars": hostvars}))
 }
 
+/// A variable as the host `host` sees it outside any task (the day-2
+/// commands' view): extra vars (`-e`, secrets), then the host's inventory
+/// vars (host, then its groups, as [`Inventory`] merged them), then role
+/// defaults ([`crate::resolve::role_defaults`], play order). The same order
+/// as [`node_vars`] without play, task and registered vars. Null is unset.
+pub fn host_var(
+    inventory: &Inventory,
+    defaults: &Vars,
+    extra: &Vars,
+    host: &str,
+    name: &str,
+) -> Option<Json> {
+    extra
+        .get(name)
+        .or_else(|| inventory.host(host).and_then(|h| h.vars.get(name)))
+        .or_else(|| defaults.get(name))
+        .filter(|v| !v.is_null())
+        .cloned()
+}
+
 /// The merged variables for `node`: extra vars, then host values and
 /// specials, registered results, task vars, play and role-reference vars,
 /// host (inventory) vars, role defaults, and `groups`/`hostvars`.

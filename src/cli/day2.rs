@@ -1,0 +1,201 @@
+//! The day-2 commands on a running cluster: `status` (and `--watch`),
+//! `report`, `switchover`, `restart`, `reinit`.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgdeploy_stack::cluster::{ops, page, status, watch, Cluster, ClusterError};
+use pgdeploy_stack::contract::Stack;
+
+use super::args::{ClusterArgs, OutputFormat, WatchArgs};
+use super::{ca_vars, fail, runtime, say, user_vars, with_ca};
+use super::{MissingCa, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED};
+
+/// Loads the inventory and playbook of a day-2 command, with the variables
+/// every command reads (the CA, `secrets.age`, `-e`); bad input is reported
+/// (exit 2) before any host is contacted.
+fn open(args: &ClusterArgs) -> Result<Cluster, ExitCode> {
+    let bad = |e: pgdeploy_engine::error::InputErrors| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    // The cluster CA verifies Patroni, etcd and PostgreSQL (none: plain, as before TLS).
+    let user = user_vars(&args.inventory, args.secrets.as_deref(), &args.extra_vars)?;
+    let vars = with_ca(ca_vars(&args.inventory, MissingCa::Absent)?, &user);
+    let inventory = pgdeploy_engine::inventory::Inventory::load(&args.inventory).map_err(bad)?;
+    let playbook = pgdeploy_engine::playbook::Playbook::load(&args.playbook).map_err(bad)?;
+    let mut cluster = Cluster::new(Stack::new(inventory, &playbook, vars));
+    cluster.accept_new_host_keys(args.accept_new_host_keys);
+    status::check_inventory(&cluster).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    Ok(cluster)
+}
+
+/// Runs `op` on the inventory's cluster, then closes the connections;
+/// bad input or an error are reported and become the exit code.
+fn on_cluster<T, F, Fut>(args: &ClusterArgs, op: F) -> Result<T, ExitCode>
+where
+    F: FnOnce(Arc<Cluster>) -> Fut,
+    Fut: Future<Output = Result<T, ClusterError>>,
+{
+    let cluster = Arc::new(open(args)?);
+    runtime()?
+        .block_on(async {
+            let result = op(cluster.clone()).await;
+            cluster.close().await;
+            result
+        })
+        .map_err(|e| fail(EXIT_FAILED, e))
+}
+
+/// `switchover [--to MEMBER]`.
+pub fn switchover(args: &ClusterArgs, to: Option<String>) -> ExitCode {
+    let max_lag_mb = args.max_lag_mb;
+    operation(args, |c| async move {
+        let plan = ops::switchover(&c, to.as_deref(), max_lag_mb, &say).await?;
+        Ok(format!("switchover done: {} leads", plan.candidate))
+    })
+}
+
+/// `restart MEMBER`.
+pub fn restart(args: &ClusterArgs, member: String) -> ExitCode {
+    operation(args, |c| async move {
+        ops::restart(&c, &member, &say).await?;
+        Ok(format!("{member} restarted"))
+    })
+}
+
+/// `reinit MEMBER`.
+pub fn reinit(args: &ClusterArgs, member: String) -> ExitCode {
+    operation(args, |c| async move {
+        ops::reinit(&c, &member, &say).await?;
+        Ok(format!("{member} reinitialized"))
+    })
+}
+
+/// Runs a day-2 operation that prints its steps; its result is its last line.
+fn operation<F, Fut>(args: &ClusterArgs, op: F) -> ExitCode
+where
+    F: FnOnce(Arc<Cluster>) -> Fut,
+    Fut: Future<Output = Result<String, ClusterError>>,
+{
+    match on_cluster(args, op) {
+        Ok(done) => {
+            say(&done);
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn limits(args: &ClusterArgs, max_backup_age_hours: f64) -> status::Limits {
+    status::Limits {
+        max_lag_mb: args.max_lag_mb,
+        max_backup_age_hours,
+    }
+}
+
+/// `status`: exit 0 when healthy, 1 and a one-line reason when degraded.
+pub fn status(args: &ClusterArgs, max_backup_age_hours: f64, output: OutputFormat) -> ExitCode {
+    let limits = limits(args, max_backup_age_hours);
+    let report = match on_cluster(
+        args,
+        |c| async move { Ok(status::collect(&c, limits).await) },
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        OutputFormat::Human => print!("{}", status::render(&report)),
+    }
+    if report.healthy {
+        ExitCode::SUCCESS
+    } else {
+        if output == OutputFormat::Json {
+            eprintln!("{}", status::verdict(&report));
+        }
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// `status --watch`: refreshes until `--count` or Ctrl-C (exit 130).
+pub fn watch_status(
+    args: &ClusterArgs,
+    max_backup_age_hours: f64,
+    output: OutputFormat,
+    watch_args: &WatchArgs,
+) -> ExitCode {
+    let interval = match Duration::try_from_secs_f64(watch_args.interval) {
+        Ok(d) if d >= Duration::from_millis(100) => d,
+        _ => {
+            return fail(
+                EXIT_BAD_INPUT,
+                format!(
+                    "--interval {}: give at least 0.1 seconds",
+                    watch_args.interval
+                ),
+            )
+        }
+    };
+    let schedule = watch::Schedule {
+        interval,
+        count: watch_args.count,
+    };
+    let screen = match output {
+        OutputFormat::Json => watch::Screen::JsonLines,
+        OutputFormat::Human if std::io::stdout().is_terminal() => watch::Screen::Terminal,
+        OutputFormat::Human => watch::Screen::Plain,
+    };
+    let limits = limits(args, max_backup_age_hours);
+    let end = on_cluster(args, |c| async move {
+        let mut stdout = std::io::stdout();
+        watch::run(&c, limits, schedule, screen, &mut stdout)
+            .await
+            .map_err(|e| ClusterError::Input(format!("cannot write the status: {e}")))
+    });
+    match end {
+        Ok(watch::WatchEnd::Interrupted) => {
+            eprintln!("\ninterrupted");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Ok(watch::WatchEnd::Done { healthy: true }) => ExitCode::SUCCESS,
+        Ok(watch::WatchEnd::Done { healthy: false }) => ExitCode::from(EXIT_FAILED),
+        Err(code) => code,
+    }
+}
+
+/// `report`: the HTML page to `output` (atomically) or stdout.
+pub fn report(args: &ClusterArgs, max_backup_age_hours: f64, output: Option<&Path>) -> ExitCode {
+    let limits = limits(args, max_backup_age_hours);
+    let state = pgdeploy_engine::apply_state::state_path(&args.inventory);
+    let page = match on_cluster(args, |c| async move {
+        Ok(page::collect(&c, limits, &state).await)
+    }) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let html = page::render(&page);
+    let Some(path) = output else {
+        print!("{html}");
+        return ExitCode::SUCCESS;
+    };
+    match pgdeploy_engine::files::write_atomically(path, html.as_bytes(), 0o644) {
+        Ok(()) => {
+            eprintln!(
+                "wrote {} ({}; leader {})",
+                path.display(),
+                status::verdict(&page.status),
+                page.status.leader.as_deref().unwrap_or("none")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, format!("cannot write {}: {e}", path.display())),
+    }
+}
