@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod live;
 pub mod output;
 pub mod playbook;
+pub mod prepare;
 pub mod report;
 pub mod resolve;
 pub mod run;

@@ -105,8 +105,11 @@ pub struct TaskDef {
     pub pos: Pos,
     /// The module's name and where it is written.
     pub module: (String, Pos),
-    /// The module's parameters (a mapping, or a string for `command`/`shell`).
+    /// The module's parameters: a mapping (a free-form string is read as
+    /// `{cmd: STRING}`).
     pub params: Node,
+    /// The parameters were written as one string (`command: echo hi`).
+    pub free_form: bool,
     /// A condition (a minijinja expression).
     pub when: Vec<(String, Pos)>,
     /// Items to run the task for (`item` in templates).
@@ -407,6 +410,7 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
             value: Value::Null,
             pos: node.pos.clone(),
         },
+        free_form: false,
         when: Vec::new(),
         loop_items: None,
         notify: Vec::new(),
@@ -458,10 +462,26 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
         return Err(node.error("a task needs a module, for example `package: {name: haproxy}`"));
     };
     task.module = (module_key.name.clone(), module_key.pos.clone());
-    task.params = params.clone();
     if task.name.is_empty() {
         task.name = default_task_name(&module_key.name, params);
     }
+    task.free_form = matches!(params.value, Value::Str(_));
+    task.params = if task.free_form {
+        // `command: echo hi` is `command: {cmd: echo hi}`, for every path
+        // that reads parameters (validate, probing, apply).
+        Node {
+            value: Value::Map(vec![(
+                Key {
+                    name: "cmd".into(),
+                    pos: params.pos.clone(),
+                },
+                params.clone(),
+            )]),
+            pos: params.pos.clone(),
+        }
+    } else {
+        params.clone()
+    };
     Ok(task)
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use minijinja::Value;
 use pgdeploy_modules::{
-    Action, Change, Footprint, ModuleError, Plan, ProbeOutput, Resource, PROGRESS_PREFIX,
+    Action, Change, Footprint, ModuleError, Plan, ProbeOutput, PROGRESS_PREFIX,
 };
 use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, TransportError};
 use serde_json::{json, Map, Value as Json};
@@ -20,6 +20,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::facts;
 use crate::inventory::{Inventory, Vars};
+use crate::prepare::{Contexts, Item, Prep, PrepareError, Prepared};
 use crate::report::{HostReport, RunReport, TaskResult, TaskStatus};
 use crate::resolve::{Resolved, TaskNode};
 use crate::scope::{self, HostValues};
@@ -316,6 +317,28 @@ impl Run {
         )
     }
 
+    /// The one preparation of `node` ([`Prep::prepare`]) with this host's
+    /// variables; `ahead`: for a probe batch, where a `when` that cannot be
+    /// decided yet counts as true.
+    fn prepare(
+        &self,
+        node: &TaskNode,
+        state: &HostState,
+        ahead: bool,
+    ) -> Result<Prepared, PrepareError> {
+        let prep = Prep {
+            templater: &self.templater,
+            node,
+            undecided_when_runs: ahead,
+        };
+        let contexts = Contexts_ {
+            templater: &self.templater,
+            node,
+            run_id: &self.run_id,
+        };
+        prep.prepare(|item| self.vars_for(node, state, item), &contexts)
+    }
+
     async fn task(
         &self,
         node: &TaskNode,
@@ -327,36 +350,24 @@ impl Run {
         if !node.selected {
             return TaskResult::skipped(node, "tags".into());
         }
-        let vars = self.vars_for(node, state, None);
-        for (condition, _) in &node.task.when {
-            match self.templater.condition(condition, &vars) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.register(
-                        node,
-                        state,
-                        json!({"changed": false, "skipped": true, "failed": false}),
-                    );
-                    return TaskResult::skipped(node, format!("when: {condition}"));
-                }
-                Err(e) => return TaskResult::failed(node, format!("`when: {condition}`: {e}")),
+        let items = match self.prepare(node, state, false) {
+            Ok(Prepared::Items(items)) => items,
+            Ok(Prepared::Skipped { condition }) => {
+                self.register(
+                    node,
+                    state,
+                    json!({"changed": false, "skipped": true, "failed": false}),
+                );
+                return TaskResult::skipped(node, format!("when: {condition}"));
             }
-        }
-        let items = match self.items(node, &vars) {
-            Ok(items) => items,
-            Err(e) => return TaskResult::failed(node, e),
+            Err(e) => return TaskResult::failed(node, e.to_string()),
         };
         let mut changes: Vec<Change> = Vec::new();
         let mut per_item = Vec::new();
-        for item in &items {
-            let item_vars = if item.is_some() {
-                self.vars_for(node, state, item.as_ref())
-            } else {
-                vars.clone()
-            };
-            let resource = match self.resource(node, &item_vars) {
+        for Item { item, resource, .. } in items {
+            let resource = match resource {
                 Ok(r) => r,
-                Err(e) => return TaskResult::failed(node, e),
+                Err(e) => return TaskResult::failed(node, e.to_string()),
             };
             let script = resource.probe();
             if !state
@@ -433,41 +444,6 @@ impl Run {
         }
     }
 
-    fn items(&self, node: &TaskNode, vars: &Value) -> Result<Vec<Option<Json>>, String> {
-        let Some(items) = &node.task.loop_items else {
-            return Ok(vec![None]);
-        };
-        let rendered = self
-            .templater
-            .render_json(&items.to_json(), vars)
-            .map_err(|e| format!("`loop`: {e}"))?;
-        match rendered {
-            Json::Array(list) => Ok(list.into_iter().map(Some).collect()),
-            other => Err(format!("`loop` must give a list, got {other}")),
-        }
-    }
-
-    fn resource(&self, node: &TaskNode, vars: &Value) -> Result<Box<dyn Resource>, String> {
-        let module = pgdeploy_modules::find(&node.task.module.0)
-            .ok_or_else(|| format!("unknown module `{}`", node.task.module.0))?;
-        let raw = match node.task.params.to_json() {
-            Json::String(s) => json!({"cmd": s}),
-            Json::Null => json!({}),
-            other => other,
-        };
-        let params = self
-            .templater
-            .render_json(&raw, vars)
-            .map_err(|e| e.to_string())?;
-        let ctx = ModuleContext {
-            templater: &self.templater,
-            vars,
-            node,
-            run_id: &self.run_id,
-        };
-        module.resource(&params, &ctx).map_err(|e| e.to_string())
-    }
-
     /// Probes `current` and, in the same round trip, the other items of
     /// its task and the later tasks on this host whose probes can already
     /// be rendered, up to the next cross-host wait and within the host's
@@ -495,37 +471,28 @@ impl Run {
             if next.become_root != node.become_root || next.is_handler || !next.selected {
                 continue;
             }
-            let vars = self.vars_for(next, state, None);
-            let skipped = next.task.when.iter().any(|(condition, _)| {
-                matches!(self.templater.condition(condition, &vars), Ok(false))
-            });
-            if skipped {
-                continue;
-            }
-            let Ok(items) = self.items(next, &vars) else {
+            // A task whose loop or parameters cannot be rendered yet is left
+            // for its own batch.
+            let Ok(Prepared::Items(items)) = self.prepare(next, state, true) else {
                 continue;
             };
-            for item in &items {
+            for item in items {
                 if scripts.len() >= budget {
                     break 'tasks;
                 }
-                let item_vars = if item.is_some() {
-                    self.vars_for(next, state, item.as_ref())
-                } else {
-                    vars.clone()
+                let Ok(resource) = item.resource else {
+                    continue;
                 };
-                if let Ok(resource) = self.resource(next, &item_vars) {
-                    if state.reach < MAX_BATCH && !resource.probe_ahead_while_changing() {
-                        continue;
-                    }
-                    let script = resource.probe();
-                    if !state
-                        .probes
-                        .contains_key(&(script.clone(), node.become_root))
-                        && !scripts.iter().any(|(s, _)| *s == script)
-                    {
-                        scripts.push((script, resource.reads()));
-                    }
+                if state.reach < MAX_BATCH && !resource.probe_ahead_while_changing() {
+                    continue;
+                }
+                let script = resource.probe();
+                if !state
+                    .probes
+                    .contains_key(&(script.clone(), node.become_root))
+                    && !scripts.iter().any(|(s, _)| *s == script)
+                {
+                    scripts.push((script, resource.reads()));
                 }
             }
         }
@@ -716,6 +683,25 @@ impl Default for HostState {
             probe_round_trips: 0,
             reach: MAX_BATCH,
         }
+    }
+}
+
+/// Module contexts of one task: templates and files from its role,
+/// rendered with an item's variables.
+struct Contexts_<'a> {
+    templater: &'a Templater,
+    node: &'a TaskNode,
+    run_id: &'a str,
+}
+
+impl Contexts for Contexts_<'_> {
+    fn with_vars<'v>(&'v self, vars: &'v Value) -> Box<dyn pgdeploy_modules::Context + 'v> {
+        Box::new(ModuleContext {
+            templater: self.templater,
+            vars,
+            node: self.node,
+            run_id: self.run_id,
+        })
     }
 }
 

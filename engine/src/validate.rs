@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 use crate::error::{suggestion, InputError, InputErrors};
 use crate::inventory::{Inventory, Vars};
 use crate::playbook::{Playbook, TaskDef};
+use crate::prepare::{Prep, PrepareError};
 use crate::resolve::{Resolved, TaskNode};
 use crate::scope::{self, HostValues};
 use crate::template::{TemplateError, Templater, Unknown};
@@ -111,6 +112,13 @@ fn check_task_shape(task: &TaskDef, templater: &Templater, errors: &mut Vec<Inpu
         return;
     };
     let specs = module.params();
+    if task.free_form && !specs.iter().any(|s| s.name == "cmd") {
+        errors.push(InputError::at(
+            &task.params.pos,
+            format!("the parameters of module `{name}` must be a mapping, found a string"),
+        ));
+        return;
+    }
     match &task.params.value {
         YamlValue::Map(entries) => {
             for (key, _) in entries {
@@ -134,7 +142,6 @@ fn check_task_shape(task: &TaskDef, templater: &Templater, errors: &mut Vec<Inpu
                 }
             }
         }
-        YamlValue::Str(_) if specs.iter().any(|s| s.name == "cmd") => {}
         _ => errors.push(InputError::at(
             &task.params.pos,
             format!(
@@ -272,29 +279,31 @@ fn check_nodes(
                 }
             }
         }
-        let mut skip = false;
-        for (condition, pos) in &node.task.when {
-            match templater.condition(condition, &vars) {
-                Ok(false) => skip = true,
-                Err(e) if e.undefined => errors.push(InputError::at(
-                    pos,
-                    format!(
-                        "host `{}`: `when: {condition}`: {e}{}",
-                        node.host,
-                        var_suggestion(&e, &vars)
-                    ),
-                )),
-                _ => {}
-            }
+        let prep = Prep {
+            templater,
+            node,
+            undecided_when_runs: false,
+        };
+        match prep.skipped_by(&vars) {
+            Ok(Some(_)) => continue,
+            Err(PrepareError::When {
+                condition,
+                pos,
+                error,
+            }) if error.undefined => errors.push(InputError::at(
+                &pos,
+                format!(
+                    "host `{}`: `when: {condition}`: {error}{}",
+                    node.host,
+                    var_suggestion(&error, &vars)
+                ),
+            )),
+            _ => {}
         }
-        if skip {
-            continue;
-        }
-        check_loop(node, &vars, templater, &placeholder_used, errors);
-        let raw = node.task.params.to_json();
+        check_loop(node, &prep, &vars, &placeholder_used, errors);
         placeholder_used.store(false, Ordering::Relaxed);
-        match templater.render_json(&raw, &vars) {
-            Err(e) if e.undefined => errors.push(InputError::at(
+        match prep.params(&vars) {
+            Err(PrepareError::Params(e)) if e.undefined => errors.push(InputError::at(
                 &node.task.params.pos,
                 format!(
                     "host `{}`, task `{}`: {e}{}",
@@ -305,7 +314,7 @@ fn check_nodes(
             )),
             Ok(params) => {
                 if !placeholder_used.load(Ordering::Relaxed) {
-                    check_resource(node, &params, errors);
+                    check_resource(node, &prep, &params, errors);
                 }
                 check_sources(node, &params, &vars, templater, errors);
             }
@@ -335,8 +344,8 @@ fn var_suggestion(e: &TemplateError, vars: &Value) -> String {
 /// A `loop` must give a list; checked when it is fully known without a host.
 fn check_loop(
     node: &TaskNode,
+    prep: &Prep<'_>,
     vars: &Value,
-    templater: &Templater,
     placeholder_used: &AtomicBool,
     errors: &mut Vec<InputError>,
 ) {
@@ -344,20 +353,15 @@ fn check_loop(
         return;
     };
     placeholder_used.store(false, Ordering::Relaxed);
-    match templater.render_json(&items.to_json(), vars) {
-        Err(e) if e.undefined => errors.push(InputError::at(
+    match prep.items(vars) {
+        Err(e) if e.undefined() => errors.push(InputError::at(
             &items.pos,
-            format!("host `{}`: `loop`: {e}", node.host),
+            format!("host `{}`: {e}", node.host),
         )),
-        Ok(Json::Array(_)) | Err(_) => {}
-        Ok(_) if placeholder_used.load(Ordering::Relaxed) => {}
-        Ok(other) => errors.push(InputError::at(
-            &items.pos,
-            format!(
-                "`loop` must give a list, found {}",
-                pgdeploy_modules::json_type_name(&other)
-            ),
-        )),
+        Err(e @ PrepareError::LoopNotList { .. }) if !placeholder_used.load(Ordering::Relaxed) => {
+            errors.push(InputError::at(&items.pos, e.to_string()))
+        }
+        _ => {}
     }
 }
 
@@ -365,11 +369,9 @@ fn check_loop(
 /// without a host, so wrong types and values (a mode that is a list, a port
 /// out of range, a bad CIDR, an unknown state) are found before any host is
 /// contacted. The error points at the parameter it names, when it names one.
-fn check_resource(node: &TaskNode, params: &Json, errors: &mut Vec<InputError>) {
-    let Some(module) = pgdeploy_modules::find(&node.task.module.0) else {
-        return;
-    };
-    let Err(ModuleError::Params(message)) = module.resource(params, &CheckContext) else {
+fn check_resource(node: &TaskNode, prep: &Prep<'_>, params: &Json, errors: &mut Vec<InputError>) {
+    let Err(PrepareError::Module(ModuleError::Params(message))) = prep.resource(params, &CheckContext)
+    else {
         return;
     };
     let pos = message
