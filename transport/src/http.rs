@@ -1,22 +1,42 @@
-//! A minimal HTTP/1.1 client for any byte stream, typically a [`Tunnel`]
-//! to a host's local port (Patroni's REST API, HAProxy's stats page).
+//! An HTTP/1.1 client for any byte stream, typically a [`Tunnel`] to a
+//! host's local port (Patroni's REST API, etcd's `/health`, HAProxy's stats
+//! page), plain or wrapped in TLS by the caller.
 //!
-//! One request per stream (`Connection: close`); the response is read to
-//! its end (`Content-Length`, `chunked`, or end of stream).
+//! The protocol is hyper's client connection (`hyper::client::conn::http1`):
+//! one request per stream (`Connection: close`), the response read to its end
+//! (`Content-Length`, `chunked`, or end of stream) and at most
+//! [`MAX_RESPONSE`] bytes long. There is no timeout here: callers bound the
+//! whole exchange (tunnel, TLS and request) with one `tokio::time::timeout`,
+//! and dropping the future drops the connection.
 //!
 //! [`Tunnel`]: crate::Tunnel
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::error::Error as StdError;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-/// The largest response accepted (status pages are a few kilobytes).
-const MAX_RESPONSE: usize = 16 << 20;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1;
+use hyper::header::{
+    HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT,
+};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The largest response body accepted (status pages are a few kilobytes).
+pub const MAX_RESPONSE: usize = 16 << 20;
 
 /// An HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// Status code, e.g. 200.
     pub status: u16,
-    /// Header names (lower case) and values, in order.
+    /// Header names (lower case) and values, in the order received (the
+    /// values of a repeated header follow its first one).
     pub headers: Vec<(String, String)>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
@@ -41,18 +61,35 @@ impl Response {
 /// HTTP failures.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// Reading or writing the stream failed.
+    /// Reading or writing the stream failed (TLS failures come as these too).
     #[error("HTTP I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The answer is not a well-formed HTTP/1.x response.
+    /// The answer is not a well-formed HTTP/1.x response: not HTTP at all,
+    /// cut short before its end, or larger than [`MAX_RESPONSE`].
     #[error("malformed HTTP response: {0}")]
     Malformed(String),
+    /// The request cannot be sent as given: a method or path that HTTP does
+    /// not allow, or a header value with control characters.
+    #[error("invalid HTTP request {method} {path}: {reason}")]
+    Request {
+        /// The method asked for.
+        method: String,
+        /// The path asked for.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Sends one request (`method path`, an optional JSON body) for `host` over
 /// `stream` and reads the whole response.
+///
+/// The request carries `Host: host`, `User-Agent: pgdeploy`, `Accept: */*`
+/// and `Connection: close`; with a body, or for any method but GET, also
+/// `Content-Type: application/json` and its `Content-Length`. Interim `1xx`
+/// answers are skipped; answers to HEAD, 204 and 304 have no body.
 pub async fn request<S>(
-    mut stream: S,
+    stream: S,
     method: &str,
     host: &str,
     path: &str,
@@ -61,225 +98,213 @@ pub async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pgdeploy\r\nAccept: */*\r\nConnection: close\r\n"
-    );
+    let req = build_request(method, host, path, json_body)?;
+    let stream = Watched::new(stream);
+    let failure = Arc::clone(&stream.failure);
+    let sort = |e: hyper::Error| sort_failure(e, &failure, method, path);
+    let (sender, conn) = http1::Builder::new()
+        // Patroni and etcd do not care, but logs and captures read better.
+        .title_case_headers(true)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(sort)?;
+    let exchange = exchange(sender, req, sort);
+    // The connection must be polled for the exchange to progress; it is not
+    // spawned, so `stream` needs neither `Send` nor `'static`. Whichever ends
+    // first decides: a connection that fails ends the request, one that ends
+    // cleanly has handed over everything (the exchange then finishes at once).
+    tokio::pin!(conn, exchange);
+    tokio::select! {
+        answer = &mut exchange => answer,
+        ended = &mut conn => match ended {
+            Ok(()) => exchange.await,
+            Err(e) => Err(sort(e)),
+        },
+    }
+}
+
+/// Sends `req` and reads the whole answer (at most [`MAX_RESPONSE`] bytes
+/// of body); `sort` turns hyper's failures into ours.
+async fn exchange(
+    mut sender: http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    sort: impl Fn(hyper::Error) -> HttpError,
+) -> Result<Response, HttpError> {
+    let (parts, body) = sender.send_request(req).await.map_err(&sort)?.into_parts();
+    let body = match Limited::new(body, MAX_RESPONSE).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return Err(match e.downcast::<hyper::Error>() {
+                Ok(e) => sort(*e),
+                Err(_) => HttpError::Malformed(format!(
+                    "body of more than {MAX_RESPONSE} bytes is too big"
+                )),
+            })
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_string(), value)
+        })
+        .collect();
+    Ok(Response {
+        status: parts.status.as_u16(),
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+/// The request for [`request`].
+fn build_request(
+    method: &str,
+    host: &str,
+    path: &str,
+    json_body: Option<&str>,
+) -> Result<Request<Full<Bytes>>, HttpError> {
+    let invalid = |reason: String| HttpError::Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        reason,
+    };
+    let verb = Method::from_bytes(method.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+    let host = HeaderValue::from_str(host).map_err(|e| invalid(format!("host {host:?}: {e}")))?;
+    let mut builder = Request::builder()
+        .method(verb)
+        .uri(path)
+        .header(HOST, host)
+        .header(USER_AGENT, "pgdeploy")
+        .header(ACCEPT, "*/*")
+        .header(CONNECTION, "close");
     let body = json_body.unwrap_or("");
     if json_body.is_some() || method != "GET" {
-        head.push_str("Content-Type: application/json\r\n");
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        builder = builder
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len());
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.flush().await?;
-    read_response(&mut stream, method == "HEAD").await
+    builder
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .map_err(|e| invalid(e.to_string()))
 }
 
-/// Reads a response from `stream`; `no_body` for answers to HEAD.
-async fn read_response<S>(stream: &mut S, no_body: bool) -> Result<Response, HttpError>
-where
-    S: AsyncRead + Unpin,
-{
-    let mut buf = Vec::new();
-    let header_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        if read_more(stream, &mut buf).await? == 0 {
-            return Err(HttpError::Malformed(
-                "the stream ended before the headers did".into(),
-            ));
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(HttpError::Malformed(format!("status line {status_line:?}")));
+/// Sorts a failure of hyper's into [`HttpError`]: the stream's own error
+/// when the stream failed ([`HttpError::Io`]), a refused request when hyper
+/// would not send it, and otherwise an answer that is not HTTP or was cut
+/// short ([`HttpError::Malformed`]).
+fn sort_failure(
+    e: hyper::Error,
+    failure: &Mutex<Option<std::io::Error>>,
+    method: &str,
+    path: &str,
+) -> HttpError {
+    if let Some(io) = failure.lock().ok().and_then(|mut f| f.take()) {
+        return HttpError::Io(io);
     }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| HttpError::Malformed(format!("status line {status_line:?}")))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| HttpError::Malformed(format!("header line {line:?}")))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let mut response = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let mut rest = buf.split_off(header_end + 4);
-    if no_body || status == 204 || status == 304 || (100..200).contains(&status) {
-        return Ok(response);
-    }
-    let chunked = response
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let length = response
-        .header("content-length")
-        .map(|v| {
-            v.parse::<usize>()
-                .map_err(|_| HttpError::Malformed(format!("content-length {v:?}")))
-        })
-        .transpose()?;
-    response.body = if chunked {
-        read_chunked(stream, rest).await?
-    } else if let Some(n) = length {
-        if n > MAX_RESPONSE {
-            return Err(HttpError::Malformed(format!(
-                "body of {n} bytes is too big"
-            )));
-        }
-        while rest.len() < n {
-            if read_more(stream, &mut rest).await? == 0 {
-                return Err(HttpError::Malformed(format!(
-                    "body ended after {} of {n} bytes",
-                    rest.len()
-                )));
-            }
-        }
-        rest.truncate(n);
-        rest
-    } else {
-        while read_more(stream, &mut rest).await? > 0 {}
-        rest
-    };
-    Ok(response)
-}
-
-/// De-chunks a `Transfer-Encoding: chunked` body; `buf` holds what was
-/// already read past the headers.
-async fn read_chunked<S>(stream: &mut S, mut buf: Vec<u8>) -> Result<Vec<u8>, HttpError>
-where
-    S: AsyncRead + Unpin,
-{
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(i) = find(&buf, b"\r\n") {
-                break i;
-            }
-            if read_more(stream, &mut buf).await? == 0 {
-                return Err(HttpError::Malformed("chunk size line cut short".into()));
-            }
+    if e.is_user() {
+        return HttpError::Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            reason: chain(&e),
         };
-        let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| HttpError::Malformed(format!("chunk size {size_text:?}")))?;
-        buf.drain(..line_end + 2);
-        if size == 0 {
-            return Ok(body);
+    }
+    HttpError::Malformed(chain(&e))
+}
+
+/// `e` and its causes, `: `-separated (hyper's own text leaves the cause out).
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
         }
-        if body.len() + size > MAX_RESPONSE {
-            return Err(HttpError::Malformed("chunked body is too big".into()));
+        cause = c.source();
+    }
+    text
+}
+
+/// A stream that keeps its first I/O error for [`HttpError::Io`], handing
+/// hyper a stand-in of the same kind and text: hyper reports every failure
+/// as its own error, and this is how a failing stream (a reset, a TLS alert)
+/// is told from a peer that answered nonsense or hung up too soon.
+struct Watched<S> {
+    inner: S,
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> Self {
+        Watched {
+            inner,
+            failure: Arc::new(Mutex::new(None)),
         }
-        while buf.len() < size + 2 {
-            if read_more(stream, &mut buf).await? == 0 {
-                return Err(HttpError::Malformed("chunk cut short".into()));
-            }
+    }
+
+    /// Keeps `e` (the first one only) and returns its stand-in.
+    fn keep(&self, e: std::io::Error) -> std::io::Error {
+        let stand_in = std::io::Error::new(e.kind(), e.to_string());
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(e);
         }
-        body.extend_from_slice(&buf[..size]);
-        buf.drain(..size + 2);
+        stand_in
+    }
+
+    fn watch<T>(&self, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match poll {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.keep(e))),
+            other => other,
+        }
     }
 }
 
-async fn read_more<S>(stream: &mut S, buf: &mut Vec<u8>) -> Result<usize, HttpError>
-where
-    S: AsyncRead + Unpin,
-{
-    if buf.len() > MAX_RESPONSE {
-        return Err(HttpError::Malformed("response is too big".into()));
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.watch(poll)
     }
-    let mut chunk = [0u8; 8192];
-    let n = stream.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(poll)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn answer(raw: &'static [u8], method: &str) -> (Result<Response, HttpError>, String) {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let server_task = tokio::spawn(async move {
-            let mut req = vec![0u8; 4096];
-            let n = server.read(&mut req).await.expect("read request");
-            server.write_all(raw).await.expect("write");
-            drop(server);
-            String::from_utf8_lossy(&req[..n]).into_owned()
-        });
-        let body = (method == "POST").then_some("{\"a\":1}");
-        let res = request(client, method, "127.0.0.1:8008", "/patroni", body).await;
-        (res, server_task.await.expect("server"))
-    }
-
-    #[tokio::test]
-    async fn content_length_body() {
-        let (res, req) = answer(
-            b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"x\": true}extra",
-            "GET",
-        )
-        .await;
-        let res = res.expect("response");
-        assert_eq!(res.status, 200);
-        assert_eq!(res.text(), "{\"x\": true}");
-        assert_eq!(res.header("Content-Type"), Some("application/json"));
-        assert!(req.starts_with("GET /patroni HTTP/1.1\r\nHost: 127.0.0.1:8008\r\n"));
-        assert!(req.ends_with("\r\n\r\n"));
-    }
-
-    #[tokio::test]
-    async fn chunked_and_until_close_bodies() {
-        let (res, _) = answer(
-            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\n\r\n",
-            "GET",
-        )
-        .await;
-        let res = res.expect("response");
-        assert_eq!(res.status, 503);
-        assert_eq!(res.text(), "abcdefg");
-        let (res, req) = answer(b"HTTP/1.0 202 Accepted\r\n\r\nswitched over", "POST").await;
-        let res = res.expect("response");
-        assert_eq!((res.status, res.text().as_str()), (202, "switched over"));
-        assert!(req.contains("Content-Length: 7\r\n"), "{req}");
-        assert!(req.ends_with("\r\n\r\n{\"a\":1}"), "{req}");
-    }
-
-    #[tokio::test]
-    async fn malformed_answers_are_errors() {
-        for raw in [
-            &b"SSH-2.0-OpenSSH\r\n\r\n"[..],
-            &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"[..],
-            &b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n"[..],
-            &b"HTTP/1.1 200"[..],
-        ] {
-            let (client, mut server) = tokio::io::duplex(1 << 16);
-            tokio::spawn(async move {
-                let mut req = vec![0u8; 4096];
-                let _ = server.read(&mut req).await;
-                let _ = server.write_all(raw).await;
-            });
-            let res = request(client, "GET", "h", "/", None).await;
-            assert!(
-                matches!(res, Err(HttpError::Malformed(_))),
-                "{:?} for {:?}",
-                res,
-                String::from_utf8_lossy(raw)
-            );
-        }
-    }
-}
+mod tests;

@@ -246,21 +246,9 @@ pub enum TransportError {
     },
 }
 
-/// Quotes `s` as one POSIX shell word (single quotes; embedded `'` become
-/// `'\''`). Safe for any string without NUL bytes.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+/// POSIX shell quoting, the one every pgdeploy crate shares: words made of
+/// safe characters stay bare, anything else is single-quoted.
+pub use pgdeploy_text::quote;
 
 /// The command string sent in the SSH `exec` request for a script of
 /// `script_len` bytes: `sh -c LOADER`, or `sudo -n -- sh -c LOADER` when
@@ -958,7 +946,8 @@ mod tests {
     #[test]
     fn quote_basics() {
         assert_eq!(quote(""), "''");
-        assert_eq!(quote("abc"), "'abc'");
+        assert_eq!(quote("abc"), "abc", "safe words stay bare");
+        assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), "'it'\\''s'");
         assert!(command_line(2, false, "admin").starts_with("sh -c 'pgdeploy_script=$(head -c 2;"));
         assert!(command_line(2, true, "admin").starts_with("sudo -n -- sh -c 'pgdeploy_script="));

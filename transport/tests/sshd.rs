@@ -499,6 +499,87 @@ async fn http_requests_through_a_tunnel() {
     server.await.expect("server");
 }
 
+/// A rustls server for `name`, with a certificate from a fresh rcgen CA,
+/// and a client that trusts only that CA (as `src/tls.rs` makes it).
+fn tls_pair(name: &str) -> (tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector) {
+    let provider = || Arc::new(rustls::crypto::ring::default_provider());
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("server config");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        tokio_rustls::TlsConnector::from(Arc::new(client)),
+    )
+}
+
+/// HTTPS over a tunnel, as the day-2 commands reach Patroni and etcd: TLS
+/// verified with the cluster CA and the host's name, a chunked answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_requests_through_a_tunnel() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let (listener, port) = local_listener().await;
+    let (acceptor, connector) = tls_pair("node1");
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let mut tls = acceptor.accept(sock).await.expect("TLS accept");
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = tls.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the request ended early");
+            req.extend_from_slice(&buf[..n]);
+        }
+        tls.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .expect("write");
+        for piece in ["10\r\n{\"health\":\"true\"\r\n", "1\r\n}\r\n", "0\r\n\r\n"] {
+            tls.write_all(piece.as_bytes()).await.expect("write");
+            tls.flush().await.expect("flush");
+        }
+        tls.shutdown().await.expect("close_notify");
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let t = s.tunnel("127.0.0.1", port).await.expect("tunnel");
+    let name = rustls::pki_types::ServerName::try_from("node1").expect("name");
+    let res = tokio::time::timeout(Duration::from_secs(10), async {
+        let tls = connector.connect(name, t).await.expect("TLS");
+        pgdeploy_transport::http::request(tls, "GET", "127.0.0.1:2379", "/health", None).await
+    })
+    .await
+    .expect("timely")
+    .expect("GET");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "{\"health\":\"true\"}");
+    let req = server.await.expect("server");
+    assert!(
+        req.starts_with("GET /health HTTP/1.1\r\nHost: 127.0.0.1:2379\r\n"),
+        "{req}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_sshd_mid_exec_is_an_error_not_a_hang() {
     require_sshd!();
