@@ -158,7 +158,9 @@ impl Prep<'_> {
         let name = &self.node.task.module.0;
         let module = pgdeploy_modules::find(name)
             .ok_or_else(|| PrepareError::UnknownModule(name.clone()))?;
-        module.resource(params, context).map_err(PrepareError::Module)
+        module
+            .resource(params, context)
+            .map_err(PrepareError::Module)
     }
 
     /// The whole preparation: `when`, then the loop, then each item's

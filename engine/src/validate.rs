@@ -370,7 +370,8 @@ fn check_loop(
 /// out of range, a bad CIDR, an unknown state) are found before any host is
 /// contacted. The error points at the parameter it names, when it names one.
 fn check_resource(node: &TaskNode, prep: &Prep<'_>, params: &Json, errors: &mut Vec<InputError>) {
-    let Err(PrepareError::Module(ModuleError::Params(message))) = prep.resource(params, &CheckContext)
+    let Err(PrepareError::Module(ModuleError::Params(message))) =
+        prep.resource(params, &CheckContext)
     else {
         return;
     };
