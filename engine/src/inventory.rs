@@ -589,7 +589,9 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
     .map(PathBuf::from);
     let become_root = match pick(vars, "pgdeploy_become", "ansible_become") {
         Some(Json::Bool(b)) => *b,
-        Some(Json::String(s)) => matches!(s.as_str(), "true" | "yes" | "True"),
+        // Ansible's boolean words (pgdeploy_text::truthy); anything else is false.
+        Some(Json::String(s)) => pgdeploy_text::truthy(s).unwrap_or(false),
+        Some(Json::Number(n)) => n.as_u64() == Some(1),
         _ => false,
     };
     let known_hosts = vars

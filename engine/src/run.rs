@@ -162,7 +162,7 @@ impl Run {
         let session = match self.connect(name).await {
             Ok(s) => s,
             Err(reason) => {
-                report.unreachable = Some(reason.clone());
+                report.unreachable = Some(reason.to_string());
                 report.finished = run_started.elapsed();
                 for id in chain {
                     self.finish(*id, false);
@@ -276,8 +276,8 @@ impl Run {
         None
     }
 
-    async fn connect(&self, name: &str) -> Result<Session, String> {
-        self.try_connect(name).await.map_err(|e| e.to_string())
+    async fn connect(&self, name: &str) -> Result<Session, TransportError> {
+        self.try_connect(name).await
     }
 
     /// Opens a connection to `name` as the run's options say.
@@ -360,14 +360,14 @@ impl Run {
                 );
                 return TaskResult::skipped(node, format!("when: {condition}"));
             }
-            Err(e) => return TaskResult::failed(node, e.to_string()),
+            Err(e) => return TaskResult::failed(node, TaskError::from(e)),
         };
         let mut changes: Vec<Change> = Vec::new();
         let mut per_item = Vec::new();
         for Item { item, resource, .. } in items {
             let resource = match resource {
                 Ok(r) => r,
-                Err(e) => return TaskResult::failed(node, e.to_string()),
+                Err(e) => return TaskResult::failed(node, TaskError::from(e)),
             };
             let script = resource.probe();
             if !state
@@ -386,7 +386,7 @@ impl Run {
                 .unwrap_or_default();
             let plan = match resource.plan(&probe) {
                 Ok(p) => p,
-                Err(e) => return TaskResult::failed(node, format!("{e}")),
+                Err(e) => return TaskResult::failed(node, TaskError::Plan(e)),
             };
             let outcome = if self.options.check {
                 ItemOutcome {
@@ -460,7 +460,7 @@ impl Run {
         session: &Session,
         state: &mut HostState,
         current: (String, Footprint),
-    ) -> Result<(), String> {
+    ) -> Result<(), TaskError> {
         let mut scripts = vec![current];
         let budget = 1 + state.reach.min(MAX_BATCH - 1);
         'tasks: for (offset, id) in rest.iter().enumerate() {
@@ -500,16 +500,12 @@ impl Run {
         let texts: Vec<&str> = scripts.iter().map(|(s, _)| s.as_str()).collect();
         let batch = batch_script(&texts, &mark);
         state.probe_round_trips += 1;
-        let out = session
-            .exec(&batch, node.become_root, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let out = session.exec(&batch, node.become_root, None).await?;
         if !out.success() && out.stdout.is_empty() {
-            return Err(format!(
-                "probing failed (exit {}): {}",
-                out.status,
-                out.stderr_str().trim()
-            ));
+            return Err(TaskError::Probing {
+                status: out.status,
+                stderr: out.stderr_str().trim().to_string(),
+            });
         }
         let answers = parse_batch(&out.stdout_str(), &mark, scripts.len())?;
         for ((script, reads), answer) in scripts.into_iter().zip(answers) {
@@ -529,7 +525,7 @@ impl Run {
         host: &str,
         action: &Action,
         become_root: bool,
-    ) -> Result<ExecOutput, String> {
+    ) -> Result<ExecOutput, TaskError> {
         let deadline = Instant::now() + SSHD_RESTART_GRACE;
         let fresh = loop {
             match self.try_connect(host).await {
@@ -539,15 +535,17 @@ impl Run {
                 other => break other,
             }
         }
-        .map_err(|e| {
-            format!(
-                "a new SSH connection to {host} failed (the run's own connection still works): {e}"
-            )
+        .map_err(|source| TaskError::FreshConnection {
+            host: host.to_string(),
+            source,
         })?;
         let out = fresh
             .exec(&action.script, become_root, action.stdin.as_deref())
             .await
-            .map_err(|e| format!("on a new SSH connection to {host}: {e}"));
+            .map_err(|source| TaskError::OnFreshConnection {
+                host: host.to_string(),
+                source,
+            });
         let _ = fresh.close().await;
         out
     }
@@ -564,7 +562,7 @@ impl Run {
         session: &Session,
         state: &mut HostState,
         progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<ItemOutcome, String> {
+    ) -> Result<ItemOutcome, TaskError> {
         let mut outcome = ItemOutcome {
             rc: 0,
             stdout: String::new(),
@@ -595,8 +593,7 @@ impl Run {
                         action.stdin.as_deref(),
                         &on_line,
                     )
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .await?
             };
             outcome = ItemOutcome {
                 rc: out.status,
@@ -618,11 +615,66 @@ impl Run {
                     .into_iter()
                     .rev()
                     .collect();
-                return Err(format!("exit {}: {}", out.status, tail.join("\n")));
+                return Err(TaskError::Action {
+                    status: out.status,
+                    output: tail.join("\n"),
+                });
             }
         }
         Ok(outcome)
     }
+}
+
+/// Why a task failed on its host. The report keeps its text.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The task could not be prepared (`when`, `loop`, parameters, module).
+    #[error("{0}")]
+    Prepare(#[from] PrepareError),
+    /// The module could not plan from the probe's answer.
+    #[error("{0}")]
+    Plan(ModuleError),
+    /// The SSH connection failed while probing or applying.
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    /// The probe batch's script failed before printing any answer.
+    #[error("probing failed (exit {status}): {stderr}")]
+    Probing {
+        /// Its exit status.
+        status: i32,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// The batch's output lacks the answer of a probe.
+    #[error("probe {index} gave no answer")]
+    MissingAnswer {
+        /// The probe's place in its batch.
+        index: usize,
+    },
+    /// A new SSH connection for an action that needs one failed.
+    #[error("a new SSH connection to {host} failed (the run's own connection still works): {source}")]
+    FreshConnection {
+        /// The host.
+        host: String,
+        /// Why.
+        source: TransportError,
+    },
+    /// An action run on a new SSH connection failed to run.
+    #[error("on a new SSH connection to {host}: {source}")]
+    OnFreshConnection {
+        /// The host.
+        host: String,
+        /// Why.
+        source: TransportError,
+    },
+    /// An action exited with a failure status.
+    #[error("exit {status}: {output}")]
+    Action {
+        /// Its exit status.
+        status: i32,
+        /// The last lines of its stderr (or stdout when stderr is empty).
+        output: String,
+    },
 }
 
 /// A probe's answer and what the probe read.
@@ -752,11 +804,15 @@ pub fn batch_script<S: AsRef<str>>(probes: &[S], mark: &str) -> String {
 }
 
 /// Splits a batch's output back into one answer per probe.
-pub fn parse_batch(output: &str, mark: &str, expected: usize) -> Result<Vec<ProbeOutput>, String> {
+pub fn parse_batch(
+    output: &str,
+    mark: &str,
+    expected: usize,
+) -> Result<Vec<ProbeOutput>, TaskError> {
     let mut answers = Vec::with_capacity(expected);
     let mut rest = output;
     for i in 0..expected {
-        let missing = || format!("probe {i} gave no answer");
+        let missing = || TaskError::MissingAnswer { index: i };
         let err = format!("\n{mark} {i} err\n");
         let (stdout, after) = rest.split_once(&err).ok_or_else(missing)?;
         let end = format!("\n{mark} {i} end ");
@@ -793,9 +849,9 @@ impl TaskResult {
             ..Self::base(node, TaskStatus::Skipped)
         }
     }
-    fn failed(node: &TaskNode, message: String) -> TaskResult {
+    fn failed(node: &TaskNode, error: TaskError) -> TaskResult {
         TaskResult {
-            message: Some(message),
+            message: Some(error.to_string()),
             ..Self::base(node, TaskStatus::Failed)
         }
     }
