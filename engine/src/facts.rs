@@ -4,23 +4,7 @@
 use serde_json::{json, Value as Json};
 
 /// The read-only script that prints a host's facts as `key=value` lines.
-pub const SCRIPT: &str = r#"
-. /etc/os-release 2>/dev/null
-echo "os_id=${ID:-unknown}"
-echo "os_version=${VERSION_ID:-unknown}"
-echo "os_codename=${VERSION_CODENAME:-unknown}"
-echo "hostname=$(hostname)"
-echo "fqdn=$(hostname -f 2>/dev/null || hostname)"
-echo "cpus=$(nproc 2>/dev/null || echo 1)"
-echo "memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
-echo "kernel=$(uname -r)"
-echo "arch=$(uname -m)"
-route=$(ip -4 route show default 2>/dev/null | head -n1)
-echo "default_interface=$(echo "$route" | awk '{for (i=1;i<NF;i++) if ($i=="dev") print $(i+1)}')"
-echo "default_gateway=$(echo "$route" | awk '{for (i=1;i<NF;i++) if ($i=="via") print $(i+1)}')"
-ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); print "address=" $2 " " a[1] " " a[2]}'
-echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
-"#;
+pub const SCRIPT: &str = include_str!("sh/facts.sh");
 
 /// Parses the script's output into the `facts` object.
 pub fn parse(output: &str) -> Json {

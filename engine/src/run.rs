@@ -652,7 +652,9 @@ pub enum TaskError {
         index: usize,
     },
     /// A new SSH connection for an action that needs one failed.
-    #[error("a new SSH connection to {host} failed (the run's own connection still works): {source}")]
+    #[error(
+        "a new SSH connection to {host} failed (the run's own connection still works): {source}"
+    )]
     FreshConnection {
         /// The host.
         host: String,

@@ -20,6 +20,9 @@ use serde_json::Value as Json;
 use super::ops::{self, Say};
 use super::{Cluster, ClusterError, PatroniCluster, PatroniMember, PatroniNode};
 
+/// Stops a removed etcd member and keeps its data aside.
+const ETCD_RETIRE: &str = include_str!("../sh/etcd-retire.sh");
+
 /// What a parameter change needs to take effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -345,15 +348,12 @@ pub async fn remove_stale_etcd_members(
                 .stack()
                 .required_string(&name, contract::ETCD_DATA_DIR)
                 .map_err(|e| ClusterError::Input(e.to_string()))?;
-            let dir = pgdeploy_text::quote(&data_dir);
-            cluster
-                .exec(
-                    &name,
-                    &format!(
-                        "systemctl disable --now etcd && if [ -d {dir} ]; then mv {dir} {dir}.removed-$(date +%s); fi"
-                    ),
-                )
-                .await?;
+            let script = format!(
+                "set -- {}\n{}",
+                pgdeploy_text::quote(&data_dir),
+                ETCD_RETIRE
+            );
+            cluster.exec(&name, &script).await?;
             say(&format!(
                 "{name}: etcd stopped and disabled; its data moved to {data_dir}.removed-*"
             ));
