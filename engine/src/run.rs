@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use minijinja::Value;
 use pgdeploy_modules::{
-    Action, Change, Footprint, ModuleError, Plan, ProbeOutput, PROGRESS_PREFIX,
+    Action, Change, Footprint, ModuleError, Plan, ProbeOutput, Resource, PROGRESS_PREFIX,
 };
 use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, TransportError};
 use serde_json::{json, Map, Value as Json};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::facts;
 use crate::inventory::{Inventory, Vars};
@@ -159,30 +159,16 @@ impl Run {
         observer.host_started(name, chain.len());
         let mut report = HostReport::new(name);
         let mut permit = forks.clone().acquire_owned().await.ok();
-        let session = match self.connect(name).await {
-            Ok(s) => s,
+        let (session, mut state) = match self.open(name).await {
+            Ok(opened) => opened,
             Err(reason) => {
-                report.unreachable = Some(reason.to_string());
+                report.unreachable = Some(reason);
                 report.finished = run_started.elapsed();
-                for id in chain {
-                    self.finish(*id, false);
-                }
+                chain.iter().for_each(|id| self.finish(*id, false));
                 observer.host_finished(&report);
                 return report;
             }
         };
-        let mut state = HostState::default();
-        match session.exec(facts::SCRIPT, false, None).await {
-            Ok(out) => state.facts = facts::parse(&out.stdout_str()),
-            Err(e) => {
-                report.unreachable = Some(format!("reading facts failed: {e}"));
-                report.finished = run_started.elapsed();
-                chain.iter().for_each(|id| self.finish(*id, false));
-                let _ = session.close().await;
-                observer.host_finished(&report);
-                return report;
-            }
-        }
         report.connect = run_started.elapsed();
         let mut stopped: Option<String> = None;
         for (position, id) in chain.iter().enumerate() {
@@ -201,15 +187,8 @@ impl Run {
             }
             let mut waited = Duration::ZERO;
             if !node.waits_on.is_empty() {
-                let waiting = Instant::now();
-                permit = None;
-                let mut interrupted = self.interrupted.subscribe();
-                let failed = tokio::select! {
-                    failed = self.wait_for(&node.waits_on) => failed,
-                    _ = interrupted.wait_for(|i| *i) => Some(node.waits_on[0]),
-                };
-                permit = forks.clone().acquire_owned().await.ok().or(permit);
-                waited = waiting.elapsed();
+                let failed;
+                (waited, failed) = self.wait_turn(node, &forks, &mut permit).await;
                 state.probes.clear();
                 if let Some(pred) = failed {
                     let reason = format!("not run: {} did not succeed", self.resolved.label(pred));
@@ -255,6 +234,42 @@ impl Run {
         report.finished = run_started.elapsed();
         observer.host_finished(&report);
         report
+    }
+
+    /// Waits for the tasks `node` waits on (other hosts), without holding
+    /// a fork meanwhile. Gives how long it waited and the first of them that
+    /// failed (or the first, when the run was interrupted).
+    async fn wait_turn(
+        &self,
+        node: &TaskNode,
+        forks: &Arc<Semaphore>,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> (Duration, Option<usize>) {
+        let waiting = Instant::now();
+        let held = permit.take();
+        drop(held);
+        let mut interrupted = self.interrupted.subscribe();
+        let failed = tokio::select! {
+            failed = self.wait_for(&node.waits_on) => failed,
+            _ = interrupted.wait_for(|i| *i) => Some(node.waits_on[0]),
+        };
+        *permit = forks.clone().acquire_owned().await.ok();
+        (waiting.elapsed(), failed)
+    }
+
+    /// Connects to a host and reads its facts; the error is why the host
+    /// is unreachable.
+    async fn open(&self, name: &str) -> Result<(Session, HostState), String> {
+        let session = self.connect(name).await.map_err(|e| e.to_string())?;
+        let mut state = HostState::default();
+        match session.exec(facts::SCRIPT, false, None).await {
+            Ok(out) => state.facts = facts::parse(&out.stdout_str()),
+            Err(e) => {
+                let _ = session.close().await;
+                return Err(format!("reading facts failed: {e}"));
+            }
+        }
+        Ok((session, state))
     }
 
     fn finish(&self, id: usize, ok: bool) {
@@ -365,64 +380,27 @@ impl Run {
         let mut changes: Vec<Change> = Vec::new();
         let mut per_item = Vec::new();
         for Item { item, resource, .. } in items {
-            let resource = match resource {
-                Ok(r) => r,
-                Err(e) => return TaskResult::failed(node, TaskError::from(e)),
+            let outcome = match resource {
+                Ok(resource) => {
+                    self.item(node, rest, session, state, progress, &*resource, item)
+                        .await
+                }
+                Err(e) => Err((TaskError::from(e), Vec::new())),
             };
-            let script = resource.probe();
-            if !state
-                .probes
-                .contains_key(&(script.clone(), node.become_root))
-            {
-                let current = (script.clone(), resource.reads());
-                if let Err(e) = self.probe_batch(node, rest, session, state, current).await {
-                    return TaskResult::failed(node, e);
+            match outcome {
+                Ok((result, item_changes)) => {
+                    per_item.push(result);
+                    changes.extend(item_changes);
+                }
+                Err((error, item_changes)) => {
+                    // What earlier items (and this one, up to its failing
+                    // action) changed stays in the report.
+                    changes.extend(item_changes);
+                    let mut failed = TaskResult::failed(node, error);
+                    failed.changes = changes;
+                    return failed;
                 }
             }
-            let probe = state
-                .probes
-                .get(&(script, node.become_root))
-                .map(|cached| cached.answer.clone())
-                .unwrap_or_default();
-            let plan = match resource.plan(&probe) {
-                Ok(p) => p,
-                Err(e) => return TaskResult::failed(node, TaskError::Plan(e)),
-            };
-            let outcome = if self.options.check {
-                ItemOutcome {
-                    rc: 0,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    ran: false,
-                }
-            } else {
-                match self
-                    .apply(&plan, &resource.writes(), node, session, state, progress)
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(message) => {
-                        changes.extend(plan.changes);
-                        let mut failed = TaskResult::failed(node, message);
-                        failed.changes = changes;
-                        return failed;
-                    }
-                }
-            };
-            let (rc, stdout, stderr) = if outcome.ran {
-                (outcome.rc, outcome.stdout, outcome.stderr)
-            } else {
-                (probe.status, probe.stdout.clone(), probe.stderr.clone())
-            };
-            per_item.push(json!({
-                "changed": !plan.changes.is_empty(),
-                "rc": rc,
-                "stdout": stdout.trim_end(),
-                "stdout_lines": stdout.lines().collect::<Vec<_>>(),
-                "stderr": stderr.trim_end(),
-                "item": item,
-            }));
-            changes.extend(plan.changes);
         }
         let changed = !changes.is_empty();
         let mut registered = per_item.first().cloned().unwrap_or_else(|| json!({}));
@@ -436,6 +414,70 @@ impl Run {
         }
         self.register(node, state, registered);
         TaskResult::done(node, changes)
+    }
+
+    /// One item of a task: probe (in a batch with what follows), plan,
+    /// and apply unless checking. Gives the item's registered result and
+    /// changes, or the error with the changes planned up to it.
+    #[allow(clippy::too_many_arguments)] // the host's run state, passed through
+    async fn item(
+        &self,
+        node: &TaskNode,
+        rest: &[usize],
+        session: &Session,
+        state: &mut HostState,
+        progress: &(dyn Fn(&str) + Send + Sync),
+        resource: &dyn Resource,
+        item: Option<Json>,
+    ) -> Result<(Json, Vec<Change>), (TaskError, Vec<Change>)> {
+        let script = resource.probe();
+        if !state
+            .probes
+            .contains_key(&(script.clone(), node.become_root))
+        {
+            let current = (script.clone(), resource.reads());
+            self.probe_batch(node, rest, session, state, current)
+                .await
+                .map_err(|e| (e, Vec::new()))?;
+        }
+        let probe = state
+            .probes
+            .get(&(script, node.become_root))
+            .map(|cached| cached.answer.clone())
+            .unwrap_or_default();
+        let plan = resource
+            .plan(&probe)
+            .map_err(|e| (TaskError::Plan(e), Vec::new()))?;
+        let outcome = if self.options.check {
+            ItemOutcome {
+                rc: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+                ran: false,
+            }
+        } else {
+            match self
+                .apply(&plan, &resource.writes(), node, session, state, progress)
+                .await
+            {
+                Ok(o) => o,
+                Err(error) => return Err((error, plan.changes)),
+            }
+        };
+        let (rc, stdout, stderr) = if outcome.ran {
+            (outcome.rc, outcome.stdout, outcome.stderr)
+        } else {
+            (probe.status, probe.stdout.clone(), probe.stderr.clone())
+        };
+        let result = json!({
+            "changed": !plan.changes.is_empty(),
+            "rc": rc,
+            "stdout": stdout.trim_end(),
+            "stdout_lines": stdout.lines().collect::<Vec<_>>(),
+            "stderr": stderr.trim_end(),
+            "item": item,
+        });
+        Ok((result, plan.changes))
     }
 
     fn register(&self, node: &TaskNode, state: &mut HostState, value: Json) {
