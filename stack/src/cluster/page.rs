@@ -690,7 +690,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::cluster::status::MemberStatus;
+    use crate::cluster::status::{BackendStatus, BalancerStatus, EtcdStatus};
     use pgdeploy_engine::apply_state::HostApply;
 
     const INFO: &str = r#"[{"name":"lab","backup":[
@@ -800,7 +800,7 @@ mod tests {
 
     #[test]
     fn page_shows_leader_replicas_vip_apply_and_backups() {
-        let html = render(&page());
+        let html = try_render(&page()).expect("renders");
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<strong id=\"leader\">node2</strong>"));
         assert!(html.contains("<tr class=\"member leader\" data-member=\"node2\">"));
@@ -849,9 +849,149 @@ mod tests {
         let svg = topology_svg(&p).expect("renders");
         assert!(svg.contains("stroke=\"#b91c1c\" stroke-width=\"2\" stroke-dasharray=\"6 4\""));
         assert!(svg.contains(">unreachable</text>"));
-        let html = render(&p);
+        let html = try_render(&p).expect("renders");
         assert!(
             html.contains("<td>SSH</td><td>node1</td><td class=\"bad\">unreachable: no route</td>")
         );
+    }
+
+    #[test]
+    fn templates_parse() {
+        let env = environment().expect("the templates parse");
+        for (name, _) in [REPORT_TEMPLATE, TOPOLOGY_TEMPLATE] {
+            env.get_template(name).expect(name);
+        }
+    }
+
+    #[test]
+    fn render_is_try_render_when_it_renders() {
+        let p = page();
+        assert_eq!(render(&p), try_render(&p).expect("renders"));
+    }
+
+    /// A host name that would close an attribute and a failure message
+    /// that would open a script: escaped in text and in attributes, in the
+    /// page and in the picture, wherever they appear.
+    #[test]
+    fn hostile_values_are_escaped_everywhere() {
+        const HOST: &str = r#"n3" onmouseover="alert('x')"#;
+        const HOST_ESC: &str = "n3&quot; onmouseover=&quot;alert(&#39;x&#39;)";
+        const FAILURE: &str = r#"<script>alert("pwned") & 'more'</script>"#;
+        const FAILURE_ESC: &str =
+            "&lt;script&gt;alert(&quot;pwned&quot;) &amp; &#39;more&#39;&lt;/script&gt;";
+        let mut p = page();
+        p.hosts[2].name = HOST.into();
+        p.status.members[2].name = HOST.into();
+        p.status.vip_holders = vec![HOST.into()];
+        p.status.problems = vec![format!("replica {HOST} is not streaming: {FAILURE}")];
+        p.status.unreachable.insert("node1".into(), FAILURE.into());
+        let mut state = p.apply.clone().expect("the test page has an apply state");
+        let mut hostile = state.hosts.remove("node3").expect("node3 applied");
+        hostile.failures = vec![FAILURE.into()];
+        hostile.changed_tasks = vec![FAILURE.into()];
+        state.hosts.insert(HOST.into(), hostile);
+        p.apply = Ok(state);
+
+        let html = try_render(&p).expect("renders");
+        for raw in [HOST, FAILURE, "<script", "\" onmouseover", "'more'"] {
+            assert!(!html.contains(raw), "{raw} unescaped in the page:\n{html}");
+        }
+        for escaped in [
+            // Attributes and text of the tables.
+            format!("<tr class=\"member replica\" data-member=\"{HOST_ESC}\"><td>{HOST_ESC}</td>"),
+            format!("<tr data-host=\"{HOST_ESC}\"><td>{HOST_ESC}</td>"),
+            format!("<td class=\"result bad\">failed: {FAILURE_ESC}</td>"),
+            format!("<details><summary>1 task</summary>{FAILURE_ESC}</details>"),
+            format!("<td class=\"bad\">unreachable: {FAILURE_ESC}</td>"),
+            format!("<strong id=\"vip-holders\">{HOST_ESC}</strong>"),
+            format!("<li>replica {HOST_ESC} is not streaming: {FAILURE_ESC}</li>"),
+            // Attributes and text of the picture.
+            format!("<g class=\"host\" data-host=\"{HOST_ESC}\">"),
+            format!(">{HOST_ESC}</text>"),
+            format!("<g class=\"replication\" data-replica=\"{HOST_ESC}\">"),
+            format!(">{HOST_ESC}: not streaming</text>"),
+        ] {
+            assert!(html.contains(&escaped), "no {escaped} in the page:\n{html}");
+        }
+        // The picture alone escapes the same way.
+        let svg = topology_svg(&p).expect("renders");
+        assert!(!svg.contains(HOST), "{svg}");
+        assert!(svg.contains(&format!("<g class=\"host\" data-host=\"{HOST_ESC}\">")));
+    }
+
+    /// Every branch of both templates renders (the templates are strict
+    /// about undefined values, so a field missing in one branch would fail
+    /// here rather than in `pgdeploy report`).
+    #[test]
+    fn every_branch_renders() {
+        let mut p = page();
+        p.status.leader = None;
+        p.status.vip_holders.clear();
+        p.status.etcd = vec![
+            EtcdStatus {
+                host: "node1".into(),
+                healthy: true,
+                error: None,
+            },
+            EtcdStatus {
+                host: "node2".into(),
+                healthy: false,
+                error: Some("timeout".into()),
+            },
+        ];
+        p.status.haproxy = vec![BalancerStatus {
+            host: "node1".into(),
+            backends: vec![BackendStatus {
+                proxy: "postgres_rw".into(),
+                server: "node2".into(),
+                status: "UP".into(),
+            }],
+            error: None,
+        }];
+        p.status.members[0].pending_restart = true;
+        p.backups = None;
+        p.apply = Err("cannot read the state file: bad json".into());
+        let html = try_render(&p).expect("renders");
+        assert!(html.contains("<strong id=\"leader\">none</strong>"));
+        assert!(html.contains("held by <strong id=\"vip-holders\">no balancer</strong>"));
+        assert!(html.contains(">VIP 10.0.0.250: no holder</text>"));
+        assert!(!html.contains("class=\"host leader\""));
+        assert!(!html.contains("<g class=\"replication\""));
+        assert!(html.contains("<tr><td>etcd</td><td>node1</td><td>healthy</td></tr>"));
+        assert!(html.contains("<td>node2</td><td class=\"bad\">unhealthy: timeout</td>"));
+        assert!(html.contains("<td>HAProxy</td><td>node1</td><td>rw/node2 UP</td>"));
+        assert!(html.contains("<td>0.5</td><td>yes</td></tr>"));
+        assert!(
+            html.contains("<p id=\"apply\" class=\"bad\">cannot read the state file: bad json</p>")
+        );
+        assert!(
+            html.contains("<p id=\"backups\">The inventory has no <code>backup</code> group.</p>")
+        );
+
+        p.status.vip = None;
+        p.status.problems.clear();
+        p.apply = Ok(ApplyState::default());
+        p.backups = Some(("node4".into(), Err("ssh: <timeout>".into())));
+        let html = try_render(&p).expect("renders");
+        assert!(!html.contains("id=\"vip\"") && !html.contains("class=\"vip\""));
+        assert!(!html.contains("id=\"problems\""));
+        assert!(html.contains("<p id=\"apply\">No apply recorded for this inventory.</p>"));
+        assert!(html.contains(
+            "<p id=\"backups\" class=\"bad\">Cannot read the backups on node4: ssh: &lt;timeout&gt;</p>"
+        ));
+
+        p.backups = Some(("node4".into(), Ok(Vec::new())));
+        let html = try_render(&p).expect("renders");
+        assert!(html
+            .contains("<p id=\"backups\" class=\"bad\">No backup in the repository on node4.</p>"));
+
+        let mut list = parse_backups(INFO).expect("parses");
+        list[0].error = true;
+        list[0].size = None;
+        p.backups = Some(("node4".into(), Ok(list)));
+        let html = try_render(&p).expect("renders");
+        assert!(html.contains("<td></td><td>1.0 KiB</td><td class=\"bad\">has errors</td></tr>"));
+        assert!(html.contains("<td>4.0 MiB</td><td>ok</td></tr>"));
+        assert!(html.ends_with("</body></html>\n"));
     }
 }
