@@ -2,12 +2,22 @@
 //! CSS and SVG, no script, nothing fetched): the topology as a picture,
 //! the status table of `pgdeploy status`, the last apply's results per host
 //! (see [`pgdeploy_engine::apply_state`]) and the backups in the pgBackRest
-//! repository. Every value that comes from a host or a file is escaped.
+//! repository. The page and its picture are minijinja templates
+//! (`stack/templates/report.html.j2`, `topology.svg.j2`, compiled into the
+//! binary) that auto-escape every value; this module computes the values
+//! (sizes, times, labels, colours, coordinates) and the templates lay them
+//! out.
 
 use crate::contract::Group;
-use std::fmt::Write as _;
 
-use super::status::{self, format_utc, parse_backups, Backup, Limits, Status};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{
+    escape_formatter, AutoEscape, Environment, Output, State, UndefinedBehavior, Value,
+};
+use serde::Serialize;
+
+use super::status::{self, format_utc, parse_backups, Backup, Limits, MemberStatus, Status};
 use super::Cluster;
 use pgdeploy_engine::apply_state::ApplyState;
 
@@ -76,8 +86,70 @@ pub async fn collect(cluster: &Cluster, limits: Limits, state: &std::path::Path)
     }
 }
 
+/// The page's template and the topology's, compiled into the binary: the
+/// page stays self-contained and nothing is read at run time.
+const REPORT_TEMPLATE: (&str, &str) = (
+    "report.html.j2",
+    include_str!("../../templates/report.html.j2"),
+);
+const TOPOLOGY_TEMPLATE: (&str, &str) = (
+    "topology.svg.j2",
+    include_str!("../../templates/topology.svg.j2"),
+);
+
+/// The page could not be rendered: a template does not parse or uses a
+/// value the page does not give it. The tests render every branch of both
+/// templates, so this points at a template bug, not at the cluster.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render the report page: {0}")]
+pub struct PageError(#[from] minijinja::Error);
+
+/// The templates, HTML-escaping every value (`.html` and `.svg`), strict
+/// about undefined values (a misspelt field fails the tests instead of
+/// printing nothing), and without the newlines block tags leave behind.
+fn environment() -> Result<Environment<'static>, PageError> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(
+        |name| match name.trim_end_matches(".j2").rsplit('.').next() {
+            Some("html" | "htm" | "svg" | "xml") => AutoEscape::Html,
+            _ => AutoEscape::None,
+        },
+    );
+    env.set_formatter(format_value);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()?,
+    );
+    for (name, source) in [REPORT_TEMPLATE, TOPOLOGY_TEMPLATE] {
+        env.add_template(name, source)?;
+    }
+    Ok(env)
+}
+
+/// minijinja's formatter with the page's HTML escape: the same five
+/// characters are escaped but `/` stays as it is (minijinja's own escape
+/// writes `&#x2f;`, which would make task names and paths unreadable in the
+/// page's source). Safe values, non-strings and unescaped templates go to
+/// minijinja's formatter.
+fn format_value(
+    out: &mut Output,
+    state: &mut State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    match (state.auto_escape(), value.as_str()) {
+        (AutoEscape::Html, Some(text)) if !value.is_safe() => {
+            out.write_str(&escape(text)).map_err(minijinja::Error::from)
+        }
+        _ => escape_formatter(out, state, value),
+    }
+}
+
 /// `text` safe inside HTML or SVG text and attribute values.
-pub fn escape(text: &str) -> String {
+fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -111,221 +183,270 @@ fn size(bytes: Option<u64>) -> String {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#1d2733;background:#fff}\
-h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccd}\
-.meta{color:#667}.verdict{font-weight:bold;padding:.4em .8em;border-radius:4px;display:inline-block}\
-.healthy{background:#d9f2df;color:#14532d}.degraded{background:#fde2e1;color:#7f1d1d}\
-table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccd;padding:.3em .7em;text-align:left}\
-th{background:#eef1f6}tr.leader td{background:#e7f6ea;font-weight:bold}.bad{color:#b91c1c;font-weight:bold}summary{cursor:pointer}\
-svg text{font-family:system-ui,sans-serif}";
-
-/// The whole page.
-pub fn render(page: &Page) -> String {
-    let s = &page.status;
-    let mut out = String::new();
-    let verdict_class = if s.healthy { "healthy" } else { "degraded" };
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<title>pgdeploy report: {cluster}</title><style>{STYLE}</style></head><body>\n\
-<h1>Cluster <span id=\"cluster\">{cluster}</span></h1>\n\
-<p class=\"meta\">Generated {generated} by pgdeploy {version} from {inventory}</p>\n\
-<p id=\"verdict\" class=\"verdict {verdict_class}\">{verdict}</p>\n",
-        cluster = escape(&s.cluster),
-        generated = format_utc(page.generated_at),
-        version = env!("CARGO_PKG_VERSION"),
-        inventory = escape(&page.inventory),
-        verdict = escape(&status::verdict(s)),
-    );
-    out.push_str("<h2>Topology</h2>\n");
-    out.push_str(&topology_svg(page));
-    render_status(&mut out, s);
-    render_apply(&mut out, page);
-    render_backups(&mut out, page);
-    out.push_str("</body></html>\n");
-    out
+/// What `report.html.j2` shows: the page's values as text, ready to lay out.
+#[derive(Debug, Serialize)]
+struct PageView {
+    cluster: String,
+    generated: String,
+    version: &'static str,
+    inventory: String,
+    verdict: String,
+    /// `healthy` or `degraded`.
+    verdict_class: &'static str,
+    topology: Topology,
+    /// The leader's name, or `none`.
+    leader: String,
+    members: Vec<MemberRow>,
+    services: Vec<ServiceRow>,
+    vip: Option<VipLine>,
+    problems: Vec<String>,
+    apply: ApplyView,
+    backups: BackupsView,
 }
 
-fn render_status(out: &mut String, s: &Status) {
-    let _ = writeln!(
-        out,
-        "<h2>Status</h2>\n<p>Leader: <strong id=\"leader\">{}</strong></p>",
-        escape(s.leader.as_deref().unwrap_or("none"))
-    );
-    out.push_str(
-        "<table id=\"members\"><tr><th>Member</th><th>Host</th><th>Role</th><th>State</th>\
-<th>TL</th><th>Lag in MB</th><th>Pending restart</th></tr>\n",
-    );
-    for m in &s.members {
-        let leader = m.role == "leader";
-        let _ = writeln!(
-            out,
-            "<tr class=\"member {class}\" data-member=\"{name}\"><td>{name}</td><td>{host}</td>\
-<td>{role}</td><td>{state}</td><td>{tl}</td><td>{lag}</td><td>{pending}</td></tr>",
-            class = if leader { "leader" } else { "replica" },
-            name = escape(&m.name),
-            host = escape(&m.host),
-            role = if leader { "Leader" } else { "Replica" },
-            state = escape(if m.streaming { "streaming" } else { &m.state }),
-            tl = m.timeline.map(|t| t.to_string()).unwrap_or_default(),
-            lag = m.lag_mb.map(|l| format!("{l:.1}")).unwrap_or_default(),
-            pending = if m.pending_restart { "yes" } else { "" },
-        );
-    }
-    out.push_str(
-        "</table>\n<table id=\"services\"><tr><th>Service</th><th>Host</th><th>State</th></tr>\n",
-    );
-    let mut row = |service: &str, host: &str, state: &str, bad: bool| {
-        let _ = writeln!(
-            out,
-            "<tr><td>{service}</td><td>{}</td><td{}>{}</td></tr>",
-            escape(host),
-            if bad { " class=\"bad\"" } else { "" },
-            escape(state)
-        );
-    };
-    for (host, reason) in &s.unreachable {
-        row("SSH", host, &format!("unreachable: {reason}"), true);
-    }
-    for e in &s.etcd {
-        let state = match &e.error {
-            Some(err) => format!("unhealthy: {err}"),
-            None => "healthy".into(),
-        };
-        row(Group::Etcd.name(), &e.host, &state, !e.healthy);
-    }
-    for b in &s.haproxy {
-        row("HAProxy", &b.host, &b.view(), b.error.is_some());
-    }
-    out.push_str("</table>\n");
-    if let Some(vip) = &s.vip {
-        let _ = writeln!(
-            out,
-            "<p>VIP <strong id=\"vip\">{}</strong> held by <strong id=\"vip-holders\">{}</strong></p>",
-            escape(vip),
-            escape(&if s.vip_holders.is_empty() {
+/// A row of the members table.
+#[derive(Debug, Serialize)]
+struct MemberRow {
+    /// `leader` or `replica`.
+    class: &'static str,
+    name: String,
+    host: String,
+    /// `Leader` or `Replica`.
+    role: &'static str,
+    state: String,
+    timeline: String,
+    lag: String,
+    /// `yes` or empty.
+    pending: &'static str,
+}
+
+/// A row of the services table (SSH, etcd, HAProxy).
+#[derive(Debug, Serialize)]
+struct ServiceRow {
+    service: &'static str,
+    host: String,
+    state: String,
+    bad: bool,
+}
+
+/// The VIP and who holds it.
+#[derive(Debug, Serialize)]
+struct VipLine {
+    address: String,
+    holders: String,
+}
+
+/// The last apply: the rows per host, or why the state file was unreadable.
+#[derive(Debug, Serialize)]
+struct ApplyView {
+    error: Option<String>,
+    hosts: Vec<ApplyRow>,
+}
+
+/// One host's last apply.
+#[derive(Debug, Serialize)]
+struct ApplyRow {
+    host: String,
+    finished: String,
+    ok: usize,
+    changed: usize,
+    failed: usize,
+    skipped: usize,
+    /// What went wrong, `; `-separated; empty when all went well.
+    problems: String,
+    /// `1 task`, `3 tasks`.
+    changed_summary: String,
+    /// The changed tasks, `, `-separated; empty when none changed.
+    changed_tasks: String,
+}
+
+/// The backups section.
+#[derive(Debug, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum BackupsView {
+    /// The inventory has no backup group.
+    NoGroup,
+    /// pgBackRest's list could not be read.
+    Unreadable { host: String, error: String },
+    /// The repository's backups, newest first (maybe none).
+    Repository { host: String, list: Vec<BackupRow> },
+}
+
+/// A row of the backups table.
+#[derive(Debug, Serialize)]
+struct BackupRow {
+    label: String,
+    kind: String,
+    started: String,
+    finished: String,
+    size: String,
+    repository_size: String,
+    error: bool,
+}
+
+/// The whole page, or why it cannot be rendered (a template bug).
+pub fn try_render(page: &Page) -> Result<String, PageError> {
+    let env = environment()?;
+    let html = env
+        .get_template(REPORT_TEMPLATE.0)?
+        .render(Serde(page_view(page)))?;
+    Ok(html)
+}
+
+/// The whole page; should a template bug stop it, a page that says so.
+///
+/// Kept so the CLI (`src/cli/day2.rs`) builds unchanged; it should call
+/// [`try_render`] and fail with the error instead.
+pub fn render(page: &Page) -> String {
+    try_render(page).unwrap_or_else(|e| {
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>pgdeploy report</title></head><body>\n\
+<p id=\"verdict\" class=\"verdict degraded\">{}</p>\n</body></html>\n",
+            escape(&e.to_string())
+        )
+    })
+}
+
+fn page_view(page: &Page) -> PageView {
+    let s = &page.status;
+    PageView {
+        cluster: s.cluster.clone(),
+        generated: format_utc(page.generated_at),
+        version: env!("CARGO_PKG_VERSION"),
+        inventory: page.inventory.clone(),
+        verdict: status::verdict(s),
+        verdict_class: if s.healthy { "healthy" } else { "degraded" },
+        topology: topology(page),
+        leader: s.leader.clone().unwrap_or_else(|| "none".into()),
+        members: s.members.iter().map(member_row).collect(),
+        services: service_rows(s),
+        vip: s.vip.as_ref().map(|vip| VipLine {
+            address: vip.clone(),
+            holders: if s.vip_holders.is_empty() {
                 "no balancer".to_string()
             } else {
                 s.vip_holders.join(", ")
-            })
-        );
-    }
-    if !s.problems.is_empty() {
-        out.push_str("<ul id=\"problems\">\n");
-        for p in &s.problems {
-            let _ = writeln!(out, "<li>{}</li>", escape(p));
-        }
-        out.push_str("</ul>\n");
+            },
+        }),
+        problems: s.problems.clone(),
+        apply: apply_view(&page.apply),
+        backups: backups_view(&page.backups),
     }
 }
 
-fn render_apply(out: &mut String, page: &Page) {
-    out.push_str("<h2>Last apply</h2>\n");
-    let state = match &page.apply {
-        Ok(s) if s.hosts.is_empty() => {
-            out.push_str("<p id=\"apply\">No apply recorded for this inventory.</p>\n");
-            return;
-        }
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(out, "<p id=\"apply\" class=\"bad\">{}</p>", escape(e));
-            return;
-        }
-    };
-    out.push_str(
-        "<table id=\"apply\"><tr><th>Host</th><th>Finished</th><th>ok</th><th>changed</th>\
-<th>failed</th><th>skipped</th><th>Result</th><th>Changed tasks</th></tr>\n",
-    );
-    for (host, a) in &state.hosts {
-        let mut problems = Vec::new();
-        if let Some(u) = &a.unreachable {
-            problems.push(format!("unreachable: {u}"));
-        }
-        problems.extend(a.failures.iter().map(|f| format!("failed: {f}")));
-        if a.interrupted {
-            problems.push("interrupted".into());
-        }
-        let result = if problems.is_empty() {
-            "<td class=\"result\">ok</td>".to_string()
+fn member_row(m: &MemberStatus) -> MemberRow {
+    let leader = m.role == "leader";
+    MemberRow {
+        class: if leader { "leader" } else { "replica" },
+        name: m.name.clone(),
+        host: m.host.clone(),
+        role: if leader { "Leader" } else { "Replica" },
+        state: if m.streaming {
+            "streaming".into()
         } else {
-            format!(
-                "<td class=\"result bad\">{}</td>",
-                escape(&problems.join("; "))
-            )
-        };
-        let changed = match a.changed_tasks.len() {
-            0 => String::new(),
-            n => format!(
-                "<details><summary>{n} task{}</summary>{}</details>",
-                if n == 1 { "" } else { "s" },
-                escape(&a.changed_tasks.join(", "))
-            ),
-        };
-        let _ = writeln!(
-            out,
-            "<tr data-host=\"{h}\"><td>{h}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-{result}<td>{changed}</td></tr>",
-            format_utc(a.finished_at),
-            a.ok,
-            a.changed,
-            a.failed,
-            a.skipped,
-            h = escape(host),
-        );
+            m.state.clone()
+        },
+        timeline: m.timeline.map(|t| t.to_string()).unwrap_or_default(),
+        lag: m.lag_mb.map(|l| format!("{l:.1}")).unwrap_or_default(),
+        pending: if m.pending_restart { "yes" } else { "" },
     }
-    out.push_str("</table>\n");
 }
 
-fn render_backups(out: &mut String, page: &Page) {
-    out.push_str("<h2>Backups</h2>\n");
-    let (host, list) = match &page.backups {
-        None => {
-            out.push_str("<p id=\"backups\">The inventory has no <code>backup</code> group.</p>\n");
-            return;
+fn service_rows(s: &Status) -> Vec<ServiceRow> {
+    let mut rows = Vec::new();
+    for (host, reason) in &s.unreachable {
+        rows.push(ServiceRow {
+            service: "SSH",
+            host: host.clone(),
+            state: format!("unreachable: {reason}"),
+            bad: true,
+        });
+    }
+    for e in &s.etcd {
+        rows.push(ServiceRow {
+            service: Group::Etcd.name(),
+            host: e.host.clone(),
+            state: match &e.error {
+                Some(err) => format!("unhealthy: {err}"),
+                None => "healthy".into(),
+            },
+            bad: !e.healthy,
+        });
+    }
+    for b in &s.haproxy {
+        rows.push(ServiceRow {
+            service: "HAProxy",
+            host: b.host.clone(),
+            state: b.view(),
+            bad: b.error.is_some(),
+        });
+    }
+    rows
+}
+
+fn apply_view(apply: &Result<ApplyState, String>) -> ApplyView {
+    let state = match apply {
+        Ok(state) => state,
+        Err(e) => {
+            return ApplyView {
+                error: Some(e.clone()),
+                hosts: Vec::new(),
+            }
         }
-        Some((host, Err(e))) => {
-            let _ = writeln!(
-                out,
-                "<p id=\"backups\" class=\"bad\">Cannot read the backups on {}: {}</p>",
-                escape(host),
-                escape(e)
-            );
-            return;
-        }
-        Some((host, Ok(list))) => (host, list),
     };
-    if list.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p id=\"backups\" class=\"bad\">No backup in the repository on {}.</p>",
-            escape(host)
-        );
-        return;
+    let hosts = state
+        .hosts
+        .iter()
+        .map(|(host, a)| {
+            let mut problems = Vec::new();
+            if let Some(u) = &a.unreachable {
+                problems.push(format!("unreachable: {u}"));
+            }
+            problems.extend(a.failures.iter().map(|f| format!("failed: {f}")));
+            if a.interrupted {
+                problems.push("interrupted".into());
+            }
+            let n = a.changed_tasks.len();
+            ApplyRow {
+                host: host.clone(),
+                finished: format_utc(a.finished_at),
+                ok: a.ok,
+                changed: a.changed,
+                failed: a.failed,
+                skipped: a.skipped,
+                problems: problems.join("; "),
+                changed_summary: format!("{n} task{}", if n == 1 { "" } else { "s" }),
+                changed_tasks: a.changed_tasks.join(", "),
+            }
+        })
+        .collect();
+    ApplyView { error: None, hosts }
+}
+
+fn backups_view(backups: &Option<(String, Result<Vec<Backup>, String>)>) -> BackupsView {
+    match backups {
+        None => BackupsView::NoGroup,
+        Some((host, Err(e))) => BackupsView::Unreadable {
+            host: host.clone(),
+            error: e.clone(),
+        },
+        Some((host, Ok(list))) => BackupsView::Repository {
+            host: host.clone(),
+            list: list
+                .iter()
+                .map(|b| BackupRow {
+                    label: b.label.clone(),
+                    kind: b.kind.clone(),
+                    started: format_utc(b.started_at),
+                    finished: format_utc(b.stopped_at),
+                    size: size(b.size),
+                    repository_size: size(b.repository_size),
+                    error: b.error,
+                })
+                .collect(),
+        },
     }
-    let _ = writeln!(
-        out,
-        "<p>Repository on <strong>{}</strong>, newest first.</p>",
-        escape(host)
-    );
-    out.push_str(
-        "<table id=\"backups\"><tr><th>Label</th><th>Type</th><th>Started</th><th>Finished</th>\
-<th>Database size</th><th>In repository</th><th>State</th></tr>\n",
-    );
-    for b in list {
-        let _ = writeln!(
-            out,
-            "<tr class=\"backup\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
-            escape(&b.label),
-            escape(&b.kind),
-            format_utc(b.started_at),
-            format_utc(b.stopped_at),
-            size(b.size),
-            size(b.repository_size),
-            if b.error { " class=\"bad\"" } else { "" },
-            if b.error { "has errors" } else { "ok" },
-        );
-    }
-    out.push_str("</table>\n");
 }
 
 const BOX_W: i64 = 210;
@@ -334,150 +455,234 @@ const GAP: i64 = 40;
 const MARGIN: i64 = 20;
 const BOX_TOP: i64 = 100;
 
-/// The topology as inline SVG: one box per host (groups, Patroni role and
-/// state; the leader highlighted, unreachable hosts dashed red), the VIP
-/// above the balancer that holds it, and an arrow from the leader to each
-/// replica with its lag.
-pub fn topology_svg(page: &Page) -> String {
+/// What `topology.svg.j2` draws, every coordinate computed: one box per
+/// host, the VIP above its holder, an arrow from the leader to each replica.
+#[derive(Debug, Serialize)]
+struct Topology {
+    width: i64,
+    height: i64,
+    vip: Option<VipBadge>,
+    hosts: Vec<HostBox>,
+    /// Where the lines of text in a host's box sit.
+    text_y: TextRows,
+    links: Vec<Link>,
+}
+
+/// The VIP's badge, above its holder (or, held by none, above the first host).
+#[derive(Debug, Serialize)]
+struct VipBadge {
+    x: i64,
+    cx: i64,
+    width: i64,
+    label: String,
+    fill: &'static str,
+    /// Held by a balancer: a line down to its box, marked `keepalived`.
+    held: bool,
+    line_end: i64,
+    note_x: i64,
+}
+
+/// The baselines of the lines of text in every host box.
+#[derive(Debug, Serialize)]
+struct TextRows {
+    name: i64,
+    address: i64,
+    role: i64,
+    groups: i64,
+    vip: i64,
+}
+
+/// One host's box.
+#[derive(Debug, Serialize)]
+struct HostBox {
+    name: String,
+    leader: bool,
+    x: i64,
+    y: i64,
+    cx: i64,
+    width: i64,
+    height: i64,
+    fill: &'static str,
+    stroke: &'static str,
+    stroke_width: i64,
+    /// Unreachable: a dashed outline.
+    dashed: bool,
+    address: String,
+    /// Patroni role and state, or what else the host is.
+    role: String,
+    /// Its groups, shortened to fit.
+    groups: String,
+    /// `holds the VIP` or empty.
+    vip: &'static str,
+}
+
+/// The arrow from the leader to one replica.
+#[derive(Debug, Serialize)]
+struct Link {
+    replica: String,
+    /// The SVG path: down from the leader, across, up to the replica.
+    path: String,
+    color: &'static str,
+    /// Not streaming: a dashed arrow.
+    dashed: bool,
+    label_x: i64,
+    label_y: i64,
+    label: String,
+}
+
+/// The topology as inline SVG (the picture on the page): one box per host
+/// (groups, Patroni role and state; the leader highlighted, unreachable
+/// hosts dashed red), the VIP above the balancer that holds it, and an
+/// arrow from the leader to each replica with its lag.
+pub fn topology_svg(page: &Page) -> Result<String, PageError> {
+    let env = environment()?;
+    let svg = env
+        .get_template(TOPOLOGY_TEMPLATE.0)?
+        .render(minijinja::context! { topology => Serde(topology(page)) })?;
+    Ok(svg)
+}
+
+fn box_x(i: usize) -> i64 {
+    MARGIN + i as i64 * (BOX_W + GAP)
+}
+
+fn topology(page: &Page) -> Topology {
     let s = &page.status;
     let n = page.hosts.len().max(1) as i64;
-    let x_of = |i: usize| MARGIN + i as i64 * (BOX_W + GAP);
     let index = |name: &str| page.hosts.iter().position(|h| h.name == name);
     let replicas: Vec<_> = s.members.iter().filter(|m| m.role != "leader").collect();
-    let width = 2 * MARGIN + n * BOX_W + (n - 1) * GAP;
-    let height = BOX_TOP + BOX_H + 50 + 28 * replicas.len() as i64;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg id=\"topology\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
-viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"cluster topology\">\n\
-<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" \
-orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#2563eb\"/></marker></defs>"
-    );
-    // The VIP, above its holder (or, held by none, above the first host).
-    if let Some(vip) = &s.vip {
+    let vip = s.vip.as_ref().map(|vip| {
         let holder = s.vip_holders.first().and_then(|h| index(h));
-        let cx = x_of(holder.unwrap_or(0)) + BOX_W / 2;
+        let cx = box_x(holder.unwrap_or(0)) + BOX_W / 2;
         let (fill, label) = match holder {
             Some(_) => ("#fef3c7", format!("VIP {vip}")),
             None => ("#fde2e1", format!("VIP {vip}: no holder")),
         };
-        let _ = writeln!(
-            svg,
-            "<g class=\"vip\"><rect x=\"{}\" y=\"12\" width=\"{BOX_W}\" height=\"36\" rx=\"18\" fill=\"{fill}\" stroke=\"#b45309\"/>\
-<text x=\"{cx}\" y=\"35\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{}</text>",
-            cx - BOX_W / 2,
-            escape(&label)
-        );
-        if holder.is_some() {
-            let _ = write!(
-                svg,
-                "<line x1=\"{cx}\" y1=\"48\" x2=\"{cx}\" y2=\"{BOX_TOP}\" stroke=\"#b45309\" stroke-width=\"2\"/>\
-<text x=\"{}\" y=\"78\" font-size=\"11\" fill=\"#b45309\">keepalived</text>",
-                cx + 6
-            );
+        VipBadge {
+            x: cx - BOX_W / 2,
+            cx,
+            width: BOX_W,
+            label,
+            fill,
+            held: holder.is_some(),
+            line_end: BOX_TOP,
+            note_x: cx + 6,
         }
-        svg.push_str("</g>\n");
-    }
-    for (i, host) in page.hosts.iter().enumerate() {
-        let x = x_of(i);
-        let member = s.members.iter().find(|m| m.name == host.name);
-        let down = s.unreachable.contains_key(&host.name);
-        let is_leader = s.leader.as_deref() == Some(host.name.as_str());
-        let (fill, stroke, width, dash) = if down {
-            ("#fde2e1", "#b91c1c", 2, " stroke-dasharray=\"6 4\"")
-        } else if is_leader {
-            ("#d9f2df", "#15803d", 4, "")
-        } else if member.is_some() {
-            ("#e0ecff", "#2563eb", 2, "")
-        } else {
-            ("#f3f4f6", "#6b7280", 1, "")
-        };
-        let role = match (member, down) {
-            (_, true) => "unreachable".to_string(),
-            (Some(m), _) if is_leader => format!("Leader · {}", m.state),
-            (Some(m), _) => format!(
-                "Replica · {}",
-                if m.streaming { "streaming" } else { &m.state }
-            ),
-            (None, _) if host.groups.iter().any(|g| g == Group::Postgres.name()) => {
-                "not a member".into()
-            }
-            (None, _) if page.backups.as_ref().is_some_and(|(h, _)| *h == host.name) => {
-                "pgBackRest repository".into()
-            }
-            (None, _) => String::new(),
-        };
-        let mut groups = host.groups.join(", ");
-        if groups.chars().count() > 32 {
-            groups = groups.chars().take(31).collect::<String>() + "…";
-        }
-        let vip = if s.vip_holders.contains(&host.name) {
-            "holds the VIP"
-        } else {
-            ""
-        };
-        let cx = x + BOX_W / 2;
-        let _ = writeln!(
-            svg,
-            "<g class=\"host{}\" data-host=\"{name}\"><rect x=\"{x}\" y=\"{BOX_TOP}\" width=\"{BOX_W}\" height=\"{BOX_H}\" rx=\"8\" \
-fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"{width}\"{dash}/>\
-<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">{name}</text>\
-<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#374151\">{}</text>\
-<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" class=\"role\">{}</text>\
-<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"#4b5563\">{}</text>\
-<text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"#b45309\">{vip}</text></g>",
-            if is_leader { " leader" } else { "" },
-            BOX_TOP + 24,
-            BOX_TOP + 44,
-            escape(&host.address),
-            BOX_TOP + 66,
-            escape(&role),
-            BOX_TOP + 88,
-            escape(&groups),
-            BOX_TOP + 108,
-            name = escape(&host.name),
-        );
-    }
+    });
     // Replication: from the leader's box down and across to each replica.
     let leader_x = s
         .leader
         .as_deref()
         .and_then(index)
-        .map(|i| x_of(i) + BOX_W / 2);
-    if let Some(lx) = leader_x {
-        let bottom = BOX_TOP + BOX_H;
-        for (k, m) in replicas.iter().enumerate() {
-            let Some(ri) = index(&m.name) else { continue };
-            let rx = x_of(ri) + BOX_W / 2 + 12;
-            let depth = bottom + 28 + 28 * k as i64;
-            let (color, dash) = if m.streaming {
-                ("#2563eb", "")
-            } else {
-                ("#b91c1c", " stroke-dasharray=\"5 4\"")
-            };
-            let label = match (m.streaming, m.lag_mb) {
-                (true, Some(lag)) => format!("streams to {} · lag {lag:.1} MB", m.name),
-                (true, None) => format!("streams to {}", m.name),
-                (false, _) => format!("{}: not streaming", m.name),
-            };
-            let _ = writeln!(
-                svg,
-                "<g class=\"replication\" data-replica=\"{}\"><path d=\"M{} {bottom} L{} {depth} L{rx} {depth} L{rx} {}\" fill=\"none\" \
-stroke=\"{color}\" stroke-width=\"2\"{dash} marker-end=\"url(#arrow)\"/>\
-<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"{color}\">{}</text></g>",
-                escape(&m.name),
-                lx - 12 + 6 * k as i64,
-                lx - 12 + 6 * k as i64,
-                bottom + 2,
-                (lx + rx) / 2,
-                depth - 4,
-                escape(&label)
-            );
-        }
+        .map(|i| box_x(i) + BOX_W / 2);
+    let links = match leader_x {
+        Some(lx) => replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(k, m)| Some(link(lx, k, m, box_x(index(&m.name)?) + BOX_W / 2 + 12)))
+            .collect(),
+        None => Vec::new(),
+    };
+    Topology {
+        width: 2 * MARGIN + n * BOX_W + (n - 1) * GAP,
+        height: BOX_TOP + BOX_H + 50 + 28 * replicas.len() as i64,
+        vip,
+        hosts: page
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| host_box(page, i, host))
+            .collect(),
+        text_y: TextRows {
+            name: BOX_TOP + 24,
+            address: BOX_TOP + 44,
+            role: BOX_TOP + 66,
+            groups: BOX_TOP + 88,
+            vip: BOX_TOP + 108,
+        },
+        links,
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+fn host_box(page: &Page, i: usize, host: &HostCard) -> HostBox {
+    let s = &page.status;
+    let member = s.members.iter().find(|m| m.name == host.name);
+    let down = s.unreachable.contains_key(&host.name);
+    let leader = s.leader.as_deref() == Some(host.name.as_str());
+    let (fill, stroke, stroke_width) = if down {
+        ("#fde2e1", "#b91c1c", 2)
+    } else if leader {
+        ("#d9f2df", "#15803d", 4)
+    } else if member.is_some() {
+        ("#e0ecff", "#2563eb", 2)
+    } else {
+        ("#f3f4f6", "#6b7280", 1)
+    };
+    let role = match (member, down) {
+        (_, true) => "unreachable".to_string(),
+        (Some(m), _) if leader => format!("Leader · {}", m.state),
+        (Some(m), _) => format!(
+            "Replica · {}",
+            if m.streaming { "streaming" } else { &m.state }
+        ),
+        (None, _) if host.groups.iter().any(|g| g == Group::Postgres.name()) => {
+            "not a member".into()
+        }
+        (None, _) if page.backups.as_ref().is_some_and(|(h, _)| *h == host.name) => {
+            "pgBackRest repository".into()
+        }
+        (None, _) => String::new(),
+    };
+    let mut groups = host.groups.join(", ");
+    if groups.chars().count() > 32 {
+        groups = groups.chars().take(31).collect::<String>() + "…";
+    }
+    let x = box_x(i);
+    HostBox {
+        name: host.name.clone(),
+        leader,
+        x,
+        y: BOX_TOP,
+        cx: x + BOX_W / 2,
+        width: BOX_W,
+        height: BOX_H,
+        fill,
+        stroke,
+        stroke_width,
+        dashed: down,
+        address: host.address.clone(),
+        role,
+        groups,
+        vip: if s.vip_holders.contains(&host.name) {
+            "holds the VIP"
+        } else {
+            ""
+        },
+    }
+}
+
+/// The `k`th replica's arrow, from the leader's centre `lx` to `rx`.
+fn link(lx: i64, k: usize, m: &MemberStatus, rx: i64) -> Link {
+    let bottom = BOX_TOP + BOX_H;
+    let depth = bottom + 28 + 28 * k as i64;
+    let start = lx - 12 + 6 * k as i64;
+    let label = match (m.streaming, m.lag_mb) {
+        (true, Some(lag)) => format!("streams to {} · lag {lag:.1} MB", m.name),
+        (true, None) => format!("streams to {}", m.name),
+        (false, _) => format!("{}: not streaming", m.name),
+    };
+    Link {
+        replica: m.name.clone(),
+        path: format!(
+            "M{start} {bottom} L{start} {depth} L{rx} {depth} L{rx} {}",
+            bottom + 2
+        ),
+        color: if m.streaming { "#2563eb" } else { "#b91c1c" },
+        dashed: !m.streaming,
+        label_x: (lx + rx) / 2,
+        label_y: depth - 4,
+        label,
+    }
 }
 
 #[cfg(test)]
@@ -485,7 +690,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::cluster::status::MemberStatus;
+    use crate::cluster::status::{BackendStatus, BalancerStatus, EtcdStatus};
     use pgdeploy_engine::apply_state::HostApply;
 
     const INFO: &str = r#"[{"name":"lab","backup":[
@@ -595,7 +800,7 @@ mod tests {
 
     #[test]
     fn page_shows_leader_replicas_vip_apply_and_backups() {
-        let html = render(&page());
+        let html = try_render(&page()).expect("renders");
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<strong id=\"leader\">node2</strong>"));
         assert!(html.contains("<tr class=\"member leader\" data-member=\"node2\">"));
@@ -618,7 +823,7 @@ mod tests {
 
     #[test]
     fn topology_highlights_the_leader_and_draws_replication_and_vip() {
-        let svg = topology_svg(&page());
+        let svg = topology_svg(&page()).expect("renders");
         assert_eq!(svg.matches("<g class=\"host").count(), 4);
         assert_eq!(svg.matches("<g class=\"host leader\"").count(), 1);
         assert!(svg.contains("<g class=\"host leader\" data-host=\"node2\">"));
@@ -641,12 +846,152 @@ mod tests {
         p.status
             .unreachable
             .insert("node1".into(), "no route".into());
-        let svg = topology_svg(&p);
+        let svg = topology_svg(&p).expect("renders");
         assert!(svg.contains("stroke=\"#b91c1c\" stroke-width=\"2\" stroke-dasharray=\"6 4\""));
         assert!(svg.contains(">unreachable</text>"));
-        let html = render(&p);
+        let html = try_render(&p).expect("renders");
         assert!(
             html.contains("<td>SSH</td><td>node1</td><td class=\"bad\">unreachable: no route</td>")
         );
+    }
+
+    #[test]
+    fn templates_parse() {
+        let env = environment().expect("the templates parse");
+        for (name, _) in [REPORT_TEMPLATE, TOPOLOGY_TEMPLATE] {
+            env.get_template(name).expect(name);
+        }
+    }
+
+    #[test]
+    fn render_is_try_render_when_it_renders() {
+        let p = page();
+        assert_eq!(render(&p), try_render(&p).expect("renders"));
+    }
+
+    /// A host name that would close an attribute and a failure message
+    /// that would open a script: escaped in text and in attributes, in the
+    /// page and in the picture, wherever they appear.
+    #[test]
+    fn hostile_values_are_escaped_everywhere() {
+        const HOST: &str = r#"n3" onmouseover="alert('x')"#;
+        const HOST_ESC: &str = "n3&quot; onmouseover=&quot;alert(&#39;x&#39;)";
+        const FAILURE: &str = r#"<script>alert("pwned") & 'more'</script>"#;
+        const FAILURE_ESC: &str =
+            "&lt;script&gt;alert(&quot;pwned&quot;) &amp; &#39;more&#39;&lt;/script&gt;";
+        let mut p = page();
+        p.hosts[2].name = HOST.into();
+        p.status.members[2].name = HOST.into();
+        p.status.vip_holders = vec![HOST.into()];
+        p.status.problems = vec![format!("replica {HOST} is not streaming: {FAILURE}")];
+        p.status.unreachable.insert("node1".into(), FAILURE.into());
+        let mut state = p.apply.clone().expect("the test page has an apply state");
+        let mut hostile = state.hosts.remove("node3").expect("node3 applied");
+        hostile.failures = vec![FAILURE.into()];
+        hostile.changed_tasks = vec![FAILURE.into()];
+        state.hosts.insert(HOST.into(), hostile);
+        p.apply = Ok(state);
+
+        let html = try_render(&p).expect("renders");
+        for raw in [HOST, FAILURE, "<script", "\" onmouseover", "'more'"] {
+            assert!(!html.contains(raw), "{raw} unescaped in the page:\n{html}");
+        }
+        for escaped in [
+            // Attributes and text of the tables.
+            format!("<tr class=\"member replica\" data-member=\"{HOST_ESC}\"><td>{HOST_ESC}</td>"),
+            format!("<tr data-host=\"{HOST_ESC}\"><td>{HOST_ESC}</td>"),
+            format!("<td class=\"result bad\">failed: {FAILURE_ESC}</td>"),
+            format!("<details><summary>1 task</summary>{FAILURE_ESC}</details>"),
+            format!("<td class=\"bad\">unreachable: {FAILURE_ESC}</td>"),
+            format!("<strong id=\"vip-holders\">{HOST_ESC}</strong>"),
+            format!("<li>replica {HOST_ESC} is not streaming: {FAILURE_ESC}</li>"),
+            // Attributes and text of the picture.
+            format!("<g class=\"host\" data-host=\"{HOST_ESC}\">"),
+            format!(">{HOST_ESC}</text>"),
+            format!("<g class=\"replication\" data-replica=\"{HOST_ESC}\">"),
+            format!(">{HOST_ESC}: not streaming</text>"),
+        ] {
+            assert!(html.contains(&escaped), "no {escaped} in the page:\n{html}");
+        }
+        // The picture alone escapes the same way.
+        let svg = topology_svg(&p).expect("renders");
+        assert!(!svg.contains(HOST), "{svg}");
+        assert!(svg.contains(&format!("<g class=\"host\" data-host=\"{HOST_ESC}\">")));
+    }
+
+    /// Every branch of both templates renders (the templates are strict
+    /// about undefined values, so a field missing in one branch would fail
+    /// here rather than in `pgdeploy report`).
+    #[test]
+    fn every_branch_renders() {
+        let mut p = page();
+        p.status.leader = None;
+        p.status.vip_holders.clear();
+        p.status.etcd = vec![
+            EtcdStatus {
+                host: "node1".into(),
+                healthy: true,
+                error: None,
+            },
+            EtcdStatus {
+                host: "node2".into(),
+                healthy: false,
+                error: Some("timeout".into()),
+            },
+        ];
+        p.status.haproxy = vec![BalancerStatus {
+            host: "node1".into(),
+            backends: vec![BackendStatus {
+                proxy: "postgres_rw".into(),
+                server: "node2".into(),
+                status: "UP".into(),
+            }],
+            error: None,
+        }];
+        p.status.members[0].pending_restart = true;
+        p.backups = None;
+        p.apply = Err("cannot read the state file: bad json".into());
+        let html = try_render(&p).expect("renders");
+        assert!(html.contains("<strong id=\"leader\">none</strong>"));
+        assert!(html.contains("held by <strong id=\"vip-holders\">no balancer</strong>"));
+        assert!(html.contains(">VIP 10.0.0.250: no holder</text>"));
+        assert!(!html.contains("class=\"host leader\""));
+        assert!(!html.contains("<g class=\"replication\""));
+        assert!(html.contains("<tr><td>etcd</td><td>node1</td><td>healthy</td></tr>"));
+        assert!(html.contains("<td>node2</td><td class=\"bad\">unhealthy: timeout</td>"));
+        assert!(html.contains("<td>HAProxy</td><td>node1</td><td>rw/node2 UP</td>"));
+        assert!(html.contains("<td>0.5</td><td>yes</td></tr>"));
+        assert!(
+            html.contains("<p id=\"apply\" class=\"bad\">cannot read the state file: bad json</p>")
+        );
+        assert!(
+            html.contains("<p id=\"backups\">The inventory has no <code>backup</code> group.</p>")
+        );
+
+        p.status.vip = None;
+        p.status.problems.clear();
+        p.apply = Ok(ApplyState::default());
+        p.backups = Some(("node4".into(), Err("ssh: <timeout>".into())));
+        let html = try_render(&p).expect("renders");
+        assert!(!html.contains("id=\"vip\"") && !html.contains("class=\"vip\""));
+        assert!(!html.contains("id=\"problems\""));
+        assert!(html.contains("<p id=\"apply\">No apply recorded for this inventory.</p>"));
+        assert!(html.contains(
+            "<p id=\"backups\" class=\"bad\">Cannot read the backups on node4: ssh: &lt;timeout&gt;</p>"
+        ));
+
+        p.backups = Some(("node4".into(), Ok(Vec::new())));
+        let html = try_render(&p).expect("renders");
+        assert!(html
+            .contains("<p id=\"backups\" class=\"bad\">No backup in the repository on node4.</p>"));
+
+        let mut list = parse_backups(INFO).expect("parses");
+        list[0].error = true;
+        list[0].size = None;
+        p.backups = Some(("node4".into(), Ok(list)));
+        let html = try_render(&p).expect("renders");
+        assert!(html.contains("<td></td><td>1.0 KiB</td><td class=\"bad\">has errors</td></tr>"));
+        assert!(html.contains("<td>4.0 MiB</td><td>ok</td></tr>"));
+        assert!(html.ends_with("</body></html>\n"));
     }
 }
