@@ -181,7 +181,10 @@ pub fn report(args: &ClusterArgs, max_backup_age_hours: f64, output: Option<&Pat
         Ok(p) => p,
         Err(code) => return code,
     };
-    let html = page::render(&page);
+    let html = match page::try_render(&page) {
+        Ok(html) => html,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot render the report: {e}")),
+    };
     let Some(path) = output else {
         print!("{html}");
         return ExitCode::SUCCESS;

@@ -293,21 +293,6 @@ pub fn try_render(page: &Page) -> Result<String, PageError> {
     Ok(html)
 }
 
-/// The whole page; should a template bug stop it, a page that says so.
-///
-/// Kept so the CLI (`src/cli/day2.rs`) builds unchanged; it should call
-/// [`try_render`] and fail with the error instead.
-pub fn render(page: &Page) -> String {
-    try_render(page).unwrap_or_else(|e| {
-        format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<title>pgdeploy report</title></head><body>\n\
-<p id=\"verdict\" class=\"verdict degraded\">{}</p>\n</body></html>\n",
-            escape(&e.to_string())
-        )
-    })
-}
-
 fn page_view(page: &Page) -> PageView {
     let s = &page.status;
     PageView {
