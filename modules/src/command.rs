@@ -17,11 +17,11 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool};
 use crate::probe::{self, Kv};
-use crate::shell::{quote, quote_argv};
 use crate::{
     Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
     Resource,
 };
+use pgdeploy_text::{quote, quote_argv};
 
 /// The `command` module (no shell features).
 pub struct Command;

@@ -2,8 +2,9 @@
 //! `template`, and (through [`plan_content`]) the text-editing modules.
 
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::{self, quote};
+use crate::shell;
 use crate::{Action, Change, ChangeKind, Footprint, ModuleError, Plan, ProbeOutput, Resource};
+use pgdeploy_text::quote;
 
 /// A file that must exist with exactly `content` (and the given attributes).
 pub(crate) struct ContentFile {

@@ -11,11 +11,11 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_mode};
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `file` module.
 pub struct File;

@@ -4,11 +4,11 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_u64};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `group` module.
 pub struct Group;

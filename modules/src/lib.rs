@@ -44,7 +44,8 @@ mod wait_for;
 
 pub use footprint::{Footprint, Object};
 pub use params::kind_of as json_type_name;
-pub use shell::quote;
+/// The one shell quoting, re-exported for the engine (see [`pgdeploy_text::quote`]).
+pub use pgdeploy_text::quote;
 
 /// Errors a module reports: bad parameters (before any host is touched) or a
 /// probe answer it cannot understand.

@@ -17,11 +17,11 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_u64, string_list};
 use crate::probe;
-use crate::shell::{quote, quote_argv};
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::{quote, quote_argv};
 
 /// The `package` module.
 pub struct Package;

@@ -4,7 +4,8 @@
 //!
 //! Values are accepted leniently where templating makes that necessary: a
 //! rendered `"{{ port }}"` arrives as the string `"5432"`, so numbers accept
-//! digit strings and booleans accept `yes`/`no`/`true`/`false` strings.
+//! digit strings and booleans accept Ansible's boolean words
+//! ([`pgdeploy_text::truthy`]).
 
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
@@ -31,7 +32,7 @@ pub(crate) fn parse<T: DeserializeOwned>(
     for key in map.keys() {
         if !specs.iter().any(|s| s.name == key) {
             let mut msg = format!("unknown parameter `{key}` for module `{module}`");
-            match did_you_mean(key, specs.iter().map(|s| s.name)) {
+            match pgdeploy_text::did_you_mean(key, specs.iter().map(|s| s.name)) {
                 Some(best) => msg.push_str(&format!("; did you mean `{best}`?")),
                 None => {
                     let names: Vec<_> = specs.iter().map(|s| format!("`{}`", s.name)).collect();
@@ -79,46 +80,6 @@ pub fn kind_of(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// The closest of `candidates` to `word`, if it is close enough to be a typo.
-pub(crate) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance (with adjacent transpositions counted as one edit).
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Loose {
@@ -129,17 +90,14 @@ enum Loose {
     List(Vec<serde_json::Value>),
 }
 
-/// A boolean, also given as `yes`/`no`/`true`/`false`/`on`/`off` strings.
+/// A boolean, also given as one of Ansible's boolean words
+/// ([`pgdeploy_text::truthy`]: `y yes on 1 true t` and `n no off 0 false f`
+/// or empty, without case) or as the integer 0 or 1.
 pub(crate) fn bool_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Loose::deserialize(d).map_err(|_| D::Error::custom("expected a boolean"))? {
         Loose::Bool(b) => Ok(b),
-        Loose::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "yes" | "true" | "on" | "1" => Ok(true),
-            "no" | "false" | "off" | "0" | "" => Ok(false),
-            _ => Err(D::Error::custom(format!(
-                "expected a boolean, found the string {s:?}"
-            ))),
-        },
+        Loose::Str(s) => pgdeploy_text::truthy(&s)
+            .ok_or_else(|| D::Error::custom(format!("expected a boolean, found the string {s:?}"))),
         Loose::Int(i) if i == 0 || i == 1 => Ok(i == 1),
         _ => Err(D::Error::custom("expected a boolean (true or false)")),
     }
@@ -335,12 +293,22 @@ mod tests {
         .expect("parses");
         assert_eq!(p.create, Some(true));
         assert_eq!(p.mode, None);
-    }
-
-    #[test]
-    fn edit_distance_counts_transpositions_once() {
-        assert_eq!(edit_distance("mdoe", "mode"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("owner", "owner"), 0);
+        for (word, want) in [
+            (serde_json::json!("Y"), true),
+            (serde_json::json!("t"), true),
+            (serde_json::json!(1), true),
+            (serde_json::json!("off"), false),
+            (serde_json::json!("F"), false),
+            (serde_json::json!(0), false),
+        ] {
+            let p: P = parse(
+                "file",
+                SPECS,
+                &serde_json::json!({"path": "/x", "create": word.clone()}),
+            )
+            .expect("parses");
+            assert_eq!(p.create, Some(want), "{word}");
+        }
+        assert!(err(serde_json::json!({"path": "/x", "create": 2})).contains("boolean"));
     }
 }

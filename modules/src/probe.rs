@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
-use crate::shell::quote;
 use crate::{ModuleError, ProbeOutput};
+use pgdeploy_text::quote;
 
 /// Wraps a probe body in a subshell that always exits 0.
 pub(crate) fn wrap(body: &str) -> String {

@@ -15,11 +15,11 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `service` module.
 pub struct Service;

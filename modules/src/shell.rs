@@ -1,18 +1,7 @@
 //! Building shell snippets safely: every value that reaches a remote command
-//! goes through [`quote`].
+//! goes through [`pgdeploy_text::quote`].
 
-/// Quotes `value` as one POSIX shell word. Nothing inside it is expanded:
-/// `$(...)`, backticks, `;` and globs stay literal.
-pub fn quote(value: &str) -> String {
-    if !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
-    {
-        return value.to_string();
-    }
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
+use pgdeploy_text::quote;
 
 /// The script behind [`crate::Action::upload`]: stdin goes to a temporary file
 /// beside `path`, which must then hold exactly `content` (size and sha256
@@ -80,14 +69,6 @@ pub fn upload_temp_prefix(path: &str) -> String {
     format!(".pgdeploy-{}", &digest[..16])
 }
 
-/// Quotes every word of `argv` and joins them into one command line.
-pub fn quote_argv<S: AsRef<str>>(argv: &[S]) -> String {
-    argv.iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn write_script(
     path: &str,
     content: &[u8],
@@ -148,38 +129,6 @@ fn write_script(
 mod tests {
     use super::*;
     use std::process::Command;
-
-    fn sh(script: &str) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[test]
-    fn quoted_words_stay_literal() {
-        for hostile in [
-            "$(touch /tmp/pwned)",
-            "; touch /tmp/pwned",
-            "a'b",
-            "`id`",
-            "*",
-            "",
-            "x y",
-        ] {
-            assert_eq!(sh(&format!("printf %s {}", quote(hostile))), hostile);
-        }
-    }
-
-    #[test]
-    fn plain_words_are_left_bare() {
-        assert_eq!(
-            quote("/etc/haproxy/haproxy.cfg"),
-            "/etc/haproxy/haproxy.cfg"
-        );
-    }
 
     /// Runs the upload script of `content` to `path`, feeding it `sent`.
     fn upload(path: &std::path::Path, content: &[u8], sent: &[u8]) -> std::process::Output {

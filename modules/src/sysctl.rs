@@ -11,12 +11,12 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, scalar_string};
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::quote;
 use crate::textedit::{join_lines, split_lines, Editor, TextEdit};
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `sysctl` module.
 pub struct Sysctl;

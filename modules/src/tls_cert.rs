@@ -20,9 +20,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::params::{self, opt_mode, opt_u64, string_list};
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::quote;
 use crate::{Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan};
 use crate::{ProbeOutput, Resource};
+use pgdeploy_text::quote;
 
 /// The `tls_cert` module.
 pub struct TlsCert;

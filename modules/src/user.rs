@@ -9,11 +9,11 @@ use serde::Deserialize;
 use crate::group::{check_name, Presence};
 use crate::params::{self, opt_bool, opt_string_list, opt_u64};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `user` module.
 pub struct User;

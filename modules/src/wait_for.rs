@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_scalar_string, opt_u64};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{Action, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput, Resource};
+use pgdeploy_text::quote;
 
 /// The `wait_for` module.
 pub struct WaitFor;
