@@ -76,6 +76,8 @@ pub(crate) mod scripts {
     pub(crate) const USER_PROBE: &str = include_str!("sh/user_probe.sh");
     /// The ufw module's probe (no arguments).
     pub(crate) const UFW_PROBE: &str = include_str!("sh/ufw_probe.sh");
+    /// Stops ufw's enabling when sshd's ports would be cut off.
+    pub(crate) const UFW_SSH_GUARD: &str = include_str!("sh/ufw_ssh_guard.sh");
     /// Waits for a check to succeed, up to a timeout.
     pub(crate) const WAIT: &str = include_str!("sh/wait.sh");
 }
