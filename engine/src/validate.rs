@@ -368,27 +368,23 @@ fn check_loop(
 /// Builds the module's resource from parameters that are fully known
 /// without a host, so wrong types and values (a mode that is a list, a port
 /// out of range, a bad CIDR, an unknown state) are found before any host is
-/// contacted. The error points at the parameter it names, when it names one.
+/// contacted. The error points at the first parameter it is about that the
+/// task gives ([`ModuleError::parameters`]), else at the task's parameters.
 fn check_resource(node: &TaskNode, prep: &Prep<'_>, params: &Json, errors: &mut Vec<InputError>) {
-    let Err(PrepareError::Module(ModuleError::Params(message))) =
-        prep.resource(params, &CheckContext)
-    else {
+    let Err(PrepareError::Module(err)) = prep.resource(params, &CheckContext) else {
         return;
     };
-    let pos = message
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .find_map(|word| {
-            node.task
-                .params
-                .get(word.split(['.', '[']).next().unwrap_or(word))
-        })
+    let Some(names) = err.parameters() else {
+        return;
+    };
+    let pos = names
+        .iter()
+        .find_map(|name| node.task.params.get(name))
         .map(|n| n.pos.clone())
         .unwrap_or_else(|| node.task.params.pos.clone());
     errors.push(InputError::at(
         &pos,
-        format!("task `{}`: {message}", node.task.name),
+        format!("task `{}`: {err}", node.task.name),
     ));
 }
 

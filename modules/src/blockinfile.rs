@@ -17,27 +17,14 @@ use crate::{Context, Module, ModuleError, ParamSpec, Resource};
 /// The `blockinfile` module.
 pub struct BlockInFile;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("path"),
-    ParamSpec::optional("block"),
-    ParamSpec::optional("marker"),
-    ParamSpec::optional("marker_begin"),
-    ParamSpec::optional("marker_end"),
-    ParamSpec::optional("state"),
-    ParamSpec::optional("insertafter"),
-    ParamSpec::optional("insertbefore"),
-    ParamSpec::optional("create"),
-    ParamSpec::optional("owner"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("mode"),
-];
-
 /// The default marker.
 pub const DEFAULT_MARKER: &str = "# {mark} PGDEPLOY MANAGED BLOCK";
 
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     path: String,
     #[serde(default)]
     block: String,
@@ -69,29 +56,32 @@ impl Module for BlockInFile {
         "blockinfile"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         if p.insertafter.is_some() && p.insertbefore.is_some() {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["insertafter", "insertbefore"],
                 "give `insertafter` or `insertbefore`, not both".into(),
             ));
         }
         let marker = p.marker.unwrap_or_else(|| DEFAULT_MARKER.to_string());
         if !marker.contains("{mark}") || marker.contains('\n') {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["marker"],
                 "`marker` must be one line containing {mark}".into(),
             ));
         }
         let begin = marker.replace("{mark}", p.marker_begin.as_deref().unwrap_or("BEGIN"));
         let end = marker.replace("{mark}", p.marker_end.as_deref().unwrap_or("END"));
         if begin == end {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["marker_begin", "marker_end"],
                 "`marker_begin` and `marker_end` must differ".into(),
             ));
         }

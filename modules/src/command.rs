@@ -17,30 +17,22 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool};
 use crate::probe::{self, Kv};
-use crate::shell::{quote, quote_argv};
 use crate::{
     Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput,
     Resource,
 };
+use pgdeploy_text::{quote, quote_argv};
 
 /// The `command` module (no shell features).
 pub struct Command;
 /// The `shell` module (`cmd` is an `sh` script).
 pub struct Shell;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("cmd"),
-    ParamSpec::optional("chdir"),
-    ParamSpec::optional("creates"),
-    ParamSpec::optional("removes"),
-    ParamSpec::optional("unless"),
-    ParamSpec::optional("readonly"),
-    ParamSpec::optional("env"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     cmd: String,
     chdir: Option<String>,
     creates: Option<String>,
@@ -57,14 +49,14 @@ impl Module for Command {
         "command"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        build(self.name(), params, false)
+        build(self.name(), self.params(), params, false)
     }
 }
 
@@ -73,14 +65,14 @@ impl Module for Shell {
         "shell"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        build(self.name(), params, true)
+        build(self.name(), self.params(), params, true)
     }
 }
 
@@ -89,27 +81,30 @@ impl Module for Shell {
 fn command_line(what: &str, text: &str, shell: bool) -> Result<String, ModuleError> {
     if shell {
         if text.trim().is_empty() {
-            return Err(ModuleError::Params(format!("`{what}` is empty")));
+            return Err(ModuleError::rejected([what], format!("`{what}` is empty")));
         }
         return Ok(format!("(\n{text}\n)"));
     }
-    let words = shell_words::split(text)
-        .map_err(|e| ModuleError::Params(format!("cannot split `{what}` into words: {e}")))?;
+    let words = shell_words::split(text).map_err(|e| {
+        ModuleError::rejected([what], format!("cannot split `{what}` into words: {e}"))
+    })?;
     if words.is_empty() {
-        return Err(ModuleError::Params(format!("`{what}` is empty")));
+        return Err(ModuleError::rejected([what], format!("`{what}` is empty")));
     }
     Ok(quote_argv(&words))
 }
 
 fn build(
     module: &str,
+    specs: &[ParamSpec],
     params: &serde_json::Value,
     shell: bool,
 ) -> Result<Box<dyn Resource>, ModuleError> {
-    let p: Params = params::parse(module, PARAMS, params)?;
+    let p: Params = params::parse(module, specs, params)?;
     let readonly = p.readonly.unwrap_or(false);
     if readonly && (p.creates.is_some() || p.removes.is_some() || p.unless.is_some()) {
-        return Err(ModuleError::Params(
+        return Err(ModuleError::rejected(
+            ["readonly", "creates", "removes", "unless"],
             "`readonly` cannot be combined with `creates`, `removes` or `unless`".into(),
         ));
     }
@@ -121,17 +116,19 @@ fn build(
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(ModuleError::Params(format!(
-                "`env` key {key:?} is not a valid variable name"
-            )));
+            return Err(ModuleError::rejected(
+                ["env"],
+                format!("`env` key {key:?} is not a valid variable name"),
+            ));
         }
         let value = match value {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Number(_) | serde_json::Value::Bool(_) => value.to_string(),
             _ => {
-                return Err(ModuleError::Params(format!(
-                    "`env` value of {key} must be a string"
-                )))
+                return Err(ModuleError::rejected(
+                    ["env"],
+                    format!("`env` value of {key} must be a string"),
+                ))
             }
         };
         prelude.push_str(&format!("export {key}={}\n", quote(&value)));

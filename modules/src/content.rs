@@ -2,8 +2,9 @@
 //! `template`, and (through [`plan_content`]) the text-editing modules.
 
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::{self, quote};
+use crate::shell;
 use crate::{Action, Change, ChangeKind, Footprint, ModuleError, Plan, ProbeOutput, Resource};
+use pgdeploy_text::quote;
 
 /// A file that must exist with exactly `content` (and the given attributes).
 pub(crate) struct ContentFile {
@@ -24,13 +25,14 @@ impl ContentFile {
     ) -> Result<Self, ModuleError> {
         crate::params::no_leading_dash("dest", &path)?;
         if !path.starts_with('/') {
-            return Err(ModuleError::Params(format!(
-                "dest {path:?} must be an absolute path"
-            )));
+            return Err(ModuleError::rejected(
+                ["dest"],
+                format!("dest {path:?} must be an absolute path"),
+            ));
         }
         if let Some(v) = &validate {
             shell::atomic_write_validated_script(&path, &[], None, None, None, v)
-                .map_err(ModuleError::Params)?;
+                .map_err(|m| ModuleError::rejected(["validate"], m))?;
         }
         Ok(Self {
             path,
@@ -170,7 +172,7 @@ fn upload(
         None => Action::upload(path, content.to_vec(), owner, group, mode),
         Some(v) => Action {
             script: shell::atomic_write_validated_script(path, content, owner, group, mode, v)
-                .map_err(ModuleError::Params)?,
+                .map_err(|m| ModuleError::rejected(["validate"], m))?,
             stdin: Some(content.to_vec()),
             fresh_connection: false,
         },
@@ -261,8 +263,16 @@ mod tests {
             "{diff}"
         );
         assert!(c.before.as_deref().expect("before").contains("mode 0600"));
-        // The file's owner is kept when the task does not set one.
-        assert!(plan.actions[0].script.contains("chown root:root"));
+        // The file's owner is kept when the task does not set one (the
+        // upload script's owner and group arguments).
+        let script = &plan.actions[0].script;
+        let set = script
+            .lines()
+            .find(|l| l.starts_with("set -- "))
+            .expect("args");
+        let args = shell_words::split(set).expect("words");
+        assert_eq!(args[..3], ["set", "--", "/etc/x.conf"], "{set}");
+        assert_eq!(args[6..8], ["root", "root"], "{set}");
     }
 
     #[test]

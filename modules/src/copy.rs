@@ -11,19 +11,11 @@ use crate::{Context, Module, ModuleError, ParamSpec, Resource};
 /// The `copy` module.
 pub struct Copy;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("dest"),
-    ParamSpec::optional("content"),
-    ParamSpec::optional("src"),
-    ParamSpec::optional("owner"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("mode"),
-    ParamSpec::optional("validate"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     dest: String,
     content: Option<String>,
     src: Option<String>,
@@ -39,19 +31,20 @@ impl Module for Copy {
         "copy"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         let content = match (p.content, p.src) {
             (Some(content), None) => content.into_bytes(),
             (None, Some(src)) => ctx.read_file(&src)?,
             _ => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["content", "src"],
                     "module `copy` needs exactly one of `content` and `src`".into(),
                 ))
             }

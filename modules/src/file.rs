@@ -11,28 +11,20 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_mode};
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `file` module.
 pub struct File;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("path"),
-    ParamSpec::optional("state"),
-    ParamSpec::optional("owner"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("mode"),
-    ParamSpec::optional("src"),
-    ParamSpec::optional("recurse"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     path: String,
     #[serde(default)]
     state: State,
@@ -61,40 +53,44 @@ impl Module for File {
         "file"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         if !p.path.starts_with('/') || p.path.trim_end_matches('/').is_empty() {
-            return Err(ModuleError::Params(format!(
-                "path {:?} must be an absolute path other than /",
-                p.path
-            )));
+            return Err(ModuleError::rejected(
+                ["path"],
+                format!("path {:?} must be an absolute path other than /", p.path),
+            ));
         }
         let recurse = p.recurse.unwrap_or(false);
         if recurse && p.state != State::Directory {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["recurse", "state"],
                 "`recurse` only applies to state: directory".into(),
             ));
         }
         match (p.state, &p.src) {
             (State::Link, None) => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["state", "src"],
                     "state: link needs `src` (the link's target)".into(),
                 ))
             }
             (State::Link, Some(_)) if p.mode.is_some() => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["mode"],
                     "`mode` cannot be set on a symbolic link".into(),
                 ))
             }
             (State::Link, Some(_)) => {}
             (_, Some(_)) => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["src"],
                     "`src` only applies to state: link".into(),
                 ))
             }
@@ -102,7 +98,8 @@ impl Module for File {
         }
         if p.state == State::Absent && (p.owner.is_some() || p.group.is_some() || p.mode.is_some())
         {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["state", "owner", "group", "mode"],
                 "state: absent takes no owner, group or mode".into(),
             ));
         }

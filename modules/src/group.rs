@@ -4,25 +4,20 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_u64};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `group` module.
 pub struct Group;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("name"),
-    ParamSpec::optional("gid"),
-    ParamSpec::optional("system"),
-    ParamSpec::optional("state"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     name: String,
     #[serde(default, deserialize_with = "opt_u64")]
     gid: Option<u64>,
@@ -41,8 +36,9 @@ pub(crate) enum Presence {
     Absent,
 }
 
-/// Checks a user or group name (as `useradd` would accept it).
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ModuleError> {
+/// Checks a user or group name (as `useradd` would accept it); `param` is
+/// the parameter that gives it, `what` says "user" or "group".
+pub(crate) fn check_name(param: &str, what: &str, name: &str) -> Result<(), ModuleError> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -53,9 +49,10 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), ModuleError> {
     if ok {
         Ok(())
     } else {
-        Err(ModuleError::Params(format!(
-            "{name:?} is not a valid {what} name"
-        )))
+        Err(ModuleError::rejected(
+            [param],
+            format!("{name:?} is not a valid {what} name"),
+        ))
     }
 }
 
@@ -64,15 +61,15 @@ impl Module for Group {
         "group"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
-        check_name("group", &p.name)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
+        check_name("name", "group", &p.name)?;
         Ok(Box::new(GroupResource {
             name: p.name,
             gid: p.gid,

@@ -16,10 +16,22 @@
 
 use std::fmt;
 
+/// A module's [`Module::params`], derived once from its parameter struct
+/// (see [`introspect`]) and kept for the life of the process.
+macro_rules! declared_params {
+    ($params:ty) => {{
+        static SPECS: std::sync::OnceLock<Vec<$crate::ParamSpec>> = std::sync::OnceLock::new();
+        SPECS
+            .get_or_init($crate::introspect::specs::<$params>)
+            .as_slice()
+    }};
+}
+
 pub mod shell;
 
 mod content;
 mod footprint;
+mod introspect;
 mod params;
 mod probe;
 #[cfg(test)]
@@ -44,15 +56,69 @@ mod wait_for;
 
 pub use footprint::{Footprint, Object};
 pub use params::kind_of as json_type_name;
-pub use shell::quote;
+/// The one shell quoting, re-exported for the engine (see [`pgdeploy_text::quote`]).
+pub use pgdeploy_text::quote;
 
 /// Errors a module reports: bad parameters (before any host is touched) or a
-/// probe answer it cannot understand.
+/// probe answer it cannot understand. Parameter errors carry the names of
+/// the parameters they are about ([`ModuleError::parameters`]), so callers
+/// can point at them without reading the message.
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
-    /// A parameter is missing, unknown, or has the wrong type or value.
-    #[error("{0}")]
-    Params(String),
+    /// The task's parameters are not a mapping (`found` is the kind of value
+    /// given, as [`json_type_name`] names it).
+    #[error("module `{module}` takes a mapping of parameters, not {found}")]
+    NotAMapping {
+        /// The module's name.
+        module: String,
+        /// What was given instead ("a list").
+        found: &'static str,
+    },
+    /// A parameter the module does not have.
+    #[error("unknown parameter `{name}` for module `{module}`{}", unknown_hint(suggestion.as_deref(), accepted))]
+    UnknownParameter {
+        /// The module's name.
+        module: String,
+        /// The parameter as given.
+        name: String,
+        /// The accepted parameter it is close to, if any (a typo).
+        suggestion: Option<String>,
+        /// Every parameter the module accepts, in declaration order.
+        accepted: Vec<String>,
+    },
+    /// A required parameter is not given (or is null).
+    #[error("missing required parameter `{name}` for module `{module}`")]
+    MissingParameter {
+        /// The module's name.
+        module: String,
+        /// The missing parameter.
+        name: String,
+    },
+    /// A parameter's value has the wrong type or shape for the parameter
+    /// (found while reading the parameters into the module's struct).
+    #[error("parameter `{path}` of module `{module}`: {reason}")]
+    InvalidValue {
+        /// The module's name.
+        module: String,
+        /// The parameter (the top-level key).
+        name: String,
+        /// Where inside it, as serde paths read (`env.PGDATA`, `name[1]`);
+        /// the parameter's name when the value itself is wrong.
+        path: String,
+        /// What is wrong ("expected a boolean").
+        reason: String,
+    },
+    /// The module's own checks refused the parameters: a value it does not
+    /// take, or parameters that do not go together. `message` is the whole
+    /// sentence people read.
+    #[error("{message}")]
+    Rejected {
+        /// The parameters it is about, the most relevant first (possibly
+        /// none).
+        names: Vec<String>,
+        /// What is wrong.
+        message: String,
+    },
     /// The probe's answer could not be interpreted.
     #[error("unexpected probe answer: {0}")]
     Probe(String),
@@ -61,30 +127,50 @@ pub enum ModuleError {
     Source(String),
 }
 
-/// One parameter a module accepts.
+/// The end of an unknown parameter's message: a "did you mean", else the
+/// list of accepted parameters.
+fn unknown_hint(suggestion: Option<&str>, accepted: &[String]) -> String {
+    match suggestion {
+        Some(best) => format!("; did you mean `{best}`?"),
+        None => {
+            let names: Vec<String> = accepted.iter().map(|n| format!("`{n}`")).collect();
+            format!(" (it accepts {})", names.join(", "))
+        }
+    }
+}
+
+impl ModuleError {
+    /// A [`ModuleError::Rejected`] about `names`.
+    pub(crate) fn rejected<'a>(names: impl IntoIterator<Item = &'a str>, message: String) -> Self {
+        ModuleError::Rejected {
+            names: names.into_iter().map(String::from).collect(),
+            message,
+        }
+    }
+
+    /// For an error in the task's parameters, the parameters it is about,
+    /// the most relevant first (possibly none); `None` for other errors
+    /// (a probe answer, a template or file).
+    pub fn parameters(&self) -> Option<Vec<&str>> {
+        match self {
+            ModuleError::NotAMapping { .. } => Some(Vec::new()),
+            ModuleError::UnknownParameter { name, .. }
+            | ModuleError::MissingParameter { name, .. }
+            | ModuleError::InvalidValue { name, .. } => Some(vec![name.as_str()]),
+            ModuleError::Rejected { names, .. } => Some(names.iter().map(String::as_str).collect()),
+            ModuleError::Probe(_) | ModuleError::Source(_) => None,
+        }
+    }
+}
+
+/// One parameter a module accepts, as read from the module's parameter
+/// struct (never listed by hand).
 #[derive(Debug, Clone, Copy)]
 pub struct ParamSpec {
     /// The parameter's name in the playbook.
     pub name: &'static str,
     /// Whether a task must give it.
     pub required: bool,
-}
-
-impl ParamSpec {
-    /// A parameter that must be given.
-    pub const fn required(name: &'static str) -> Self {
-        Self {
-            name,
-            required: true,
-        }
-    }
-    /// A parameter that may be left out.
-    pub const fn optional(name: &'static str) -> Self {
-        Self {
-            name,
-            required: false,
-        }
-    }
 }
 
 /// What the engine offers a module while it builds a resource.
@@ -104,7 +190,9 @@ pub trait Module: Send + Sync {
     /// The name playbooks use for it.
     fn name(&self) -> &'static str;
     /// The parameters it accepts (checked by `pgdeploy validate` before any
-    /// host is contacted, with "did you mean" for misspellings).
+    /// host is contacted, with "did you mean" for misspellings). Modules
+    /// answer `declared_params!(Params)`: read from their parameter struct,
+    /// never listed by hand.
     fn params(&self) -> &'static [ParamSpec];
     /// Builds the resource from fully templated parameters (a JSON object).
     fn resource(
@@ -341,4 +429,277 @@ pub fn registry() -> Vec<Box<dyn Module>> {
 /// Finds a module by name.
 pub fn find(name: &str) -> Option<Box<dyn Module>> {
     registry().into_iter().find(|m| m.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use introspect::Found;
+
+    /// Every module's parameters as they were listed by hand before they
+    /// were derived from the structs: (module, required, optional).
+    const LISTED: &[(&str, &[&str], &[&str])] = &[
+        (
+            "package",
+            &["name"],
+            &["state", "update_cache", "purge", "lock_timeout"],
+        ),
+        (
+            "file",
+            &["path"],
+            &["state", "owner", "group", "mode", "src", "recurse"],
+        ),
+        (
+            "copy",
+            &["dest"],
+            &["content", "src", "owner", "group", "mode", "validate"],
+        ),
+        (
+            "template",
+            &["src", "dest"],
+            &["owner", "group", "mode", "validate"],
+        ),
+        (
+            "lineinfile",
+            &["path"],
+            &[
+                "line",
+                "regexp",
+                "state",
+                "insertafter",
+                "insertbefore",
+                "create",
+                "owner",
+                "group",
+                "mode",
+            ],
+        ),
+        (
+            "blockinfile",
+            &["path"],
+            &[
+                "block",
+                "marker",
+                "marker_begin",
+                "marker_end",
+                "state",
+                "insertafter",
+                "insertbefore",
+                "create",
+                "owner",
+                "group",
+                "mode",
+            ],
+        ),
+        (
+            "service",
+            &["name"],
+            &["state", "enabled", "daemon_reload", "masked"],
+        ),
+        (
+            "user",
+            &["name"],
+            &[
+                "uid",
+                "group",
+                "groups",
+                "append",
+                "home",
+                "shell",
+                "comment",
+                "system",
+                "create_home",
+                "remove",
+                "state",
+            ],
+        ),
+        ("group", &["name"], &["gid", "system", "state"]),
+        (
+            "sysctl",
+            &["name", "value"],
+            &["file", "reload", "ignore_live_errors"],
+        ),
+        (
+            "ufw",
+            &[],
+            &[
+                "rule",
+                "port",
+                "proto",
+                "from",
+                "to",
+                "direction",
+                "comment",
+                "delete",
+                "default",
+                "policy",
+                "state",
+            ],
+        ),
+        (
+            "command",
+            &["cmd"],
+            &["chdir", "creates", "removes", "unless", "readonly", "env"],
+        ),
+        (
+            "shell",
+            &["cmd"],
+            &["chdir", "creates", "removes", "unless", "readonly", "env"],
+        ),
+        (
+            "wait_for",
+            &[],
+            &[
+                "port", "host", "url", "status", "command", "timeout", "state",
+            ],
+        ),
+        ("ssh_check", &[], &["command"]),
+        (
+            "tls_cert",
+            &["cert", "key", "ca_cert", "ca_key", "names"],
+            &["owner", "group", "key_mode", "valid_days", "renew_days"],
+        ),
+    ];
+
+    type FieldNames = fn() -> Option<&'static [&'static str]>;
+    type Accepts = fn(&[&'static str]) -> Result<(), Found>;
+
+    /// Every module's parameter struct, as serde sees it.
+    const STRUCTS: &[(&str, FieldNames, Accepts)] = &[
+        (
+            "package",
+            introspect::field_names::<package::Params>,
+            introspect::accepts::<package::Params>,
+        ),
+        (
+            "file",
+            introspect::field_names::<file::Params>,
+            introspect::accepts::<file::Params>,
+        ),
+        (
+            "copy",
+            introspect::field_names::<copy::Params>,
+            introspect::accepts::<copy::Params>,
+        ),
+        (
+            "template",
+            introspect::field_names::<template::Params>,
+            introspect::accepts::<template::Params>,
+        ),
+        (
+            "lineinfile",
+            introspect::field_names::<lineinfile::Params>,
+            introspect::accepts::<lineinfile::Params>,
+        ),
+        (
+            "blockinfile",
+            introspect::field_names::<blockinfile::Params>,
+            introspect::accepts::<blockinfile::Params>,
+        ),
+        (
+            "service",
+            introspect::field_names::<service::Params>,
+            introspect::accepts::<service::Params>,
+        ),
+        (
+            "user",
+            introspect::field_names::<user::Params>,
+            introspect::accepts::<user::Params>,
+        ),
+        (
+            "group",
+            introspect::field_names::<group::Params>,
+            introspect::accepts::<group::Params>,
+        ),
+        (
+            "sysctl",
+            introspect::field_names::<sysctl::Params>,
+            introspect::accepts::<sysctl::Params>,
+        ),
+        (
+            "ufw",
+            introspect::field_names::<ufw::Params>,
+            introspect::accepts::<ufw::Params>,
+        ),
+        (
+            "command",
+            introspect::field_names::<command::Params>,
+            introspect::accepts::<command::Params>,
+        ),
+        (
+            "shell",
+            introspect::field_names::<command::Params>,
+            introspect::accepts::<command::Params>,
+        ),
+        (
+            "wait_for",
+            introspect::field_names::<wait_for::Params>,
+            introspect::accepts::<wait_for::Params>,
+        ),
+        (
+            "ssh_check",
+            introspect::field_names::<ssh_check::Params>,
+            introspect::accepts::<ssh_check::Params>,
+        ),
+        (
+            "tls_cert",
+            introspect::field_names::<tls_cert::Params>,
+            introspect::accepts::<tls_cert::Params>,
+        ),
+    ];
+
+    #[test]
+    fn derived_parameters_are_the_ones_listed_before() {
+        let modules = registry();
+        assert_eq!(modules.len(), LISTED.len());
+        for m in &modules {
+            let (_, required, optional) = LISTED
+                .iter()
+                .find(|(name, _, _)| *name == m.name())
+                .unwrap_or_else(|| panic!("module {} is not in LISTED", m.name()));
+            let mut want: Vec<(&str, bool)> = required.iter().map(|n| (*n, true)).collect();
+            want.extend(optional.iter().map(|n| (*n, false)));
+            want.sort();
+            let mut got: Vec<(&str, bool)> =
+                m.params().iter().map(|s| (s.name, s.required)).collect();
+            got.sort();
+            assert_eq!(got, want, "module {}", m.name());
+        }
+    }
+
+    /// The derived list is exactly what serde accepts: each name alone
+    /// (with the required ones) is accepted, without a required one serde
+    /// names it missing, and any other name is refused.
+    #[test]
+    fn derived_parameters_are_what_serde_accepts() {
+        assert_eq!(STRUCTS.len(), registry().len());
+        for (module, fields, accepts) in STRUCTS {
+            let declared = find(module).expect("registered").params();
+            let derived: Vec<&str> = declared.iter().map(|s| s.name).collect();
+            assert_eq!(fields(), Some(derived.as_slice()), "{module}");
+            let required: Vec<&'static str> = declared
+                .iter()
+                .filter(|s| s.required)
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(accepts(&required), Ok(()), "{module}: required only");
+            for spec in declared.iter().filter(|s| !s.required) {
+                let mut keys = required.clone();
+                keys.push(spec.name);
+                assert_eq!(accepts(&keys), Ok(()), "{module}: {}", spec.name);
+            }
+            for (i, name) in required.iter().enumerate() {
+                let mut keys = required.clone();
+                keys.remove(i);
+                assert_eq!(accepts(&keys), Err(Found::Missing(name)), "{module}");
+            }
+            let mut keys = required.clone();
+            keys.push("pgdeploy_no_such_parameter");
+            assert_eq!(
+                accepts(&keys),
+                Err(Found::Unknown("pgdeploy_no_such_parameter".into())),
+                "{module}: serde must deny unknown fields"
+            );
+        }
+    }
 }

@@ -21,22 +21,11 @@ use crate::{Context, Module, ModuleError, ParamSpec, Resource};
 /// The `lineinfile` module.
 pub struct LineInFile;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("path"),
-    ParamSpec::optional("line"),
-    ParamSpec::optional("regexp"),
-    ParamSpec::optional("state"),
-    ParamSpec::optional("insertafter"),
-    ParamSpec::optional("insertbefore"),
-    ParamSpec::optional("create"),
-    ParamSpec::optional("owner"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("mode"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     path: String,
     #[serde(default, deserialize_with = "opt_scalar_string")]
     line: Option<String>,
@@ -66,14 +55,14 @@ impl Module for LineInFile {
         "lineinfile"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         let regexp = p
             .regexp
             .as_deref()
@@ -81,24 +70,28 @@ impl Module for LineInFile {
             .transpose()?;
         if let Some(line) = &p.line {
             if line.contains('\n') {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["line"],
                     "`line` must be a single line (use blockinfile for several)".into(),
                 ));
             }
         }
         if p.insertafter.is_some() && p.insertbefore.is_some() {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["insertafter", "insertbefore"],
                 "give `insertafter` or `insertbefore`, not both".into(),
             ));
         }
         match p.state {
             State::Present if p.line.is_none() => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["line", "state"],
                     "`line` is required with state: present".into(),
                 ))
             }
             State::Absent if p.line.is_none() && regexp.is_none() => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["state", "regexp", "line"],
                     "state: absent needs `regexp` or `line`".into(),
                 ))
             }

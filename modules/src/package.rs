@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_u64, string_list};
 use crate::probe;
-use crate::shell::{quote, quote_argv};
+use crate::shell::{scripts, with_args};
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
@@ -25,14 +25,6 @@ use crate::{
 
 /// The `package` module.
 pub struct Package;
-
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("name"),
-    ParamSpec::optional("state"),
-    ParamSpec::optional("update_cache"),
-    ParamSpec::optional("purge"),
-    ParamSpec::optional("lock_timeout"),
-];
 
 /// The locks apt and dpkg take, in the order apt takes them.
 const APT_LOCKS: [&str; 4] = [
@@ -48,9 +40,11 @@ const LOCK_REPORT_EVERY: u64 = 5;
 /// Where the id of the run that last refreshed the apt cache is kept.
 pub const APT_RUN_ID_FILE: &str = "/var/lib/pgdeploy/apt-run-id";
 
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     #[serde(deserialize_with = "string_list")]
     name: Vec<String>,
     #[serde(default)]
@@ -77,16 +71,19 @@ impl Module for Package {
         "package"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         if p.name.is_empty() {
-            return Err(ModuleError::Params("`name` lists no package".into()));
+            return Err(ModuleError::rejected(
+                ["name"],
+                "`name` lists no package".into(),
+            ));
         }
         let mut packages = Vec::new();
         for spec in &p.name {
@@ -105,14 +102,16 @@ impl Module for Package {
                     .as_deref()
                     .is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace))
             {
-                return Err(ModuleError::Params(format!(
-                    "{spec:?} is not a Debian package name (name or name=version)"
-                )));
+                return Err(ModuleError::rejected(
+                    ["name"],
+                    format!("{spec:?} is not a Debian package name (name or name=version)"),
+                ));
             }
             if version.is_some() && p.state != State::Present {
-                return Err(ModuleError::Params(format!(
-                    "{spec:?}: a version can only be given with state: present"
-                )));
+                return Err(ModuleError::rejected(
+                    ["name", "state"],
+                    format!("{spec:?}: a version can only be given with state: present"),
+                ));
             }
             packages.push(Pkg {
                 spec: spec.clone(),
@@ -153,74 +152,31 @@ struct PackageResource {
 }
 
 impl PackageResource {
-    /// Shell functions: `apt_lock_holder` prints `LOCK PID COMMAND` for a
-    /// lock of [`APT_LOCKS`] held by another process (a process in
-    /// `/proc/locks` that has the lock file open), and `wait_for_apt_locks`
-    /// waits until none is held, reporting progress, up to the timeout
-    /// (shared by every wait of the action, in `$waited`).
+    /// The start of every action: `set -e` and the functions of
+    /// [`scripts::APT_LOCKS`] (`wait_for_apt_locks` waits for apt's and
+    /// dpkg's locks up to the lock timeout, reporting progress; `apt_get` is
+    /// apt-get with the time left of the timeout for apt's own wait).
     fn lock_wait_functions(&self) -> String {
-        let timeout = self.lock_timeout;
-        let progress = crate::PROGRESS_PREFIX;
-        let every = LOCK_REPORT_EVERY;
-        format!(
-            "apt_lock_holder() {{\n\
-             \x20 for pid in $(awk '$2 != \"->\" {{ print $5 }}' /proc/locks 2>/dev/null | sort -un); do\n\
-             \x20   for fd in /proc/$pid/fd/*; do\n\
-             \x20     target=$(readlink \"$fd\" 2>/dev/null) || continue\n\
-             \x20     case \" {locks} \" in *\" $target \"*)\n\
-             \x20       echo \"$target $pid $(cat /proc/$pid/comm 2>/dev/null)\"; return 0;;\n\
-             \x20     esac\n\
-             \x20   done\n\
-             \x20 done\n\
-             \x20 return 1\n\
-             }}\n\
-             waited=0\n\
-             wait_for_apt_locks() {{\n\
-             \x20 while holder=$(apt_lock_holder); do\n\
-             \x20   lock=${{holder%% *}}; rest=${{holder#* }}; pid=${{rest%% *}}; comm=${{rest#* }}\n\
-             \x20   if [ \"$waited\" -ge {timeout} ]; then\n\
-             \x20     echo \"the apt lock $lock is still held by process $pid ($comm) after waiting ${{waited}}s (lock_timeout {timeout}); giving up\" >&2\n\
-             \x20     exit 1\n\
-             \x20   fi\n\
-             \x20   if [ $((waited % {every})) -eq 0 ]; then\n\
-             \x20     echo \"{progress}waiting for the apt lock $lock, held by process $pid ($comm), for ${{waited}}s (giving up after {timeout}s)\" >&2\n\
-             \x20   fi\n\
-             \x20   sleep 1; waited=$((waited + 1))\n\
-             \x20 done\n\
-             \x20 if [ \"$waited\" -gt 0 ]; then echo \"{progress}the apt lock was released after ${{waited}}s; going on\" >&2; fi\n\
-             }}\n",
-            locks = APT_LOCKS.join(" "),
-        )
-    }
-
-    /// `apt-get` with the time left of the lock timeout for apt's own wait
-    /// (a process may take a lock between the check and apt).
-    fn apt(&self) -> String {
-        format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(( {t} - waited > 1 ? {t} - waited : 1 )) -y -q",
-            t = self.lock_timeout
-        )
+        let mut args = vec![
+            self.lock_timeout.to_string(),
+            LOCK_REPORT_EVERY.to_string(),
+            crate::PROGRESS_PREFIX.to_string(),
+        ];
+        args.extend(APT_LOCKS.map(String::from));
+        format!("set -e\n{}", with_args(scripts::APT_LOCKS, &args))
     }
 }
 
 impl Resource for PackageResource {
     fn probe(&self) -> String {
-        let list: Vec<&str> = self.packages.iter().map(|p| p.name.as_str()).collect();
-        let names = quote_argv(&list);
-        let words = quote(&list.join(" "));
-        let mut body = format!(
-            "out=$(dpkg-query -W -f='dpkg=${{Package}} ${{Status}} ${{Version}}\\n' {names})\nprintf '%s\\n' \"$out\"\n"
-        );
-        // Candidates come from apt's cache, which is slow to load: only for
-        // what is not installed, unless the latest version is wanted.
-        let policy = "LC_ALL=C apt-cache policy $wanted | sed -n 's/^\\([^ ].*\\):$/policy=\\1/p; s/^  Candidate: /candidate=/p'\n";
-        match self.state {
-            State::Absent => {}
-            State::Latest => body.push_str(&format!("wanted={words}\n{policy}")),
-            State::Present => body.push_str(&format!(
-                "wanted=$(printf '%s\\n' \"$out\" | awk -v names={words} 'BEGIN {{ n = split(names, w, \" \") }} /^dpkg=/ && $4 == \"installed\" {{ ok[substr($1, 6)] = 1 }} END {{ for (i = 1; i <= n; i++) {{ split(w[i], b, \":\"); if (!(b[1] in ok)) print w[i] }} }}')\nif [ -n \"$wanted\" ]; then\n{policy}fi\n"
-            )),
-        }
+        let state = match self.state {
+            State::Present => "present",
+            State::Latest => "latest",
+            State::Absent => "absent",
+        };
+        let mut args = vec![state];
+        args.extend(self.packages.iter().map(|p| p.name.as_str()));
+        let body = with_args(scripts::PACKAGE_PROBE, &args);
         probe::wrap(&body)
     }
 
@@ -303,29 +259,25 @@ impl Resource for PackageResource {
                 }
             }
         }
-        let apt = self.apt();
         if !to_install.is_empty() {
-            let mut script = format!("set -e\n{}", self.lock_wait_functions());
-            if self.update_cache {
-                let file = quote(APT_RUN_ID_FILE);
-                let id = quote(&self.run_id);
-                script.push_str(&format!(
-                    "if [ \"$(cat {file} 2>/dev/null)\" != {id} ]; then\n  wait_for_apt_locks\n  {apt} update\n  mkdir -p \"$(dirname {file})\"\n  printf '%s\\n' {id} > {file}\nfi\n"
-                ));
-            }
-            script.push_str(&format!(
-                "wait_for_apt_locks\n{apt} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends {}\n",
-                quote_argv(&to_install)
+            let run_id = if self.update_cache {
+                self.run_id.as_str()
+            } else {
+                ""
+            };
+            let mut args = vec![APT_RUN_ID_FILE, run_id];
+            args.extend(&to_install);
+            plan.actions.push(Action::run(
+                self.lock_wait_functions() + &with_args(scripts::APT_INSTALL, &args),
             ));
-            plan.actions.push(Action::run(script));
         }
         if !to_remove.is_empty() {
             let verb = if self.purge { "purge" } else { "remove" };
-            plan.actions.push(Action::run(format!(
-                "set -e\n{}wait_for_apt_locks\n{apt} {verb} {}\n",
-                self.lock_wait_functions(),
-                quote_argv(&to_remove)
-            )));
+            let mut args = vec![verb];
+            args.extend(&to_remove);
+            plan.actions.push(Action::run(
+                self.lock_wait_functions() + &with_args(scripts::APT_REMOVE, &args),
+            ));
         }
         Ok(plan)
     }
@@ -333,6 +285,7 @@ impl Resource for PackageResource {
 
 #[cfg(test)]
 mod tests {
+    use crate::shell::{scripts, with_args};
     use crate::testing::{build, probe_local, probe_out};
     use crate::ChangeKind;
     use serde_json::json;
@@ -363,16 +316,16 @@ mod tests {
         );
         assert_eq!(plan.actions.len(), 1);
         let script = &plan.actions[0].script;
-        assert!(
-            script.contains("install --no-install-recommends curl nosuch"),
-            "{script}"
+        assert!(script.starts_with("set -e\nset -- 300 5 "), "{script}");
+        let install = "-o DPkg::Lock::Timeout=300 -y -q -o Dpkg::Options::=--force-confdef \
+                       -o Dpkg::Options::=--force-confold install --no-install-recommends curl nosuch";
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            with_fake_apt(script, dir.path()),
+            ["-o DPkg::Lock::Timeout=300 -y -q update", install]
         );
-        assert!(
-            script.contains("-y -q update")
-                && script.contains("DPkg::Lock::Timeout=$(( 300 - waited"),
-            "{script}"
-        );
-        assert!(script.contains("test-run"));
+        // The lists were refreshed by this run: not again.
+        assert_eq!(with_fake_apt(script, dir.path()), [install]);
         let r = build("package", json!({"name": "haproxy"})).expect("valid");
         assert!(r.plan(&probe_out(PROBE)).expect("plan").is_empty());
     }
@@ -387,7 +340,14 @@ mod tests {
         let plan = r.plan(&probe_out(PROBE)).expect("plan");
         assert_eq!(plan.changes[0].kind, ChangeKind::Update);
         assert_eq!(plan.changes[0].after.as_deref(), Some("2.6.12-1+deb12u1"));
-        assert!(!plan.actions[0].script.contains(" update"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            with_fake_apt(&plan.actions[0].script, dir.path()),
+            [
+                "-o DPkg::Lock::Timeout=300 -y -q -o Dpkg::Options::=--force-confdef \
+              -o Dpkg::Options::=--force-confold install --no-install-recommends haproxy"
+            ]
+        );
         let r = build(
             "package",
             json!({"name": ["haproxy", "curl"], "state": "absent", "purge": true}),
@@ -395,7 +355,10 @@ mod tests {
         .expect("valid");
         let plan = r.plan(&probe_out(PROBE)).expect("plan");
         assert_eq!(plan.changes.len(), 1);
-        assert!(plan.actions[0].script.contains("purge haproxy"));
+        assert_eq!(
+            with_fake_apt(&plan.actions[0].script, dir.path()),
+            ["-o DPkg::Lock::Timeout=300 -y -q purge haproxy"]
+        );
         let r = build("package", json!({"name": "haproxy=2.6.12-1"})).expect("valid");
         assert!(r.plan(&probe_out(PROBE)).expect("plan").is_empty());
         let r = build("package", json!({"name": "haproxy=2.6.12-2"})).expect("valid");
@@ -414,13 +377,86 @@ mod tests {
             2,
             "{script}"
         );
-        assert!(script.contains("lock_timeout 7); giving up"), "{script}");
+        assert!(script.starts_with("set -e\nset -- 7 5 "), "{script}");
         let check = std::process::Command::new("sh")
             .args(["-n", "-c", script])
             .output()
             .expect("sh");
         assert!(check.status.success(), "{check:?}\n{script}");
         assert!(build("package", json!({"name": "curl", "lock_timeout": "soon"})).is_err());
+    }
+
+    /// Runs a package action here with an `apt-get` that only records its
+    /// arguments (one call a line, checked to be noninteractive), and the
+    /// run-id file in `dir`; returns the calls.
+    fn with_fake_apt(script: &str, dir: &std::path::Path) -> Vec<String> {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        let fake = bin.join("apt-get");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n[ \"$DEBIAN_FRONTEND\" = noninteractive ] || exit 9\n\
+             printf '%s\\n' \"$*\" >> \"$(dirname \"$0\")/calls\"\n",
+        )
+        .expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let _ = std::fs::remove_file(bin.join("calls"));
+        let run_id_file = dir.join("run-id").to_str().expect("utf8").to_string();
+        let script = format!(
+            "PATH={}:$PATH\n{}",
+            bin.display(),
+            script.replacen(super::APT_RUN_ID_FILE, &run_id_file, 1)
+        );
+        let out = crate::testing::sh(&script, None);
+        assert_eq!(out.status, 0, "{out:?}");
+        std::fs::read_to_string(bin.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// A lock file held by another process is waited for, with progress,
+    /// and the action gives up after the timeout naming the holder.
+    #[test]
+    fn held_locks_are_waited_for_then_given_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = dir.path().join("lock");
+        std::fs::write(&lock, "").expect("write");
+        let mut holder = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "30"])
+            .spawn()
+            .expect("flock runs");
+        let lock = lock.to_str().expect("utf8");
+        let script = with_args(
+            scripts::APT_LOCKS,
+            &["2", "1", "progress: ", "/nonexistent", lock],
+        ) + "wait_for_apt_locks\necho never\n";
+        // Give flock a moment to take the lock.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = crate::testing::sh(&script, None);
+        holder.kill().expect("kill");
+        let _ = holder.wait();
+        let pid = holder.id();
+        assert_ne!(out.status, 0, "{out:?}");
+        assert_eq!(out.stdout, "");
+        assert!(
+            out.stderr.contains(&format!(
+                "progress: waiting for the apt lock {lock}, held by process {pid} (flock), for 0s (giving up after 2s)"
+            )) && out.stderr.contains(&format!(
+                "the apt lock {lock} is still held by process {pid} (flock) after waiting 2s (lock_timeout 2); giving up"
+            )),
+            "{out:?}"
+        );
+        // Free locks: no wait, no word.
+        let out = crate::testing::sh(
+            &(with_args(scripts::APT_LOCKS, &["2", "1", "progress: ", lock])
+                + "wait_for_apt_locks\necho done\n"),
+            None,
+        );
+        assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("done\n", ""));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Values are accepted leniently where templating makes that necessary: a
 //! rendered `"{{ port }}"` arrives as the string `"5432"`, so numbers accept
-//! digit strings and booleans accept `yes`/`no`/`true`/`false` strings.
+//! digit strings and booleans accept Ansible's boolean words
+//! ([`pgdeploy_text::truthy`]).
 
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
@@ -22,31 +23,29 @@ pub(crate) fn parse<T: DeserializeOwned>(
         serde_json::Value::Object(map) => map,
         serde_json::Value::Null => &empty,
         other => {
-            return Err(ModuleError::Params(format!(
-                "module `{module}` takes a mapping of parameters, not {}",
-                kind_of(other)
-            )))
+            return Err(ModuleError::NotAMapping {
+                module: module.to_string(),
+                found: kind_of(other),
+            })
         }
     };
     for key in map.keys() {
         if !specs.iter().any(|s| s.name == key) {
-            let mut msg = format!("unknown parameter `{key}` for module `{module}`");
-            match did_you_mean(key, specs.iter().map(|s| s.name)) {
-                Some(best) => msg.push_str(&format!("; did you mean `{best}`?")),
-                None => {
-                    let names: Vec<_> = specs.iter().map(|s| format!("`{}`", s.name)).collect();
-                    msg.push_str(&format!(" (it accepts {})", names.join(", ")));
-                }
-            }
-            return Err(ModuleError::Params(msg));
+            return Err(ModuleError::UnknownParameter {
+                module: module.to_string(),
+                name: key.clone(),
+                suggestion: pgdeploy_text::did_you_mean(key, specs.iter().map(|s| s.name))
+                    .map(String::from),
+                accepted: specs.iter().map(|s| s.name.to_string()).collect(),
+            });
         }
     }
     for spec in specs.iter().filter(|s| s.required) {
         if map.get(spec.name).is_none_or(serde_json::Value::is_null) {
-            return Err(ModuleError::Params(format!(
-                "missing required parameter `{}` for module `{module}`",
-                spec.name
-            )));
+            return Err(ModuleError::MissingParameter {
+                module: module.to_string(),
+                name: spec.name.to_string(),
+            });
         }
     }
     // Nulls mean "not given" (a YAML `mode:` with nothing after it).
@@ -57,12 +56,22 @@ pub(crate) fn parse<T: DeserializeOwned>(
         .collect();
     let value = serde_json::Value::Object(cleaned);
     serde_path_to_error::deserialize(value).map_err(|err| {
+        let name = match err.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => None,
+        };
         let path = err.path().to_string();
-        let inner = err.into_inner();
-        if path.is_empty() || path == "." {
-            ModuleError::Params(format!("module `{module}`: {inner}"))
-        } else {
-            ModuleError::Params(format!("parameter `{path}` of module `{module}`: {inner}"))
+        let reason = err.into_inner().to_string();
+        match name {
+            Some(name) => ModuleError::InvalidValue {
+                module: module.to_string(),
+                name,
+                path,
+                reason,
+            },
+            // Not within one parameter: the mapping as a whole (unknown and
+            // missing parameters are found above, so this is not expected).
+            None => ModuleError::rejected([], format!("module `{module}`: {reason}")),
         }
     })
 }
@@ -79,46 +88,6 @@ pub fn kind_of(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// The closest of `candidates` to `word`, if it is close enough to be a typo.
-pub(crate) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).clamp(1, 3);
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance (with adjacent transpositions counted as one edit).
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Loose {
@@ -129,17 +98,14 @@ enum Loose {
     List(Vec<serde_json::Value>),
 }
 
-/// A boolean, also given as `yes`/`no`/`true`/`false`/`on`/`off` strings.
+/// A boolean, also given as one of Ansible's boolean words
+/// ([`pgdeploy_text::truthy`]: `y yes on 1 true t` and `n no off 0 false f`
+/// or empty, without case) or as the integer 0 or 1.
 pub(crate) fn bool_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Loose::deserialize(d).map_err(|_| D::Error::custom("expected a boolean"))? {
         Loose::Bool(b) => Ok(b),
-        Loose::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "yes" | "true" | "on" | "1" => Ok(true),
-            "no" | "false" | "off" | "0" | "" => Ok(false),
-            _ => Err(D::Error::custom(format!(
-                "expected a boolean, found the string {s:?}"
-            ))),
-        },
+        Loose::Str(s) => pgdeploy_text::truthy(&s)
+            .ok_or_else(|| D::Error::custom(format!("expected a boolean, found the string {s:?}"))),
         Loose::Int(i) if i == 0 || i == 1 => Ok(i == 1),
         _ => Err(D::Error::custom("expected a boolean (true or false)")),
     }
@@ -243,14 +209,18 @@ pub(crate) fn normalize_mode(text: &str) -> Result<String, String> {
 
 /// Rejects names that could be mistaken for options by the commands they
 /// are passed to (they are quoted, so this is about clarity, not injection).
-pub(crate) fn no_leading_dash(what: &str, value: &str) -> Result<(), ModuleError> {
+pub(crate) fn no_leading_dash(param: &str, value: &str) -> Result<(), ModuleError> {
     if value.is_empty() {
-        return Err(ModuleError::Params(format!("{what} must not be empty")));
+        return Err(ModuleError::rejected(
+            [param],
+            format!("{param} must not be empty"),
+        ));
     }
     if value.starts_with('-') {
-        return Err(ModuleError::Params(format!(
-            "{what} {value:?} must not start with '-'"
-        )));
+        return Err(ModuleError::rejected(
+            [param],
+            format!("{param} {value:?} must not start with '-'"),
+        ));
     }
     Ok(())
 }
@@ -269,14 +239,12 @@ mod tests {
         #[serde(default, deserialize_with = "opt_bool")]
         create: Option<bool>,
     }
-    const SPECS: &[ParamSpec] = &[
-        ParamSpec::required("path"),
-        ParamSpec::optional("mode"),
-        ParamSpec::optional("create"),
-    ];
+    fn specs() -> Vec<ParamSpec> {
+        crate::introspect::specs::<P>()
+    }
 
     fn err(v: serde_json::Value) -> String {
-        parse::<P>("file", SPECS, &v)
+        parse::<P>("file", &specs(), &v)
             .expect_err("should fail")
             .to_string()
     }
@@ -306,6 +274,49 @@ mod tests {
     }
 
     #[test]
+    fn errors_carry_the_parameter_they_are_about() {
+        let e = |v| parse::<P>("file", &specs(), &v).expect_err("should fail");
+        match e(serde_json::json!({"path": "/x", "mdoe": "0644"})) {
+            ModuleError::UnknownParameter {
+                module,
+                name,
+                suggestion,
+                accepted,
+            } => {
+                assert_eq!((module.as_str(), name.as_str()), ("file", "mdoe"));
+                assert_eq!(suggestion.as_deref(), Some("mode"));
+                assert_eq!(accepted, ["path", "mode", "create"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = e(serde_json::json!({"path": null}));
+        assert!(
+            matches!(&missing, ModuleError::MissingParameter { name, .. } if name == "path"),
+            "{missing:?}"
+        );
+        assert_eq!(missing.parameters(), Some(vec!["path"]));
+        match e(serde_json::json!({"path": "/x", "create": [1]})) {
+            ModuleError::InvalidValue {
+                name, path, reason, ..
+            } => {
+                assert_eq!((name.as_str(), path.as_str()), ("create", "create"));
+                assert!(reason.contains("boolean"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let not_a_map = e(serde_json::json!(["x"]));
+        assert!(matches!(
+            not_a_map,
+            ModuleError::NotAMapping {
+                found: "a list",
+                ..
+            }
+        ));
+        assert_eq!(not_a_map.parameters(), Some(vec![]));
+        assert_eq!(ModuleError::Probe("x".into()).parameters(), None);
+    }
+
+    #[test]
     fn modes_are_octal_text() {
         for (given, want) in [
             (serde_json::json!("0640"), "0640"),
@@ -315,7 +326,7 @@ mod tests {
         ] {
             let p: P = parse(
                 "file",
-                SPECS,
+                &specs(),
                 &serde_json::json!({"path": "/x", "mode": given}),
             )
             .expect("parses");
@@ -329,18 +340,28 @@ mod tests {
     fn lenient_booleans_and_nulls() {
         let p: P = parse(
             "file",
-            SPECS,
+            &specs(),
             &serde_json::json!({"path": "/x", "create": "yes", "mode": null}),
         )
         .expect("parses");
         assert_eq!(p.create, Some(true));
         assert_eq!(p.mode, None);
-    }
-
-    #[test]
-    fn edit_distance_counts_transpositions_once() {
-        assert_eq!(edit_distance("mdoe", "mode"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("owner", "owner"), 0);
+        for (word, want) in [
+            (serde_json::json!("Y"), true),
+            (serde_json::json!("t"), true),
+            (serde_json::json!(1), true),
+            (serde_json::json!("off"), false),
+            (serde_json::json!("F"), false),
+            (serde_json::json!(0), false),
+        ] {
+            let p: P = parse(
+                "file",
+                &specs(),
+                &serde_json::json!({"path": "/x", "create": word.clone()}),
+            )
+            .expect("parses");
+            assert_eq!(p.create, Some(want), "{word}");
+        }
+        assert!(err(serde_json::json!({"path": "/x", "create": 2})).contains("boolean"));
     }
 }

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 
-use crate::shell::quote;
+use crate::shell::{scripts, with_args};
 use crate::{ModuleError, ProbeOutput};
+use pgdeploy_text::quote;
 
 /// Wraps a probe body in a subshell that always exits 0.
 pub(crate) fn wrap(body: &str) -> String {
@@ -80,24 +81,12 @@ pub(crate) const EDIT_LIMIT: u64 = 16 * 1024 * 1024;
 /// skips both: [`PathState::from_kv`] derives the sha256 of a fetched
 /// content); for symlinks `target=` (base64). Keys get `prefix` in front.
 /// It starts as few processes as it can: probes of many files run in one
-/// batch.
+/// batch. It leaves `$p` (the path) and `$t` (its type) set for what
+/// follows it ([`scripts::PATH_STATE`]).
 pub(crate) fn path_snippet(path: &str, prefix: &str, content_limit: u64) -> String {
-    format!(
-        r#"p={path}
-if [ -L "$p" ]; then t=link; elif [ -d "$p" ]; then t=directory; elif [ -f "$p" ]; then t=file; elif [ -e "$p" ]; then t=other; else t=absent; fi
-echo "{prefix}type=$t"
-size=0
-if [ "$t" != absent ]; then
-  s=$(stat --printf '{prefix}owner=%U\n{prefix}uid=%u\n{prefix}group=%G\n{prefix}gid=%g\n{prefix}mode=%a\n{prefix}size=%s' -- "$p")
-  printf '%s\n' "$s"
-  size=${{s##*size=}}
-fi
-if [ "$t" = link ]; then printf '{prefix}target='; printf %s "$(readlink -- "$p")" | base64 -w0; echo; fi
-if [ "$t" = file ] && [ {content_limit} -gt 0 ]; then
-  if [ "$size" -lt {content_limit} ]; then printf '{prefix}content='; base64 -w0 < "$p"; echo
-  else printf '{prefix}sha256='; set -- $(sha256sum < "$p"); echo "$1"; fi
-fi"#,
-        path = quote(path),
+    with_args(
+        scripts::PATH_STATE,
+        &[path, prefix, &content_limit.to_string()],
     )
 }
 

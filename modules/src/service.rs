@@ -15,26 +15,20 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `service` module.
 pub struct Service;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("name"),
-    ParamSpec::optional("state"),
-    ParamSpec::optional("enabled"),
-    ParamSpec::optional("daemon_reload"),
-    ParamSpec::optional("masked"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     name: String,
     state: Option<State>,
     #[serde(default, deserialize_with = "opt_bool")]
@@ -59,27 +53,28 @@ impl Module for Service {
         "service"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         params::no_leading_dash("name", &p.name)?;
         if p.name.contains(char::is_whitespace) || p.name.contains('/') {
-            return Err(ModuleError::Params(format!(
-                "{:?} is not a unit name",
-                p.name
-            )));
+            return Err(ModuleError::rejected(
+                ["name"],
+                format!("{:?} is not a unit name", p.name),
+            ));
         }
         if p.state.is_none()
             && p.enabled.is_none()
             && p.masked.is_none()
             && p.daemon_reload != Some(true)
         {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["state", "enabled", "masked", "daemon_reload"],
                 "give at least one of `state`, `enabled`, `masked`, `daemon_reload`".into(),
             ));
         }
@@ -90,7 +85,8 @@ impl Module for Service {
                     Some(State::Started | State::Restarted | State::Reloaded)
                 ))
         {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["masked", "enabled", "state"],
                 "a masked unit cannot be enabled or started".into(),
             ));
         }

@@ -1,18 +1,8 @@
-//! Building shell snippets safely: every value that reaches a remote command
-//! goes through [`quote`].
+//! Building shell scripts safely: the scripts are shell files (`src/sh/`,
+//! checked by shellcheck), and every value reaches them as an argument of a
+//! `set --` line ([`with_args`]), quoted by [`pgdeploy_text::quote`].
 
-/// Quotes `value` as one POSIX shell word. Nothing inside it is expanded:
-/// `$(...)`, backticks, `;` and globs stay literal.
-pub fn quote(value: &str) -> String {
-    if !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
-    {
-        return value.to_string();
-    }
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
+use pgdeploy_text::quote_argv;
 
 /// The script behind [`crate::Action::upload`]: stdin goes to a temporary file
 /// beside `path`, which must then hold exactly `content` (size and sha256
@@ -28,14 +18,14 @@ pub fn atomic_write_script(
     group: Option<&str>,
     mode: Option<&str>,
 ) -> String {
-    write_script(path, content, owner, group, mode, None)
+    write_script(path, content, owner, group, mode, &[])
 }
 
 /// Like [`atomic_write_script`], but the temporary file is first checked by
 /// `validate`, a command in which `%s` stands for the temporary file's path
 /// (for example `haproxy -c -f %s` or `sshd -t -f %s`). The command is split
-/// into words by shell rules and every word is quoted, so it runs without
-/// shell features. If it fails, the script fails and `path` is left as it
+/// into words by shell rules, which the script receives as arguments, so it
+/// runs without shell features. If it fails, the script fails and `path` is left as it
 /// was. Errors if `validate` has no `%s` or cannot be split.
 pub fn atomic_write_validated_script(
     path: &str,
@@ -52,23 +42,7 @@ pub fn atomic_write_validated_script(
             "validate command {validate:?} must contain %s (the file to check)"
         ));
     }
-    let command: Vec<String> = words
-        .iter()
-        .map(|w| {
-            w.split("%s")
-                .map(quote)
-                .collect::<Vec<_>>()
-                .join("\"$tmp\"")
-        })
-        .collect();
-    Ok(write_script(
-        path,
-        content,
-        owner,
-        group,
-        mode,
-        Some(&command.join(" ")),
-    ))
+    Ok(write_script(path, content, owner, group, mode, &words))
 }
 
 /// The prefix of the temporary files of uploads to `path`, inside `path`'s
@@ -80,12 +54,39 @@ pub fn upload_temp_prefix(path: &str) -> String {
     format!(".pgdeploy-{}", &digest[..16])
 }
 
-/// Quotes every word of `argv` and joins them into one command line.
-pub fn quote_argv<S: AsRef<str>>(argv: &[S]) -> String {
-    argv.iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// [`with_args`]'s scripts: the shell files under `src/sh/`, each checked
+/// by shellcheck, each told its arguments by a `set --` line.
+pub(crate) mod scripts {
+    /// `apt_lock_holder`, `wait_for_apt_locks` and `apt_get` for the package
+    /// module's actions.
+    pub(crate) const APT_LOCKS: &str = include_str!("sh/apt_locks.sh");
+    /// Installs packages (after [`APT_LOCKS`]).
+    pub(crate) const APT_INSTALL: &str = include_str!("sh/apt_install.sh");
+    /// Removes or purges packages (after [`APT_LOCKS`]).
+    pub(crate) const APT_REMOVE: &str = include_str!("sh/apt_remove.sh");
+    /// The package module's probe.
+    pub(crate) const PACKAGE_PROBE: &str = include_str!("sh/package_probe.sh");
+    /// An atomic, checked upload ([`super::atomic_write_script`]).
+    pub(crate) const UPLOAD: &str = include_str!("sh/upload.sh");
+    /// The probe of one path ([`crate::probe::path_snippet`]).
+    pub(crate) const PATH_STATE: &str = include_str!("sh/path_state.sh");
+    /// Whether a certificate and a key belong together.
+    pub(crate) const KEY_MATCH: &str = include_str!("sh/key_match.sh");
+    /// The user module's probe.
+    pub(crate) const USER_PROBE: &str = include_str!("sh/user_probe.sh");
+    /// The ufw module's probe (no arguments).
+    pub(crate) const UFW_PROBE: &str = include_str!("sh/ufw_probe.sh");
+    /// Stops ufw's enabling when sshd's ports would be cut off.
+    pub(crate) const UFW_SSH_GUARD: &str = include_str!("sh/ufw_ssh_guard.sh");
+    /// Waits for a check to succeed, up to a timeout.
+    pub(crate) const WAIT: &str = include_str!("sh/wait.sh");
+}
+
+/// `script` given `args` as its positional parameters: a `set --` line with
+/// every argument quoted, then the script. This is how values reach the
+/// scripts of [`scripts`]: never formatted into their text.
+pub(crate) fn with_args<S: AsRef<str>>(script: &str, args: &[S]) -> String {
+    format!("set -- {}\n{script}", quote_argv(args))
 }
 
 fn write_script(
@@ -94,92 +95,26 @@ fn write_script(
     owner: Option<&str>,
     group: Option<&str>,
     mode: Option<&str>,
-    validate: Option<&str>,
+    validate: &[String],
 ) -> String {
     use sha2::Digest as _;
-    let dest = quote(path);
-    let prefix = upload_temp_prefix(path);
-    let size = content.len();
-    let sha = hex::encode(sha2::Sha256::digest(content));
-    let mut script = format!(
-        "set -e\ndest={dest}\ndir=$(dirname \"$dest\")\n\
-         rm -f \"$dir\"/{prefix}.*\n\
-         tmp=$(mktemp \"$dir/{prefix}.XXXXXXXX\")\n\
-         trap 'rm -f \"$tmp\"' EXIT\n\
-         trap 'rm -f \"$tmp\"; exit 129' HUP\ntrap 'rm -f \"$tmp\"; exit 130' INT\n\
-         trap 'rm -f \"$tmp\"; exit 141' PIPE\ntrap 'rm -f \"$tmp\"; exit 143' TERM\n\
-         if ! err=$(cat 2>&1 > \"$tmp\"); then\n\
-         \x20 rm -f \"$tmp\"\n\
-         \x20 case $err in *'No space left'*) err=\"no space left on device (ENOSPC)\";; esac\n\
-         \x20 echo \"cannot write $dest: $err ($(df -Pk \"$dir\" | awk 'NR == 2 {{ print $4 }}') KiB free in $dir, {size} bytes needed); $dest was not changed\" >&2\n\
-         \x20 exit 1\nfi\n\
-         got=$(wc -c < \"$tmp\")\n\
-         if [ \"$got\" -ne {size} ] || [ \"$(sha256sum < \"$tmp\" | cut -c1-64)\" != {sha} ]; then\n\
-         \x20 rm -f \"$tmp\"\n\
-         \x20 echo \"upload of $dest incomplete: $got of {size} bytes arrived intact (connection lost?); $dest was not changed\" >&2\n\
-         \x20 exit 1\nfi\n"
-    );
-    if let Some(owner) = owner {
-        let spec = match group {
-            Some(group) => format!("{owner}:{group}"),
-            None => owner.to_string(),
-        };
-        script.push_str(&format!("chown {} \"$tmp\"\n", quote(&spec)));
-    } else if let Some(group) = group {
-        script.push_str(&format!("chgrp {} \"$tmp\"\n", quote(group)));
-    }
-    match mode {
-        Some(mode) => script.push_str(&format!("chmod {} \"$tmp\"\n", quote(mode))),
-        // Keep the mode of the file being replaced; new files get 0644.
-        None => script.push_str(
-            "if [ -e \"$dest\" ]; then chmod \"$(stat -c %a \"$dest\")\" \"$tmp\"; else chmod 0644 \"$tmp\"; fi\n",
-        ),
-    }
-    if let Some(command) = validate {
-        script.push_str(&format!(
-            "if ! {command} >&2; then echo \"validation failed: $dest was not changed\" >&2; exit 1; fi\n"
-        ));
-    }
-    script.push_str("sync \"$tmp\" 2>/dev/null || true\nmv -f \"$tmp\" \"$dest\"\ntrap - EXIT\n");
-    script
+    let mut args = vec![
+        path.to_string(),
+        upload_temp_prefix(path),
+        content.len().to_string(),
+        hex::encode(sha2::Sha256::digest(content)),
+        owner.unwrap_or_default().to_string(),
+        group.unwrap_or_default().to_string(),
+        mode.unwrap_or_default().to_string(),
+    ];
+    args.extend(validate.iter().cloned());
+    with_args(scripts::UPLOAD, &args)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
-
-    fn sh(script: &str) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .expect("sh runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    #[test]
-    fn quoted_words_stay_literal() {
-        for hostile in [
-            "$(touch /tmp/pwned)",
-            "; touch /tmp/pwned",
-            "a'b",
-            "`id`",
-            "*",
-            "",
-            "x y",
-        ] {
-            assert_eq!(sh(&format!("printf %s {}", quote(hostile))), hostile);
-        }
-    }
-
-    #[test]
-    fn plain_words_are_left_bare() {
-        assert_eq!(
-            quote("/etc/haproxy/haproxy.cfg"),
-            "/etc/haproxy/haproxy.cfg"
-        );
-    }
 
     /// Runs the upload script of `content` to `path`, feeding it `sent`.
     fn upload(path: &std::path::Path, content: &[u8], sent: &[u8]) -> std::process::Output {
@@ -263,5 +198,58 @@ mod tests {
         );
         assert!(upload(&path, &content, &content).status.success());
         assert_eq!(std::fs::read(&path).expect("read"), content);
+    }
+
+    #[test]
+    fn validate_words_get_the_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("conf");
+        std::fs::write(&path, "old\n").expect("write");
+        let path = path.to_str().expect("utf8");
+        // `%s` alone and inside a word; a glob stays literal.
+        let check = "sh -c 'grep -q hello \"$1\" && test \"$2\" = \"$1.x\" && test \"$3\" = \"*\"' _ %s %s.x '*'";
+        let run = |content: &[u8]| {
+            let script =
+                atomic_write_validated_script(path, content, None, None, None, check).expect("ok");
+            crate::testing::sh(&script, Some(content))
+        };
+        let out = run(b"bye\n");
+        assert_ne!(out.status, 0);
+        assert!(out.stderr.contains("validation failed"), "{out:?}");
+        assert_eq!(std::fs::read(path).expect("read"), b"old\n");
+        let out = run(b"hello\n");
+        assert_eq!(out.status, 0, "{out:?}");
+        assert_eq!(std::fs::read(path).expect("read"), b"hello\n");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    /// Every shell file is `sh` for shellcheck and passes it (skipped, with
+    /// a note, where shellcheck is not installed).
+    #[test]
+    fn shell_files_pass_shellcheck() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sh");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("src/sh")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 10, "{files:?}");
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("read");
+            assert!(
+                text.starts_with("# shellcheck shell=sh\n"),
+                "{}",
+                file.display()
+            );
+        }
+        match Command::new("shellcheck").args(&files).output() {
+            Err(e) => eprintln!("shellcheck not run ({e}): install it to check src/sh"),
+            Ok(out) => assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            ),
+        }
     }
 }

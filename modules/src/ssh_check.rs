@@ -18,11 +18,11 @@ use crate::{Footprint, ProbeOutput, Resource};
 /// The `ssh_check` module.
 pub struct SshCheck;
 
-const PARAMS: &[ParamSpec] = &[ParamSpec::optional("command")];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     command: Option<String>,
 }
 
@@ -35,14 +35,14 @@ impl Module for SshCheck {
         "ssh_check"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         Ok(Box::new(NewConnection {
             command: p.command.unwrap_or_else(|| "true".into()),
         }))

@@ -11,27 +11,21 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, scalar_string};
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::quote;
 use crate::textedit::{join_lines, split_lines, Editor, TextEdit};
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `sysctl` module.
 pub struct Sysctl;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("name"),
-    ParamSpec::required("value"),
-    ParamSpec::optional("file"),
-    ParamSpec::optional("reload"),
-    ParamSpec::optional("ignore_live_errors"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     name: String,
     #[serde(deserialize_with = "scalar_string")]
     value: String,
@@ -47,14 +41,14 @@ impl Module for Sysctl {
         "sysctl"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         let valid = !p.name.is_empty()
             && !p.name.starts_with(['.', '/', '-'])
             && !p.name.contains("..")
@@ -62,14 +56,15 @@ impl Module for Sysctl {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
         if !valid {
-            return Err(ModuleError::Params(format!(
-                "{:?} is not a sysctl name",
-                p.name
-            )));
+            return Err(ModuleError::rejected(
+                ["name"],
+                format!("{:?} is not a sysctl name", p.name),
+            ));
         }
         let value = normalize(&p.value);
         if value.is_empty() || p.value.contains('\n') {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["value"],
                 "`value` must be one non-empty line".into(),
             ));
         }

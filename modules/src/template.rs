@@ -12,18 +12,11 @@ use crate::{Context, Module, ModuleError, ParamSpec, Resource};
 /// The `template` module.
 pub struct Template;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("src"),
-    ParamSpec::required("dest"),
-    ParamSpec::optional("owner"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("mode"),
-    ParamSpec::optional("validate"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     src: String,
     dest: String,
     owner: Option<String>,
@@ -38,14 +31,14 @@ impl Module for Template {
         "template"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         let content = ctx.render_template(&p.src)?.into_bytes();
         let attrs = Attrs {
             owner: p.owner,

@@ -46,8 +46,8 @@ pub(crate) fn build(
     name: &str,
     params: serde_json::Value,
 ) -> Result<Box<dyn Resource>, ModuleError> {
-    let module =
-        crate::find(name).ok_or_else(|| ModuleError::Params(format!("no module {name}")))?;
+    let module = crate::find(name)
+        .ok_or_else(|| ModuleError::rejected(Vec::<&str>::new(), format!("no module {name}")))?;
     module.resource(&params, &FakeContext::default())
 }
 

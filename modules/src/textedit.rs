@@ -35,9 +35,10 @@ impl<E: Editor> TextEdit<E> {
         editor: E,
     ) -> Result<Self, ModuleError> {
         if !path.starts_with('/') {
-            return Err(ModuleError::Params(format!(
-                "path {path:?} must be an absolute path"
-            )));
+            return Err(ModuleError::rejected(
+                ["path"],
+                format!("path {path:?} must be an absolute path"),
+            ));
         }
         Ok(Self {
             path,
@@ -56,10 +57,13 @@ impl<E: Editor> TextEdit<E> {
                 return Ok(Plan::none());
             }
             if !self.create {
-                return Err(ModuleError::Params(format!(
-                    "{} does not exist (set `create: true` to create it)",
-                    self.path
-                )));
+                return Err(ModuleError::rejected(
+                    ["path", "create"],
+                    format!(
+                        "{} does not exist (set `create: true` to create it)",
+                        self.path
+                    ),
+                ));
             }
             return plan_content(
                 &self.path,
@@ -159,9 +163,10 @@ impl Anchor {
 /// Compiles a parameter's regular expression with a useful error.
 pub(crate) fn compile(what: &str, re: &str) -> Result<Regex, ModuleError> {
     Regex::new(re).map_err(|e| {
-        ModuleError::Params(format!(
-            "parameter `{what}` is not a valid regular expression: {e}"
-        ))
+        ModuleError::rejected(
+            [what],
+            format!("parameter `{what}` is not a valid regular expression: {e}"),
+        )
     })
 }
 

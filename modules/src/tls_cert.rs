@@ -20,34 +20,23 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::params::{self, opt_mode, opt_u64, string_list};
 use crate::probe::{self, Attrs, Kv, PathState};
-use crate::shell::quote;
+use crate::shell::{scripts, with_args};
 use crate::{Action, Change, ChangeKind, Context, Module, ModuleError, ParamSpec, Plan};
 use crate::{ProbeOutput, Resource};
 
 /// The `tls_cert` module.
 pub struct TlsCert;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("cert"),
-    ParamSpec::required("key"),
-    ParamSpec::required("ca_cert"),
-    ParamSpec::required("ca_key"),
-    ParamSpec::required("names"),
-    ParamSpec::optional("owner"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("key_mode"),
-    ParamSpec::optional("valid_days"),
-    ParamSpec::optional("renew_days"),
-];
-
 /// Validity of a new certificate unless `valid_days` says otherwise.
 const DEFAULT_VALID_DAYS: u64 = 825;
 /// A certificate expiring within this many days is re-issued.
 const DEFAULT_RENEW_DAYS: u64 = 30;
 
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     cert: String,
     key: String,
     ca_cert: String,
@@ -69,23 +58,25 @@ impl Module for TlsCert {
         "tls_cert"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
-        for path in [&p.cert, &p.key] {
+        let p: Params = params::parse(self.name(), self.params(), params)?;
+        for (name, path) in [("cert", &p.cert), ("key", &p.key)] {
             if !path.starts_with('/') {
-                return Err(ModuleError::Params(format!(
-                    "`{path}` must be an absolute path"
-                )));
+                return Err(ModuleError::rejected(
+                    [name],
+                    format!("`{path}` must be an absolute path"),
+                ));
             }
         }
         if p.cert == p.key {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["cert", "key"],
                 "`cert` and `key` must be different files".into(),
             ));
         }
@@ -93,9 +84,12 @@ impl Module for TlsCert {
         let valid_days = p.valid_days.unwrap_or(DEFAULT_VALID_DAYS);
         let renew_days = p.renew_days.unwrap_or(DEFAULT_RENEW_DAYS);
         if renew_days >= valid_days {
-            return Err(ModuleError::Params(format!(
-                "`renew_days` ({renew_days}) must be less than `valid_days` ({valid_days})"
-            )));
+            return Err(ModuleError::rejected(
+                ["renew_days", "valid_days"],
+                format!(
+                    "`renew_days` ({renew_days}) must be less than `valid_days` ({valid_days})"
+                ),
+            ));
         }
         let ca = Ca::parse(&p.ca_cert, &p.ca_key)?;
         Ok(Box::new(CertResource {
@@ -126,15 +120,19 @@ fn wanted_names(names: &[String]) -> Result<Vec<San>, ModuleError> {
     for name in names {
         let name = name.trim();
         if name.is_empty() {
-            return Err(ModuleError::Params("`names` holds an empty name".into()));
+            return Err(ModuleError::rejected(
+                ["names"],
+                "`names` holds an empty name".into(),
+            ));
         }
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => San::Ip(ip),
             Err(_) if valid_dns_name(name) => San::Dns(name.to_ascii_lowercase()),
             Err(_) => {
-                return Err(ModuleError::Params(format!(
-                    "`{name}` in `names` is neither an IP address nor a DNS name"
-                )))
+                return Err(ModuleError::rejected(
+                    ["names"],
+                    format!("`{name}` in `names` is neither an IP address nor a DNS name"),
+                ))
             }
         };
         if !out.contains(&san) {
@@ -142,7 +140,8 @@ fn wanted_names(names: &[String]) -> Result<Vec<San>, ModuleError> {
         }
     }
     if out.is_empty() {
-        return Err(ModuleError::Params(
+        return Err(ModuleError::rejected(
+            ["names"],
             "`names` must name at least one host name or address".into(),
         ));
     }
@@ -184,19 +183,21 @@ struct Ca {
 
 impl Ca {
     fn parse(cert_pem: &str, key_pem: &str) -> Result<Self, ModuleError> {
-        let bad = |what: &str| ModuleError::Params(format!("`ca_cert`/`ca_key`: {what}"));
+        let bad = |param: &str, what: &str| {
+            ModuleError::rejected([param], format!("`ca_cert`/`ca_key`: {what}"))
+        };
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
-            .map_err(|_| bad("`ca_cert` is not a PEM certificate"))?;
+            .map_err(|_| bad("ca_cert", "`ca_cert` is not a PEM certificate"))?;
         let cert_der = pem.contents;
         let (_, cert) = X509Certificate::from_der(&cert_der)
-            .map_err(|_| bad("`ca_cert` is not an X.509 certificate"))?;
+            .map_err(|_| bad("ca_cert", "`ca_cert` is not an X.509 certificate"))?;
         if !cert.is_ca() {
-            return Err(bad("`ca_cert` is not a CA certificate"));
+            return Err(bad("ca_cert", "`ca_cert` is not a CA certificate"));
         }
         let key = rcgen::KeyPair::from_pem(key_pem)
-            .map_err(|_| bad("`ca_key` is not a PEM private key"))?;
+            .map_err(|_| bad("ca_key", "`ca_key` is not a PEM private key"))?;
         if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
-            return Err(bad("`ca_key` does not belong to `ca_cert`"));
+            return Err(bad("ca_key", "`ca_key` does not belong to `ca_cert`"));
         }
         Ok(Ca {
             cert_pem: cert_pem.to_string(),
@@ -208,7 +209,7 @@ impl Ca {
     fn certificate(&self) -> Result<X509Certificate<'_>, ModuleError> {
         X509Certificate::from_der(&self.cert_der)
             .map(|(_, c)| c)
-            .map_err(|e| ModuleError::Params(format!("`ca_cert`: {e}")))
+            .map_err(|e| ModuleError::rejected(["ca_cert"], format!("`ca_cert`: {e}")))
     }
 }
 
@@ -282,7 +283,12 @@ fn cert_names(cert: &X509Certificate<'_>) -> BTreeSet<San> {
 impl CertResource {
     /// A new key and a certificate for it, signed by the CA: (key PEM, cert PEM).
     fn issue(&self) -> Result<(String, String), ModuleError> {
-        let err = |e: rcgen::Error| ModuleError::Params(format!("cannot issue a certificate: {e}"));
+        let err = |e: rcgen::Error| {
+            ModuleError::rejected(
+                Vec::<&str>::new(),
+                format!("cannot issue a certificate: {e}"),
+            )
+        };
         let key = rcgen::KeyPair::generate().map_err(err)?;
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -333,19 +339,15 @@ impl CertResource {
 
 impl Resource for CertResource {
     fn probe(&self) -> String {
-        probe::wrap(&format!(
-            "{cert}\n{key}\n\
-             if [ -f {c} ] && [ -f {k} ]; then\n\
-               a=$(openssl pkey -in {k} -pubout)\n\
-               b=$(openssl x509 -in {c} -noout -pubkey)\n\
-               if [ -n \"$a\" ] && [ \"$a\" = \"$b\" ]; then echo key_match=yes; else echo key_match=no; fi\n\
-             fi",
-            cert = probe::path_snippet(&self.cert, "cert_", probe::DIFF_LIMIT),
-            // 0: the key's content is never read.
-            key = probe::path_snippet(&self.key, "key_", 0),
-            c = quote(&self.cert),
-            k = quote(&self.key),
-        ))
+        probe::wrap(
+            &[
+                probe::path_snippet(&self.cert, "cert_", probe::DIFF_LIMIT),
+                // 0: the key's content is never read.
+                probe::path_snippet(&self.key, "key_", 0),
+                with_args(scripts::KEY_MATCH, &[&self.cert, &self.key]),
+            ]
+            .join("\n"),
+        )
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {

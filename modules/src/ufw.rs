@@ -25,32 +25,20 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_bool, opt_scalar_string};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `ufw` module.
 pub struct Ufw;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::optional("rule"),
-    ParamSpec::optional("port"),
-    ParamSpec::optional("proto"),
-    ParamSpec::optional("from"),
-    ParamSpec::optional("to"),
-    ParamSpec::optional("direction"),
-    ParamSpec::optional("comment"),
-    ParamSpec::optional("delete"),
-    ParamSpec::optional("default"),
-    ParamSpec::optional("policy"),
-    ParamSpec::optional("state"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     rule: Option<Verb>,
     #[serde(default, deserialize_with = "opt_scalar_string")]
     port: Option<String>,
@@ -110,7 +98,13 @@ fn policy_name(p: Policy) -> (&'static str, &'static str) {
 /// Prefixes a parameter error with the parameter's name.
 fn named(param: &str, err: ModuleError) -> ModuleError {
     match err {
-        ModuleError::Params(m) => ModuleError::Params(format!("`{param}`: {m}")),
+        ModuleError::Rejected { mut names, message } => {
+            names.insert(0, param.to_string());
+            ModuleError::Rejected {
+                names,
+                message: format!("`{param}`: {message}"),
+            }
+        }
         other => other,
     }
 }
@@ -126,14 +120,20 @@ fn normalize_addr(addr: Option<&str>, v6: bool) -> Result<String, ModuleError> {
         Some((ip, len)) => (
             ip,
             Some(len.parse::<u8>().map_err(|_| {
-                ModuleError::Params(format!("{addr:?} has a prefix length that is not a number"))
+                ModuleError::rejected(
+                    Vec::<&str>::new(),
+                    format!("{addr:?} has a prefix length that is not a number"),
+                )
             })?),
         ),
         None => (addr, None),
     };
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| ModuleError::Params(format!("{addr:?} is not an address or CIDR")))?;
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+        ModuleError::rejected(
+            Vec::<&str>::new(),
+            format!("{addr:?} is not an address or CIDR"),
+        )
+    })?;
     match (ip, len) {
         (std::net::IpAddr::V4(_), Some(32)) | (std::net::IpAddr::V6(_), Some(128)) | (_, None) => {
             Ok(ip.to_string())
@@ -156,9 +156,10 @@ fn normalize_addr(addr: Option<&str>, v6: bool) -> Result<String, ModuleError> {
                 std::net::Ipv6Addr::from(u128::from(v6) & mask)
             ))
         }
-        _ => Err(ModuleError::Params(format!(
-            "{addr:?} has a prefix length out of range (0-32 for IPv4, 0-128 for IPv6)"
-        ))),
+        _ => Err(ModuleError::rejected(
+            Vec::<&str>::new(),
+            format!("{addr:?} has a prefix length out of range (0-32 for IPv4, 0-128 for IPv6)"),
+        )),
     }
 }
 
@@ -167,17 +168,18 @@ impl Module for Ufw {
         "ufw"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         let policy = match (p.default, p.policy) {
             (Some(_), Some(_)) => {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["default", "policy"],
                     "give `default` or `policy`, not both".into(),
                 ))
             }
@@ -188,7 +190,8 @@ impl Module for Ufw {
             .filter(|m| **m)
             .count();
         if modes != 1 {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["rule", "default", "state"],
                 "module `ufw` needs exactly one of `rule`, `default` and `state`".into(),
             ));
         }
@@ -200,7 +203,8 @@ impl Module for Ufw {
             || p.delete.is_some();
         if let Some(state) = p.state {
             if rule_only || p.direction.is_some() {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["state"],
                     "`state` takes no other parameter".into(),
                 ));
             }
@@ -208,7 +212,8 @@ impl Module for Ufw {
         }
         if let Some(policy) = policy {
             if rule_only {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["default"],
                     "`default` takes only `direction`".into(),
                 ));
             }
@@ -217,9 +222,10 @@ impl Module for Ufw {
                 "outgoing" | "out" => ("outgoing", "OUTPUT"),
                 "routed" => ("routed", "FORWARD"),
                 other => {
-                    return Err(ModuleError::Params(format!(
-                        "direction {other:?} must be incoming, outgoing or routed"
-                    )))
+                    return Err(ModuleError::rejected(
+                        ["direction"],
+                        format!("direction {other:?} must be incoming, outgoing or routed"),
+                    ))
                 }
             };
             return Ok(Box::new(UfwDefault {
@@ -230,20 +236,22 @@ impl Module for Ufw {
         }
         let verb = p
             .rule
-            .ok_or_else(|| ModuleError::Params("`rule` is missing".into()))?;
+            .ok_or_else(|| ModuleError::rejected(["rule"], "`rule` is missing".into()))?;
         let proto = p.proto.unwrap_or_else(|| "any".into());
         if !matches!(proto.as_str(), "tcp" | "udp" | "any") {
-            return Err(ModuleError::Params(format!(
-                "proto {proto:?} must be tcp, udp or any"
-            )));
+            return Err(ModuleError::rejected(
+                ["proto"],
+                format!("proto {proto:?} must be tcp, udp or any"),
+            ));
         }
         let direction = match p.direction.as_deref().unwrap_or("in") {
             "in" | "incoming" => "in",
             "out" | "outgoing" => "out",
             other => {
-                return Err(ModuleError::Params(format!(
-                    "direction {other:?} of a rule must be in or out"
-                )))
+                return Err(ModuleError::rejected(
+                    ["direction"],
+                    format!("direction {other:?} of a rule must be in or out"),
+                ))
             }
         };
         if let Some(port) = &p.port {
@@ -252,18 +260,23 @@ impl Module for Ufw {
                     .split([':', ','])
                     .all(|n| n.parse::<u16>().is_ok_and(|n| n > 0));
             if !ok {
-                return Err(ModuleError::Params(format!(
+                return Err(ModuleError::rejected(
+                    ["port"],
+                    format!(
                     "`port` {port:?} must be a port number (1-65535), a range a:b or a list a,b"
-                )));
+                ),
+                ));
             }
             if (port.contains(':') || port.contains(',')) && proto == "any" {
-                return Err(ModuleError::Params(
+                return Err(ModuleError::rejected(
+                    ["port", "proto"],
                     "port ranges and lists need `proto: tcp` or `proto: udp`".into(),
                 ));
             }
         }
         if p.port.is_none() && p.from.is_none() && p.to.is_none() {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["port", "from", "to"],
                 "a rule needs at least one of `port`, `from`, `to`".into(),
             ));
         }
@@ -303,12 +316,6 @@ impl Module for Ufw {
         }))
     }
 }
-
-const PROBE_RULES: &str = "command -v ufw >/dev/null && echo installed=yes\n\
-sed -n 's/^### tuple ### /v4=/p' /etc/ufw/user.rules\n\
-sed -n 's/^### tuple ### /v6=/p' /etc/ufw/user6.rules\n\
-sed -n 's/^DEFAULT_\\([A-Z]*\\)_POLICY=\"\\{0,1\\}\\([A-Z]*\\)\"\\{0,1\\}.*/default_\\1=\\2/p' /etc/default/ufw\n\
-sed -n 's/^ENABLED=\\(.*\\)/enabled=\\1/p' /etc/ufw/ufw.conf";
 
 /// What the ufw probe reads and ufw changes: its files and the live rules,
 /// and the kernel parameters it applies from /etc/ufw/sysctl.conf.
@@ -373,7 +380,7 @@ struct UfwRule {
 
 impl Resource for UfwRule {
     fn probe(&self) -> String {
-        probe::wrap(PROBE_RULES)
+        probe::wrap(crate::shell::scripts::UFW_PROBE)
     }
 
     fn reads(&self) -> Footprint {
@@ -423,7 +430,7 @@ struct UfwDefault {
 
 impl Resource for UfwDefault {
     fn probe(&self) -> String {
-        probe::wrap(PROBE_RULES)
+        probe::wrap(crate::shell::scripts::UFW_PROBE)
     }
 
     fn reads(&self) -> Footprint {
@@ -473,30 +480,11 @@ fn sorted_ports(ports: &str) -> String {
 }
 
 /// Fails unless the rules allow incoming TCP to every SSH port.
-const SSH_GUARD: &str = r####"ports=$(sshd -T 2>/dev/null | awk '$1 == "port" { print $2 }')
-[ -n "$ports" ] || ports=22
-for port in $ports; do
-  if ! cat /etc/ufw/user.rules /etc/ufw/user6.rules 2>/dev/null | awk -v port="$port" '
-    $1 == "###" && $2 == "tuple" {
-      dir = $NF; if (dir ~ /^comment=/) dir = $(NF-1)
-      if ($4 !~ /^(allow|limit)/ || ($5 != "tcp" && $5 != "any") || dir !~ /^in/) next
-      if ($6 == "any") { found = 1; next }
-      n = split($6, parts, ",")
-      for (i = 1; i <= n; i++) {
-        if (split(parts[i], r, ":") == 2) { if (port + 0 >= r[1] + 0 && port + 0 <= r[2] + 0) found = 1 }
-        else if (parts[i] == port) found = 1
-      }
-    }
-    END { exit found ? 0 : 1 }'; then
-    echo "refusing to enable ufw: no rule allows incoming tcp to the ssh port $port (add one first, e.g. rule: allow, port: $port, proto: tcp)" >&2
-    exit 1
-  fi
-done
-"####;
+const SSH_GUARD: &str = crate::shell::scripts::UFW_SSH_GUARD;
 
 impl Resource for UfwState {
     fn probe(&self) -> String {
-        probe::wrap(PROBE_RULES)
+        probe::wrap(crate::shell::scripts::UFW_PROBE)
     }
 
     fn reads(&self) -> Footprint {
@@ -635,5 +623,16 @@ mod tests {
             .expect("error")
             .to_string();
         assert!(err.contains("did you mean `proto`?"), "{err}");
+        let err = build(
+            "ufw",
+            json!({"rule": "allow", "port": 22, "from": "10.0.0.0/33"}),
+        )
+        .err()
+        .expect("error");
+        assert_eq!(err.parameters(), Some(vec!["from"]));
+        assert_eq!(
+            err.to_string(),
+            "`from`: \"10.0.0.0/33\" has a prefix length out of range (0-32 for IPv4, 0-128 for IPv6)"
+        );
     }
 }

@@ -9,33 +9,21 @@ use serde::Deserialize;
 use crate::group::{check_name, Presence};
 use crate::params::{self, opt_bool, opt_string_list, opt_u64};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
+use crate::shell::{scripts, with_args};
 use crate::{
     Action, Change, ChangeKind, Context, Footprint, Module, ModuleError, Object, ParamSpec, Plan,
     ProbeOutput, Resource,
 };
+use pgdeploy_text::quote;
 
 /// The `user` module.
 pub struct User;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::required("name"),
-    ParamSpec::optional("uid"),
-    ParamSpec::optional("group"),
-    ParamSpec::optional("groups"),
-    ParamSpec::optional("append"),
-    ParamSpec::optional("home"),
-    ParamSpec::optional("shell"),
-    ParamSpec::optional("comment"),
-    ParamSpec::optional("system"),
-    ParamSpec::optional("create_home"),
-    ParamSpec::optional("remove"),
-    ParamSpec::optional("state"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     name: String,
     #[serde(default, deserialize_with = "opt_u64")]
     uid: Option<u64>,
@@ -62,29 +50,30 @@ impl Module for User {
         "user"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
-        check_name("user", &p.name)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
+        check_name("name", "user", &p.name)?;
         if let Some(g) = &p.group {
             if !g.chars().all(|c| c.is_ascii_digit()) {
-                check_name("group", g)?;
+                check_name("group", "group", g)?;
             }
         }
         for g in p.groups.iter().flatten() {
-            check_name("group", g)?;
+            check_name("groups", "group", g)?;
         }
         for (what, v) in [("home", &p.home), ("shell", &p.shell)] {
             if let Some(v) = v {
                 if !v.starts_with('/') || v.contains(':') || v.contains('\n') {
-                    return Err(ModuleError::Params(format!(
-                        "`{what}` {v:?} must be an absolute path without ':'"
-                    )));
+                    return Err(ModuleError::rejected(
+                        [what],
+                        format!("`{what}` {v:?} must be an absolute path without ':'"),
+                    ));
                 }
             }
         }
@@ -92,7 +81,8 @@ impl Module for User {
             .as_deref()
             .is_some_and(|c| c.contains(':') || c.contains('\n'))
         {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["comment"],
                 "`comment` must not contain ':' or a line break".into(),
             ));
         }
@@ -131,10 +121,7 @@ struct UserResource {
 
 impl Resource for UserResource {
     fn probe(&self) -> String {
-        probe::wrap(&format!(
-            "n={}\nif u=$(getent passwd \"$n\"); then\n  echo \"passwd=$u\"\n  echo \"primary=$(getent group \"$(echo \"$u\" | cut -d: -f4)\" | cut -d: -f1)\"\n  echo \"groups=$(id -Gn \"$n\")\"\nfi",
-            quote(&self.name)
-        ))
+        probe::wrap(&with_args(scripts::USER_PROBE, &[&self.name]))
     }
 
     fn reads(&self) -> Footprint {

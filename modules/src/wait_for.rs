@@ -16,25 +16,18 @@ use serde::Deserialize;
 
 use crate::params::{self, opt_scalar_string, opt_u64};
 use crate::probe::{self, Kv};
-use crate::shell::quote;
+use crate::shell::{scripts, with_args};
 use crate::{Action, Context, Module, ModuleError, ParamSpec, Plan, ProbeOutput, Resource};
+use pgdeploy_text::quote;
 
 /// The `wait_for` module.
 pub struct WaitFor;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::optional("port"),
-    ParamSpec::optional("host"),
-    ParamSpec::optional("url"),
-    ParamSpec::optional("status"),
-    ParamSpec::optional("command"),
-    ParamSpec::optional("timeout"),
-    ParamSpec::optional("state"),
-];
-
+/// The module's parameters, declared once: their names and which are
+/// required are read from this struct ([`crate::introspect`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {
+pub(crate) struct Params {
     #[serde(default, deserialize_with = "opt_u64")]
     port: Option<u64>,
     #[serde(default, deserialize_with = "opt_scalar_string")]
@@ -71,32 +64,42 @@ impl Module for WaitFor {
         "wait_for"
     }
     fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
+        declared_params!(Params)
     }
     fn resource(
         &self,
         params: &serde_json::Value,
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
-        let p: Params = params::parse(self.name(), PARAMS, params)?;
+        let p: Params = params::parse(self.name(), self.params(), params)?;
         let given = [p.port.is_some(), p.url.is_some(), p.command.is_some()]
             .iter()
             .filter(|g| **g)
             .count();
         if given != 1 {
-            return Err(ModuleError::Params(
+            return Err(ModuleError::rejected(
+                ["port", "url", "command"],
                 "module `wait_for` needs exactly one of `port`, `url` and `command`".into(),
             ));
         }
         if p.host.is_some() && p.port.is_none() {
-            return Err(ModuleError::Params("`host` goes with `port`".into()));
+            return Err(ModuleError::rejected(
+                ["host", "port"],
+                "`host` goes with `port`".into(),
+            ));
         }
         if p.status.is_some() && p.url.is_none() {
-            return Err(ModuleError::Params("`status` goes with `url`".into()));
+            return Err(ModuleError::rejected(
+                ["status", "url"],
+                "`status` goes with `url`".into(),
+            ));
         }
         let (check, what) = if let Some(port) = p.port {
             if port == 0 || port > 65535 {
-                return Err(ModuleError::Params(format!("port {port} is out of range")));
+                return Err(ModuleError::rejected(
+                    ["port"],
+                    format!("port {port} is out of range"),
+                ));
             }
             let host = p.host.unwrap_or_else(|| "127.0.0.1".into());
             let check = format!(
@@ -106,9 +109,10 @@ impl Module for WaitFor {
             (check, format!("port {host}:{port}"))
         } else if let Some(url) = p.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ModuleError::Params(format!(
-                    "url {url:?} must start with http:// or https://"
-                )));
+                return Err(ModuleError::rejected(
+                    ["url"],
+                    format!("url {url:?} must start with http:// or https://"),
+                ));
             }
             let status = p.status.unwrap_or(200);
             let check = format!(
@@ -157,11 +161,16 @@ impl Resource for WaitResource {
         if Kv::parse(out).get("ready") == Some("yes") {
             return Ok(Plan::none());
         }
-        let script = format!(
-            "end=$(( $(date +%s) + {t} ))\nwhile ! {check}; do\n  if [ \"$(date +%s)\" -ge \"$end\" ]; then echo {msg} >&2; exit 1; fi\n  sleep 1\ndone\n",
-            t = self.timeout,
-            check = self.check,
-            msg = quote(&format!("timed out after {} s waiting for {}", self.timeout, self.what)),
+        let script = with_args(
+            scripts::WAIT,
+            &[
+                self.timeout.to_string(),
+                format!(
+                    "timed out after {} s waiting for {}",
+                    self.timeout, self.what
+                ),
+                self.check.clone(),
+            ],
         );
         Ok(Plan {
             changes: Vec::new(),
