@@ -848,12 +848,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn render_is_try_render_when_it_renders() {
-        let p = page();
-        assert_eq!(render(&p), try_render(&p).expect("renders"));
-    }
-
     /// A host name that would close an attribute and a failure message
     /// that would open a script: escaped in text and in attributes, in the
     /// page and in the picture, wherever they appear.
