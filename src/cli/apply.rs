@@ -79,37 +79,44 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
     if !report.success() {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let mut live_pending = false;
-    if let Some(live) = live {
-        let result = runtime.block_on(async {
-            let result = if check {
-                for section in live.plan().await {
-                    live_pending |= section.pending();
-                    print!("{}", section.text());
-                }
-                Ok(())
-            } else {
-                let output = args.output;
-                let tell = move |line: &str| match output {
-                    OutputFormat::Human => say(line),
-                    // stdout carries the JSON report only: steps go to stderr.
-                    OutputFormat::Json => eprintln!("{line}"),
-                };
-                live.converge(&tell).await
-            };
-            live.close().await;
-            result
-        });
-        if let Err(e) = result {
-            return Err(super::fail(EXIT_FAILED, format!("cluster: {e}")));
-        }
-    }
+    let live_pending = match live {
+        Some(live) => runtime.block_on(live_step(&live, check, args.output))?,
+        None => false,
+    };
     let pending = live_pending || !report.summary().is_empty();
     Ok(if mode.detailed_exitcode && pending {
         ExitCode::from(EXIT_BAD_INPUT)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The live system's part after the tasks succeeded: with `check`, print
+/// its plan sections (gives whether any is pending); else converge it.
+async fn live_step(
+    live: &dyn LiveSystem,
+    check: bool,
+    output: OutputFormat,
+) -> Result<bool, ExitCode> {
+    let mut pending = false;
+    let result = if check {
+        for section in live.plan().await {
+            pending |= section.pending();
+            print!("{}", section.text());
+        }
+        Ok(())
+    } else {
+        let tell = move |line: &str| match output {
+            OutputFormat::Human => say(line),
+            // stdout carries the JSON report only: steps go to stderr.
+            OutputFormat::Json => eprintln!("{line}"),
+        };
+        live.converge(&tell).await
+    };
+    live.close().await;
+    result
+        .map(|()| pending)
+        .map_err(|e| super::fail(EXIT_FAILED, format!("cluster: {e}")))
 }
 
 /// Runs the tasks; the first Ctrl-C lets the tasks in progress finish and
