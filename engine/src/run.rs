@@ -579,14 +579,14 @@ impl Run {
         }
         .map_err(|source| TaskError::FreshConnection {
             host: host.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         let out = fresh
             .exec(&action.script, become_root, action.stdin.as_deref())
             .await
             .map_err(|source| TaskError::OnFreshConnection {
                 host: host.to_string(),
-                source,
+                source: Box::new(source),
             });
         let _ = fresh.close().await;
         out
@@ -678,7 +678,7 @@ pub enum TaskError {
     Plan(ModuleError),
     /// The SSH connection failed while probing or applying.
     #[error("{0}")]
-    Transport(#[from] TransportError),
+    Transport(Box<TransportError>),
     /// The probe batch's script failed before printing any answer.
     #[error("probing failed (exit {status}): {stderr}")]
     Probing {
@@ -701,7 +701,7 @@ pub enum TaskError {
         /// The host.
         host: String,
         /// Why.
-        source: TransportError,
+        source: Box<TransportError>,
     },
     /// An action run on a new SSH connection failed to run.
     #[error("on a new SSH connection to {host}: {source}")]
@@ -709,7 +709,7 @@ pub enum TaskError {
         /// The host.
         host: String,
         /// Why.
-        source: TransportError,
+        source: Box<TransportError>,
     },
     /// An action exited with a failure status.
     #[error("exit {status}: {output}")]
@@ -719,6 +719,12 @@ pub enum TaskError {
         /// The last lines of its stderr (or stdout when stderr is empty).
         output: String,
     },
+}
+
+impl From<TransportError> for TaskError {
+    fn from(e: TransportError) -> Self {
+        TaskError::Transport(Box::new(e))
+    }
 }
 
 /// A probe's answer and what the probe read.
