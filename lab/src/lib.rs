@@ -168,71 +168,10 @@ pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
                 inventory: inventory.clone(),
                 groups: groups.clone(),
             })?;
-            if r.nothing_to_do() {
-                println!("lab is up: {} hosts, nothing to do", r.hosts.len());
-            } else {
-                println!(
-                    "lab is up: {} hosts in {:.1} s",
-                    r.hosts.len(),
-                    r.elapsed.as_secs_f64()
-                );
-                for a in &r.actions {
-                    println!("  - {a}");
-                }
-            }
-            for h in &r.hosts {
-                println!("  {:<8} {}", h.name, h.address);
-            }
-            println!("inventory: {}", r.inventory.display());
-            if let Some(h) = r.hosts.first() {
-                println!(
-                    "ssh:       ssh -i {} -o UserKnownHostsFile={} admin@{}",
-                    r.key.display(),
-                    r.known_hosts.display(),
-                    h.address
-                );
-            }
+            print_up(&r);
         }
-        LabCommand::Down => {
-            let r = down()?;
-            if r.removed.is_empty() {
-                println!("lab is down: nothing to do");
-            } else {
-                println!("lab is down:");
-                for x in &r.removed {
-                    println!("  - removed {x}");
-                }
-            }
-        }
-        LabCommand::Status => {
-            let st = status()?;
-            if st.is_empty() {
-                println!("lab is down (no hosts)");
-            }
-            println!(
-                "{:<8} {:<15} {:<8} {:<4} {:<9} MEMORY",
-                "HOST", "ADDRESS", "STATE", "SSH", "NETWORK"
-            );
-            for h in st {
-                println!(
-                    "{:<8} {:<15} {:<8} {:<4} {:<9} {}",
-                    h.name,
-                    h.address,
-                    if h.running { "running" } else { "stopped" },
-                    if h.ssh { "yes" } else { "no" },
-                    if !h.running {
-                        "-"
-                    } else if h.isolated {
-                        "isolated"
-                    } else {
-                        "ok"
-                    },
-                    h.memory_kib
-                        .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
-        }
+        LabCommand::Down => print_down(&down()?),
+        LabCommand::Status => print_status(&status()?),
         LabCommand::Kill { host } => {
             kill(host)?;
             println!("{host}: killed (hard crash); its disk is kept; `pgdeploy lab start {host}` boots it again");
@@ -254,6 +193,76 @@ pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints what `lab up` did, the hosts, and how to reach them.
+fn print_up(r: &UpReport) {
+    if r.nothing_to_do() {
+        println!("lab is up: {} hosts, nothing to do", r.hosts.len());
+    } else {
+        println!(
+            "lab is up: {} hosts in {:.1} s",
+            r.hosts.len(),
+            r.elapsed.as_secs_f64()
+        );
+        for a in &r.actions {
+            println!("  - {a}");
+        }
+    }
+    for h in &r.hosts {
+        println!("  {:<8} {}", h.name, h.address);
+    }
+    println!("inventory: {}", r.inventory.display());
+    if let Some(h) = r.hosts.first() {
+        println!(
+            "ssh:       ssh -i {} -o UserKnownHostsFile={} admin@{}",
+            r.key.display(),
+            r.known_hosts.display(),
+            h.address
+        );
+    }
+}
+
+/// Prints what `lab down` removed.
+fn print_down(r: &DownReport) {
+    if r.removed.is_empty() {
+        println!("lab is down: nothing to do");
+    } else {
+        println!("lab is down:");
+        for x in &r.removed {
+            println!("  - removed {x}");
+        }
+    }
+}
+
+/// Prints the `lab status` table.
+fn print_status(st: &[HostStatus]) {
+    if st.is_empty() {
+        println!("lab is down (no hosts)");
+    }
+    println!(
+        "{:<8} {:<15} {:<8} {:<4} {:<9} MEMORY",
+        "HOST", "ADDRESS", "STATE", "SSH", "NETWORK"
+    );
+    for h in st {
+        println!(
+            "{:<8} {:<15} {:<8} {:<4} {:<9} {}",
+            h.name,
+            h.address,
+            if h.running { "running" } else { "stopped" },
+            if h.ssh { "yes" } else { "no" },
+            if !h.running {
+                "-"
+            } else if h.isolated {
+                "isolated"
+            } else {
+                "ok"
+            },
+            h.memory_kib
+                .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
 }
 
 /// Brings the lab up as `opts` asks, or repairs it; does nothing when it is
