@@ -295,6 +295,11 @@ pub fn up(opts: &LabOptions) -> Result<UpReport> {
     }
 }
 
+/// The containers running now, by host name.
+type Running = BTreeMap<String, procs::Container>;
+
+/// The steps of `up` in order; each step records how to undo what it made
+/// in `undo` and what it did in the report's actions.
 fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpReport> {
     let t0 = Instant::now();
     let mut actions = Vec::new();
@@ -304,12 +309,74 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     let dns = rootfs::detect_nameserver()?;
 
     let running = procs::containers(&layout.lab_dir);
-    let in_use = !running.is_empty() || !procs::mounts_under(&layout.lab_dir)?.is_empty();
-    if rootfs::ensure(&layout.rootfs(), &mirror, in_use)? {
-        actions.push("built the root file system cache".to_string());
-    }
+    ensure_rootfs(layout, &mirror, &running, &mut actions)?;
     fail_point("rootfs")?;
 
+    ensure_lab_dir(layout, undo)?;
+    let state_path = layout.state_file();
+    let mut state = load_state(&state_path, undo)?;
+    let pubkey = ensure_ssh_key(layout, undo, &mut actions)?;
+    fail_point("key")?;
+
+    // Network: bridge, forwarding, NAT.
+    ensure_bridge(undo, &mut actions)?;
+    fail_point("bridge")?;
+    ensure_sysctls(&mut state, undo, &mut actions)?;
+    ensure_nat(undo, &mut actions)?;
+    state.save(&state_path)?;
+    fail_point("nat")?;
+
+    let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    remove_unwanted_hosts(layout, &wanted, &running, &state, &mut actions)?;
+    prepare_hosts(layout, &specs, &running, &pubkey, &dns, undo, &mut actions)?;
+    fail_point("configure")?;
+    write_known_hosts(layout, &specs, undo, &mut actions)?;
+
+    let stopped: Vec<&str> = specs
+        .iter()
+        .filter(|s| !running.contains_key(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    clear_remains(layout, &stopped)?;
+    let (inits, children) = boot_stopped(layout, &specs, &running, &mut state, undo, &mut actions)?;
+    fail_point("boot")?;
+    wait_for_ssh(layout, &specs, &inits, children)?;
+
+    write_inventory(layout, opts, &specs, &mut actions)?;
+    record_hosts(&mut state, opts, &specs, &wanted, &inits);
+    state.save(&state_path)?;
+    Ok(UpReport {
+        hosts: specs
+            .iter()
+            .map(|s| HostInfo {
+                name: s.name.clone(),
+                address: s.address,
+            })
+            .collect(),
+        actions,
+        inventory: opts.inventory.clone(),
+        key: layout.key(),
+        known_hosts: layout.known_hosts(),
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// Builds the cached root file system when it is missing or stale.
+fn ensure_rootfs(
+    layout: &Layout,
+    mirror: &rootfs::Mirror,
+    running: &Running,
+    actions: &mut Vec<String>,
+) -> Result<()> {
+    let in_use = !running.is_empty() || !procs::mounts_under(&layout.lab_dir)?.is_empty();
+    if rootfs::ensure(&layout.rootfs(), mirror, in_use)? {
+        actions.push("built the root file system cache".to_string());
+    }
+    Ok(())
+}
+
+/// Makes the lab directory when it is missing.
+fn ensure_lab_dir(layout: &Layout, undo: &mut Undo) -> Result<()> {
     if !layout.lab_dir.exists() {
         fs::create_dir_all(&layout.lab_dir)
             .with_context(|| format!("cannot create {}", layout.lab_dir.display()))?;
@@ -319,11 +386,16 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             Ok(())
         });
     }
-    let state_path = layout.state_file();
-    let mut state = match LabState::load(&state_path)? {
+    Ok(())
+}
+
+/// The lab's state file, or a new state when there is none, with this
+/// instance's bridge, subnet and nftables table.
+fn load_state(state_path: &std::path::Path, undo: &mut Undo) -> Result<LabState> {
+    let mut state = match LabState::load(state_path)? {
         Some(s) => s,
         None => {
-            let p = state_path.clone();
+            let p = state_path.to_path_buf();
             undo.push("remove the state file", move || {
                 let _ = fs::remove_file(&p);
                 Ok(())
@@ -334,8 +406,12 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     state.bridge = net::bridge();
     state.subnet = net::subnet_cidr();
     state.nft_table = net::nft_table();
+    Ok(state)
+}
 
-    // The lab's SSH key.
+/// Makes the lab's SSH key when either half is missing; returns the
+/// public key.
+fn ensure_ssh_key(layout: &Layout, undo: &mut Undo, actions: &mut Vec<String>) -> Result<String> {
     if !layout.key().exists() || !layout.pubkey().exists() {
         let (k, p) = (layout.key(), layout.pubkey());
         let _ = fs::remove_file(&k);
@@ -362,10 +438,11 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         });
         actions.push(format!("made the SSH key {}", layout.key().display()));
     }
-    let pubkey = fs::read_to_string(layout.pubkey()).context("cannot read the lab's public key")?;
-    fail_point("key")?;
+    fs::read_to_string(layout.pubkey()).context("cannot read the lab's public key")
+}
 
-    // Network: bridge, forwarding, NAT.
+/// Makes the lab's bridge when it is missing.
+fn ensure_bridge(undo: &mut Undo, actions: &mut Vec<String>) -> Result<()> {
     if net::ensure_bridge()? {
         undo.push(format!("delete bridge {}", net::bridge()), || {
             net::delete_bridge().map(drop)
@@ -377,7 +454,12 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             net::PREFIX
         ));
     }
-    fail_point("bridge")?;
+    Ok(())
+}
+
+/// Raises the sysctls the lab needs (forwarding, ...) to their minimums,
+/// keeping their values before in the state for `down`.
+fn ensure_sysctls(state: &mut LabState, undo: &mut Undo, actions: &mut Vec<String>) -> Result<()> {
     for (key, min) in net::SYSCTL_MINIMUMS {
         let cur = net::sysctl(key)?;
         if cur.parse::<u64>().is_ok_and(|v| v >= *min) {
@@ -391,6 +473,11 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         state.sysctl_before.entry(key.to_string()).or_insert(cur);
         actions.push(format!("set sysctl {} = {min}", key.replace('/', ".")));
     }
+    Ok(())
+}
+
+/// Makes the nftables table (NAT out) when it is missing.
+fn ensure_nat(undo: &mut Undo, actions: &mut Vec<String>) -> Result<()> {
     if !net::nft_table_exists() {
         net::ensure_nft()?;
         undo.push(
@@ -402,11 +489,17 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             net::nft_table()
         ));
     }
-    state.save(&state_path)?;
-    fail_point("nat")?;
+    Ok(())
+}
 
-    // Hosts beyond the asked number go.
-    let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+/// Hosts beyond the asked number go.
+fn remove_unwanted_hosts(
+    layout: &Layout,
+    wanted: &BTreeSet<&str>,
+    running: &Running,
+    state: &LabState,
+    actions: &mut Vec<String>,
+) -> Result<()> {
     let mut existing: BTreeSet<String> = layout.host_dirs().into_iter().collect();
     existing.extend(running.keys().cloned());
     existing.extend(state.hosts.iter().map(|h| h.name.clone()));
@@ -414,9 +507,20 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         remove_host(layout, name, running.get(name))?;
         actions.push(format!("removed {name}"));
     }
+    Ok(())
+}
 
-    // Each host's disk and settings.
-    for spec in &specs {
+/// Each host's disk (mounted) and settings.
+fn prepare_hosts(
+    layout: &Layout,
+    specs: &[HostSpec],
+    running: &Running,
+    pubkey: &str,
+    dns: &str,
+    undo: &mut Undo,
+    actions: &mut Vec<String>,
+) -> Result<()> {
+    for spec in specs {
         let name = &spec.name;
         if !layout.host_dir(name).exists() {
             fs::create_dir_all(layout.host_dir(name))?;
@@ -434,14 +538,22 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
                 bail!("{name} runs, but its overlay was not mounted: run `pgdeploy lab down` and up again");
             }
         }
-        if host::configure(layout, spec, &specs, &pubkey, &dns)? && running.contains_key(name) {
+        if host::configure(layout, spec, specs, pubkey, dns)? && running.contains_key(name) {
             actions.push(format!("updated the settings of {name}"));
         }
     }
-    fail_point("configure")?;
+    Ok(())
+}
 
+/// Writes the lab's known_hosts file: every host's key by address and name.
+fn write_known_hosts(
+    layout: &Layout,
+    specs: &[HostSpec],
+    undo: &mut Undo,
+    actions: &mut Vec<String>,
+) -> Result<()> {
     let mut kh = String::new();
-    for spec in &specs {
+    for spec in specs {
         let k = host::host_pubkey(layout, &spec.name)?;
         kh.push_str(&format!("{} {k}\n{} {k}\n", spec.address, spec.name));
     }
@@ -453,15 +565,19 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             Ok(())
         });
     }
+    Ok(())
+}
 
-    let stopped: Vec<&str> = specs
-        .iter()
-        .filter(|s| !running.contains_key(&s.name))
-        .map(|s| s.name.as_str())
-        .collect();
-    clear_remains(layout, &stopped)?;
-
-    // Boot what is not running, all at once.
+/// Boots what is not running, all at once; returns every host's init pid
+/// and the nspawn processes started.
+fn boot_stopped(
+    layout: &Layout,
+    specs: &[HostSpec],
+    running: &Running,
+    state: &mut LabState,
+    undo: &mut Undo,
+    actions: &mut Vec<String>,
+) -> Result<(BTreeMap<String, u32>, Vec<std::process::Child>)> {
     let mut inits: BTreeMap<String, u32> = running
         .iter()
         .map(|(n, c)| (n.clone(), c.init_pid))
@@ -495,9 +611,17 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         eprintln!("lab: booting {} ...", booted.join(", "));
         actions.push(format!("booted {}", booted.join(", ")));
     }
-    fail_point("boot")?;
+    Ok((inits, children))
+}
 
-    // Wait until every host answers SSH.
+/// Waits until every host answers SSH (all at once), then reaps the
+/// nspawn processes that already exited (none should have).
+fn wait_for_ssh(
+    layout: &Layout,
+    specs: &[HostSpec],
+    inits: &BTreeMap<String, u32>,
+    children: Vec<std::process::Child>,
+) -> Result<()> {
     let timeout = Duration::from_secs(90 + 4 * specs.len() as u64);
     let errors: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = specs
@@ -516,15 +640,22 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             })
             .collect()
     });
-    // Reap nspawn processes that already exited (none should have).
     for mut c in children {
         let _ = c.try_wait();
     }
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
+    Ok(())
+}
 
-    // The inventory.
+/// Writes the inventory of the lab's hosts.
+fn write_inventory(
+    layout: &Layout,
+    opts: &LabOptions,
+    specs: &[HostSpec],
+    actions: &mut Vec<String>,
+) -> Result<()> {
     let inv_hosts: Vec<inventory::InvHost> = specs
         .iter()
         .map(|s| inventory::InvHost {
@@ -543,10 +674,21 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     if util::write_if_changed(&opts.inventory, &text, 0o644)? {
         actions.push(format!("wrote the inventory {}", opts.inventory.display()));
     }
+    Ok(())
+}
+
+/// Records in the state the hosts as they are now (the wanted ones, sorted).
+fn record_hosts(
+    state: &mut LabState,
+    opts: &LabOptions,
+    specs: &[HostSpec],
+    wanted: &BTreeSet<&str>,
+    inits: &BTreeMap<String, u32>,
+) {
     state.nodes = opts.nodes;
     state.inventory = Some(opts.inventory.clone());
     state.hosts.retain(|h| wanted.contains(h.name.as_str()));
-    for spec in &specs {
+    for spec in specs {
         if state.host_mut(&spec.name).is_none() {
             state.hosts.push(HostRecord {
                 name: spec.name.clone(),
@@ -557,21 +699,6 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         }
     }
     state.hosts.sort_by_key(|h| host_sort_key(&h.name));
-    state.save(&state_path)?;
-    Ok(UpReport {
-        hosts: specs
-            .iter()
-            .map(|s| HostInfo {
-                name: s.name.clone(),
-                address: s.address,
-            })
-            .collect(),
-        actions,
-        inventory: opts.inventory.clone(),
-        key: layout.key(),
-        known_hosts: layout.known_hosts(),
-        elapsed: t0.elapsed(),
-    })
 }
 
 /// Clears what stopped hosts may leave for a moment after their init died
