@@ -736,7 +736,32 @@ pub fn down() -> Result<DownReport> {
         None
     });
 
-    // Hosts: a clean poweroff for all at once, then SIGKILL for stragglers.
+    let errors = stop_all_hosts(&layout, &mut removed)?;
+    let mut names: BTreeSet<String> = layout.host_dirs().into_iter().collect();
+    if let Some(s) = &state {
+        names.extend(s.hosts.iter().map(|h| h.name.clone()));
+    }
+    remove_host_links(&names, &mut removed)?;
+    remove_disks(&layout, &names, &mut removed)?;
+    // Network.
+    if net::delete_nft()? {
+        removed.push(format!("nftables table ip {}", net::nft_table()));
+    }
+    if net::delete_bridge()? {
+        removed.push(format!("bridge {}", net::bridge()));
+    }
+    restore_sysctls(&layout, state.as_ref(), &mut removed)?;
+    remove_files(&layout, &mut removed)?;
+    let _ = fs::remove_dir(&layout.lab_dir);
+    if !errors.is_empty() {
+        bail!("lab down left hosts behind: {}", errors.join("; "));
+    }
+    Ok(DownReport { removed })
+}
+
+/// Hosts: a clean poweroff for all at once, then SIGKILL for stragglers.
+/// Returns the hosts that would not stop, with why.
+fn stop_all_hosts(layout: &Layout, removed: &mut Vec<String>) -> Result<Vec<String>> {
     let running = procs::containers(&layout.lab_dir);
     let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
         let hs: Vec<_> = running
@@ -773,11 +798,12 @@ pub fn down() -> Result<DownReport> {
             dir.display()
         ));
     }
-    let mut names: BTreeSet<String> = layout.host_dirs().into_iter().collect();
-    if let Some(s) = &state {
-        names.extend(s.hosts.iter().map(|h| h.name.clone()));
-    }
-    for n in &names {
+    Ok(errors)
+}
+
+/// The hosts' veth links, and any other `vb-` port left on the bridge.
+fn remove_host_links(names: &BTreeSet<String>, removed: &mut Vec<String>) -> Result<()> {
+    for n in names {
         if net::delete_link(&net::veth_name(n))? {
             removed.push(format!("link {}", net::veth_name(n)));
         }
@@ -790,7 +816,15 @@ pub fn down() -> Result<DownReport> {
             removed.push(format!("link {p}"));
         }
     }
-    // Disks.
+    Ok(())
+}
+
+/// Disks: every mount under the lab directory, then the host directories.
+fn remove_disks(
+    layout: &Layout,
+    names: &BTreeSet<String>,
+    removed: &mut Vec<String>,
+) -> Result<()> {
     for m in procs::mounts_under(&layout.lab_dir)? {
         if util::run("umount", [m.as_os_str()]).is_err() {
             util::run("umount", [std::ffi::OsStr::new("-l"), m.as_os_str()])
@@ -798,21 +832,24 @@ pub fn down() -> Result<DownReport> {
         }
         removed.push(format!("mount {}", m.display()));
     }
-    for n in &names {
+    for n in names {
         let d = layout.host_dir(n);
         if d.exists() {
             util::remove_tree(&d)?;
             removed.push(format!("host directory {}", d.display()));
         }
     }
-    // Network.
-    if net::delete_nft()? {
-        removed.push(format!("nftables table ip {}", net::nft_table()));
-    }
-    if net::delete_bridge()? {
-        removed.push(format!("bridge {}", net::bridge()));
-    }
-    let others = other_instances_up(&layout);
+    Ok(())
+}
+
+/// Sets the sysctls `up` raised back to their values before, unless other
+/// labs are up (they need them too).
+fn restore_sysctls(
+    layout: &Layout,
+    state: Option<&LabState>,
+    removed: &mut Vec<String>,
+) -> Result<()> {
+    let others = other_instances_up(layout);
     if !others.is_empty() {
         eprintln!(
             "lab: other labs are up ({}): machine sysctls are left as they are",
@@ -820,7 +857,7 @@ pub fn down() -> Result<DownReport> {
         );
     }
     let restore = if others.is_empty() {
-        state.as_ref().map(|s| s.sysctl_before.clone())
+        state.map(|s| s.sysctl_before.clone())
     } else {
         None
     };
@@ -833,7 +870,11 @@ pub fn down() -> Result<DownReport> {
             ));
         }
     }
-    // Files.
+    Ok(())
+}
+
+/// Files: the lab's keys, known_hosts and state file.
+fn remove_files(layout: &Layout, removed: &mut Vec<String>) -> Result<()> {
     for p in [
         layout.key(),
         layout.pubkey(),
@@ -845,11 +886,7 @@ pub fn down() -> Result<DownReport> {
             removed.push(p.display().to_string());
         }
     }
-    let _ = fs::remove_dir(&layout.lab_dir);
-    if !errors.is_empty() {
-        bail!("lab down left hosts behind: {}", errors.join("; "));
-    }
-    Ok(DownReport { removed })
+    Ok(())
 }
 
 /// Other lab instances with a state file (they need the sysctls too).
