@@ -622,7 +622,27 @@ impl Session {
             .await
             .map_err(|e| self.channel_error("exec request", e))?;
         let (mut reader, writer) = channel.split();
+        let pumped = self
+            .pump(&mut reader, &writer, script, stdin, on_stderr_line)
+            .await;
+        if !pumped.closed {
+            // Release sshd's session slot: a channel is only freed on close.
+            let _ = writer.close().await;
+        }
+        self.exec_result(pumped).await
+    }
 
+    /// Sends the script and `stdin` while collecting the command's output,
+    /// until the channel closes, the command exited and its output lingers
+    /// open, or the server refuses the exec request.
+    async fn pump(
+        &self,
+        reader: &mut russh::ChannelReadHalf,
+        writer: &russh::ChannelWriteHalf<client::Msg>,
+        script: &str,
+        stdin: Option<&[u8]>,
+        on_stderr_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Pumped {
         // Feed stdin concurrently with reading output, so a command that
         // writes a lot before reading its input cannot deadlock us.
         let feed = async {
@@ -648,7 +668,7 @@ impl Session {
                         log::debug!("host {}: sending stdin: {e}", self.inner.label);
                     }
                 }
-                next = next_msg(&mut reader, status.is_some()) => match next {
+                next = next_msg(reader, status.is_some()) => match next {
                     Next::Closed | Next::Msg(ChannelMsg::Close) => break true,
                     Next::Lingering => {
                         log::debug!(
@@ -678,10 +698,22 @@ impl Session {
                 },
             }
         };
-        if !closed {
-            // Release sshd's session slot: a channel is only freed on close.
-            let _ = writer.close().await;
+        Pumped {
+            out,
+            status,
+            refused,
+            closed,
         }
+    }
+
+    /// The output with its exit status, or why there is none.
+    async fn exec_result(&self, pumped: Pumped) -> Result<ExecOutput, TransportError> {
+        let Pumped {
+            mut out,
+            status,
+            refused,
+            ..
+        } = pumped;
         if refused {
             return Err(TransportError::Channel {
                 host: self.inner.label.clone(),
@@ -733,6 +765,18 @@ impl Session {
             .await
             .map_err(|_| self.disconnected())
     }
+}
+
+/// What [`Session::pump`] collected from one exec's channel.
+struct Pumped {
+    /// stdout and stderr (the status is set by [`Session::exec_result`]).
+    out: ExecOutput,
+    /// The exit status, or 128 + signal.
+    status: Option<i32>,
+    /// The server refused the exec request.
+    refused: bool,
+    /// The channel closed; when not, it must be closed to free sshd's slot.
+    closed: bool,
 }
 
 /// Calls `on_line` with every line that `data`, just appended to `all`
