@@ -168,71 +168,10 @@ pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
                 inventory: inventory.clone(),
                 groups: groups.clone(),
             })?;
-            if r.nothing_to_do() {
-                println!("lab is up: {} hosts, nothing to do", r.hosts.len());
-            } else {
-                println!(
-                    "lab is up: {} hosts in {:.1} s",
-                    r.hosts.len(),
-                    r.elapsed.as_secs_f64()
-                );
-                for a in &r.actions {
-                    println!("  - {a}");
-                }
-            }
-            for h in &r.hosts {
-                println!("  {:<8} {}", h.name, h.address);
-            }
-            println!("inventory: {}", r.inventory.display());
-            if let Some(h) = r.hosts.first() {
-                println!(
-                    "ssh:       ssh -i {} -o UserKnownHostsFile={} admin@{}",
-                    r.key.display(),
-                    r.known_hosts.display(),
-                    h.address
-                );
-            }
+            print_up(&r);
         }
-        LabCommand::Down => {
-            let r = down()?;
-            if r.removed.is_empty() {
-                println!("lab is down: nothing to do");
-            } else {
-                println!("lab is down:");
-                for x in &r.removed {
-                    println!("  - removed {x}");
-                }
-            }
-        }
-        LabCommand::Status => {
-            let st = status()?;
-            if st.is_empty() {
-                println!("lab is down (no hosts)");
-            }
-            println!(
-                "{:<8} {:<15} {:<8} {:<4} {:<9} MEMORY",
-                "HOST", "ADDRESS", "STATE", "SSH", "NETWORK"
-            );
-            for h in st {
-                println!(
-                    "{:<8} {:<15} {:<8} {:<4} {:<9} {}",
-                    h.name,
-                    h.address,
-                    if h.running { "running" } else { "stopped" },
-                    if h.ssh { "yes" } else { "no" },
-                    if !h.running {
-                        "-"
-                    } else if h.isolated {
-                        "isolated"
-                    } else {
-                        "ok"
-                    },
-                    h.memory_kib
-                        .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
-        }
+        LabCommand::Down => print_down(&down()?),
+        LabCommand::Status => print_status(&status()?),
         LabCommand::Kill { host } => {
             kill(host)?;
             println!("{host}: killed (hard crash); its disk is kept; `pgdeploy lab start {host}` boots it again");
@@ -254,6 +193,76 @@ pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints what `lab up` did, the hosts, and how to reach them.
+fn print_up(r: &UpReport) {
+    if r.nothing_to_do() {
+        println!("lab is up: {} hosts, nothing to do", r.hosts.len());
+    } else {
+        println!(
+            "lab is up: {} hosts in {:.1} s",
+            r.hosts.len(),
+            r.elapsed.as_secs_f64()
+        );
+        for a in &r.actions {
+            println!("  - {a}");
+        }
+    }
+    for h in &r.hosts {
+        println!("  {:<8} {}", h.name, h.address);
+    }
+    println!("inventory: {}", r.inventory.display());
+    if let Some(h) = r.hosts.first() {
+        println!(
+            "ssh:       ssh -i {} -o UserKnownHostsFile={} admin@{}",
+            r.key.display(),
+            r.known_hosts.display(),
+            h.address
+        );
+    }
+}
+
+/// Prints what `lab down` removed.
+fn print_down(r: &DownReport) {
+    if r.removed.is_empty() {
+        println!("lab is down: nothing to do");
+    } else {
+        println!("lab is down:");
+        for x in &r.removed {
+            println!("  - removed {x}");
+        }
+    }
+}
+
+/// Prints the `lab status` table.
+fn print_status(st: &[HostStatus]) {
+    if st.is_empty() {
+        println!("lab is down (no hosts)");
+    }
+    println!(
+        "{:<8} {:<15} {:<8} {:<4} {:<9} MEMORY",
+        "HOST", "ADDRESS", "STATE", "SSH", "NETWORK"
+    );
+    for h in st {
+        println!(
+            "{:<8} {:<15} {:<8} {:<4} {:<9} {}",
+            h.name,
+            h.address,
+            if h.running { "running" } else { "stopped" },
+            if h.ssh { "yes" } else { "no" },
+            if !h.running {
+                "-"
+            } else if h.isolated {
+                "isolated"
+            } else {
+                "ok"
+            },
+            h.memory_kib
+                .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
 }
 
 /// Brings the lab up as `opts` asks, or repairs it; does nothing when it is
@@ -286,6 +295,11 @@ pub fn up(opts: &LabOptions) -> Result<UpReport> {
     }
 }
 
+/// The containers running now, by host name.
+type Running = BTreeMap<String, procs::Container>;
+
+/// The steps of `up` in order; each step records how to undo what it made
+/// in `undo` and what it did in the report's actions.
 fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpReport> {
     let t0 = Instant::now();
     let mut actions = Vec::new();
@@ -295,12 +309,74 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     let dns = rootfs::detect_nameserver()?;
 
     let running = procs::containers(&layout.lab_dir);
-    let in_use = !running.is_empty() || !procs::mounts_under(&layout.lab_dir)?.is_empty();
-    if rootfs::ensure(&layout.rootfs(), &mirror, in_use)? {
-        actions.push("built the root file system cache".to_string());
-    }
+    ensure_rootfs(layout, &mirror, &running, &mut actions)?;
     fail_point("rootfs")?;
 
+    ensure_lab_dir(layout, undo)?;
+    let state_path = layout.state_file();
+    let mut state = load_state(&state_path, undo)?;
+    let pubkey = ensure_ssh_key(layout, undo, &mut actions)?;
+    fail_point("key")?;
+
+    // Network: bridge, forwarding, NAT.
+    ensure_bridge(undo, &mut actions)?;
+    fail_point("bridge")?;
+    ensure_sysctls(&mut state, undo, &mut actions)?;
+    ensure_nat(undo, &mut actions)?;
+    state.save(&state_path)?;
+    fail_point("nat")?;
+
+    let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    remove_unwanted_hosts(layout, &wanted, &running, &state, &mut actions)?;
+    prepare_hosts(layout, &specs, &running, &pubkey, &dns, undo, &mut actions)?;
+    fail_point("configure")?;
+    write_known_hosts(layout, &specs, undo, &mut actions)?;
+
+    let stopped: Vec<&str> = specs
+        .iter()
+        .filter(|s| !running.contains_key(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    clear_remains(layout, &stopped)?;
+    let (inits, children) = boot_stopped(layout, &specs, &running, &mut state, undo, &mut actions)?;
+    fail_point("boot")?;
+    wait_for_ssh(layout, &specs, &inits, children)?;
+
+    write_inventory(layout, opts, &specs, &mut actions)?;
+    record_hosts(&mut state, opts, &specs, &wanted, &inits);
+    state.save(&state_path)?;
+    Ok(UpReport {
+        hosts: specs
+            .iter()
+            .map(|s| HostInfo {
+                name: s.name.clone(),
+                address: s.address,
+            })
+            .collect(),
+        actions,
+        inventory: opts.inventory.clone(),
+        key: layout.key(),
+        known_hosts: layout.known_hosts(),
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// Builds the cached root file system when it is missing or stale.
+fn ensure_rootfs(
+    layout: &Layout,
+    mirror: &rootfs::Mirror,
+    running: &Running,
+    actions: &mut Vec<String>,
+) -> Result<()> {
+    let in_use = !running.is_empty() || !procs::mounts_under(&layout.lab_dir)?.is_empty();
+    if rootfs::ensure(&layout.rootfs(), mirror, in_use)? {
+        actions.push("built the root file system cache".to_string());
+    }
+    Ok(())
+}
+
+/// Makes the lab directory when it is missing.
+fn ensure_lab_dir(layout: &Layout, undo: &mut Undo) -> Result<()> {
     if !layout.lab_dir.exists() {
         fs::create_dir_all(&layout.lab_dir)
             .with_context(|| format!("cannot create {}", layout.lab_dir.display()))?;
@@ -310,11 +386,16 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             Ok(())
         });
     }
-    let state_path = layout.state_file();
-    let mut state = match LabState::load(&state_path)? {
+    Ok(())
+}
+
+/// The lab's state file, or a new state when there is none, with this
+/// instance's bridge, subnet and nftables table.
+fn load_state(state_path: &std::path::Path, undo: &mut Undo) -> Result<LabState> {
+    let mut state = match LabState::load(state_path)? {
         Some(s) => s,
         None => {
-            let p = state_path.clone();
+            let p = state_path.to_path_buf();
             undo.push("remove the state file", move || {
                 let _ = fs::remove_file(&p);
                 Ok(())
@@ -325,8 +406,12 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     state.bridge = net::bridge();
     state.subnet = net::subnet_cidr();
     state.nft_table = net::nft_table();
+    Ok(state)
+}
 
-    // The lab's SSH key.
+/// Makes the lab's SSH key when either half is missing; returns the
+/// public key.
+fn ensure_ssh_key(layout: &Layout, undo: &mut Undo, actions: &mut Vec<String>) -> Result<String> {
     if !layout.key().exists() || !layout.pubkey().exists() {
         let (k, p) = (layout.key(), layout.pubkey());
         let _ = fs::remove_file(&k);
@@ -353,10 +438,11 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         });
         actions.push(format!("made the SSH key {}", layout.key().display()));
     }
-    let pubkey = fs::read_to_string(layout.pubkey()).context("cannot read the lab's public key")?;
-    fail_point("key")?;
+    fs::read_to_string(layout.pubkey()).context("cannot read the lab's public key")
+}
 
-    // Network: bridge, forwarding, NAT.
+/// Makes the lab's bridge when it is missing.
+fn ensure_bridge(undo: &mut Undo, actions: &mut Vec<String>) -> Result<()> {
     if net::ensure_bridge()? {
         undo.push(format!("delete bridge {}", net::bridge()), || {
             net::delete_bridge().map(drop)
@@ -368,7 +454,12 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             net::PREFIX
         ));
     }
-    fail_point("bridge")?;
+    Ok(())
+}
+
+/// Raises the sysctls the lab needs (forwarding, ...) to their minimums,
+/// keeping their values before in the state for `down`.
+fn ensure_sysctls(state: &mut LabState, undo: &mut Undo, actions: &mut Vec<String>) -> Result<()> {
     for (key, min) in net::SYSCTL_MINIMUMS {
         let cur = net::sysctl(key)?;
         if cur.parse::<u64>().is_ok_and(|v| v >= *min) {
@@ -382,6 +473,11 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         state.sysctl_before.entry(key.to_string()).or_insert(cur);
         actions.push(format!("set sysctl {} = {min}", key.replace('/', ".")));
     }
+    Ok(())
+}
+
+/// Makes the nftables table (NAT out) when it is missing.
+fn ensure_nat(undo: &mut Undo, actions: &mut Vec<String>) -> Result<()> {
     if !net::nft_table_exists() {
         net::ensure_nft()?;
         undo.push(
@@ -393,11 +489,17 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             net::nft_table()
         ));
     }
-    state.save(&state_path)?;
-    fail_point("nat")?;
+    Ok(())
+}
 
-    // Hosts beyond the asked number go.
-    let wanted: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+/// Hosts beyond the asked number go.
+fn remove_unwanted_hosts(
+    layout: &Layout,
+    wanted: &BTreeSet<&str>,
+    running: &Running,
+    state: &LabState,
+    actions: &mut Vec<String>,
+) -> Result<()> {
     let mut existing: BTreeSet<String> = layout.host_dirs().into_iter().collect();
     existing.extend(running.keys().cloned());
     existing.extend(state.hosts.iter().map(|h| h.name.clone()));
@@ -405,9 +507,20 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         remove_host(layout, name, running.get(name))?;
         actions.push(format!("removed {name}"));
     }
+    Ok(())
+}
 
-    // Each host's disk and settings.
-    for spec in &specs {
+/// Each host's disk (mounted) and settings.
+fn prepare_hosts(
+    layout: &Layout,
+    specs: &[HostSpec],
+    running: &Running,
+    pubkey: &str,
+    dns: &str,
+    undo: &mut Undo,
+    actions: &mut Vec<String>,
+) -> Result<()> {
+    for spec in specs {
         let name = &spec.name;
         if !layout.host_dir(name).exists() {
             fs::create_dir_all(layout.host_dir(name))?;
@@ -425,14 +538,22 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
                 bail!("{name} runs, but its overlay was not mounted: run `pgdeploy lab down` and up again");
             }
         }
-        if host::configure(layout, spec, &specs, &pubkey, &dns)? && running.contains_key(name) {
+        if host::configure(layout, spec, specs, pubkey, dns)? && running.contains_key(name) {
             actions.push(format!("updated the settings of {name}"));
         }
     }
-    fail_point("configure")?;
+    Ok(())
+}
 
+/// Writes the lab's known_hosts file: every host's key by address and name.
+fn write_known_hosts(
+    layout: &Layout,
+    specs: &[HostSpec],
+    undo: &mut Undo,
+    actions: &mut Vec<String>,
+) -> Result<()> {
     let mut kh = String::new();
-    for spec in &specs {
+    for spec in specs {
         let k = host::host_pubkey(layout, &spec.name)?;
         kh.push_str(&format!("{} {k}\n{} {k}\n", spec.address, spec.name));
     }
@@ -444,15 +565,19 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             Ok(())
         });
     }
+    Ok(())
+}
 
-    let stopped: Vec<&str> = specs
-        .iter()
-        .filter(|s| !running.contains_key(&s.name))
-        .map(|s| s.name.as_str())
-        .collect();
-    clear_remains(layout, &stopped)?;
-
-    // Boot what is not running, all at once.
+/// Boots what is not running, all at once; returns every host's init pid
+/// and the nspawn processes started.
+fn boot_stopped(
+    layout: &Layout,
+    specs: &[HostSpec],
+    running: &Running,
+    state: &mut LabState,
+    undo: &mut Undo,
+    actions: &mut Vec<String>,
+) -> Result<(BTreeMap<String, u32>, Vec<std::process::Child>)> {
     let mut inits: BTreeMap<String, u32> = running
         .iter()
         .map(|(n, c)| (n.clone(), c.init_pid))
@@ -486,9 +611,17 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         eprintln!("lab: booting {} ...", booted.join(", "));
         actions.push(format!("booted {}", booted.join(", ")));
     }
-    fail_point("boot")?;
+    Ok((inits, children))
+}
 
-    // Wait until every host answers SSH.
+/// Waits until every host answers SSH (all at once), then reaps the
+/// nspawn processes that already exited (none should have).
+fn wait_for_ssh(
+    layout: &Layout,
+    specs: &[HostSpec],
+    inits: &BTreeMap<String, u32>,
+    children: Vec<std::process::Child>,
+) -> Result<()> {
     let timeout = Duration::from_secs(90 + 4 * specs.len() as u64);
     let errors: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = specs
@@ -507,15 +640,22 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             })
             .collect()
     });
-    // Reap nspawn processes that already exited (none should have).
     for mut c in children {
         let _ = c.try_wait();
     }
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
+    Ok(())
+}
 
-    // The inventory.
+/// Writes the inventory of the lab's hosts.
+fn write_inventory(
+    layout: &Layout,
+    opts: &LabOptions,
+    specs: &[HostSpec],
+    actions: &mut Vec<String>,
+) -> Result<()> {
     let inv_hosts: Vec<inventory::InvHost> = specs
         .iter()
         .map(|s| inventory::InvHost {
@@ -534,10 +674,21 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     if util::write_if_changed(&opts.inventory, &text, 0o644)? {
         actions.push(format!("wrote the inventory {}", opts.inventory.display()));
     }
+    Ok(())
+}
+
+/// Records in the state the hosts as they are now (the wanted ones, sorted).
+fn record_hosts(
+    state: &mut LabState,
+    opts: &LabOptions,
+    specs: &[HostSpec],
+    wanted: &BTreeSet<&str>,
+    inits: &BTreeMap<String, u32>,
+) {
     state.nodes = opts.nodes;
     state.inventory = Some(opts.inventory.clone());
     state.hosts.retain(|h| wanted.contains(h.name.as_str()));
-    for spec in &specs {
+    for spec in specs {
         if state.host_mut(&spec.name).is_none() {
             state.hosts.push(HostRecord {
                 name: spec.name.clone(),
@@ -548,21 +699,6 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
         }
     }
     state.hosts.sort_by_key(|h| host_sort_key(&h.name));
-    state.save(&state_path)?;
-    Ok(UpReport {
-        hosts: specs
-            .iter()
-            .map(|s| HostInfo {
-                name: s.name.clone(),
-                address: s.address,
-            })
-            .collect(),
-        actions,
-        inventory: opts.inventory.clone(),
-        key: layout.key(),
-        known_hosts: layout.known_hosts(),
-        elapsed: t0.elapsed(),
-    })
 }
 
 /// Clears what stopped hosts may leave for a moment after their init died
@@ -600,7 +736,32 @@ pub fn down() -> Result<DownReport> {
         None
     });
 
-    // Hosts: a clean poweroff for all at once, then SIGKILL for stragglers.
+    let errors = stop_all_hosts(&layout, &mut removed)?;
+    let mut names: BTreeSet<String> = layout.host_dirs().into_iter().collect();
+    if let Some(s) = &state {
+        names.extend(s.hosts.iter().map(|h| h.name.clone()));
+    }
+    remove_host_links(&names, &mut removed)?;
+    remove_disks(&layout, &names, &mut removed)?;
+    // Network.
+    if net::delete_nft()? {
+        removed.push(format!("nftables table ip {}", net::nft_table()));
+    }
+    if net::delete_bridge()? {
+        removed.push(format!("bridge {}", net::bridge()));
+    }
+    restore_sysctls(&layout, state.as_ref(), &mut removed)?;
+    remove_files(&layout, &mut removed)?;
+    let _ = fs::remove_dir(&layout.lab_dir);
+    if !errors.is_empty() {
+        bail!("lab down left hosts behind: {}", errors.join("; "));
+    }
+    Ok(DownReport { removed })
+}
+
+/// Hosts: a clean poweroff for all at once, then SIGKILL for stragglers.
+/// Returns the hosts that would not stop, with why.
+fn stop_all_hosts(layout: &Layout, removed: &mut Vec<String>) -> Result<Vec<String>> {
     let running = procs::containers(&layout.lab_dir);
     let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
         let hs: Vec<_> = running
@@ -637,11 +798,12 @@ pub fn down() -> Result<DownReport> {
             dir.display()
         ));
     }
-    let mut names: BTreeSet<String> = layout.host_dirs().into_iter().collect();
-    if let Some(s) = &state {
-        names.extend(s.hosts.iter().map(|h| h.name.clone()));
-    }
-    for n in &names {
+    Ok(errors)
+}
+
+/// The hosts' veth links, and any other `vb-` port left on the bridge.
+fn remove_host_links(names: &BTreeSet<String>, removed: &mut Vec<String>) -> Result<()> {
+    for n in names {
         if net::delete_link(&net::veth_name(n))? {
             removed.push(format!("link {}", net::veth_name(n)));
         }
@@ -654,7 +816,15 @@ pub fn down() -> Result<DownReport> {
             removed.push(format!("link {p}"));
         }
     }
-    // Disks.
+    Ok(())
+}
+
+/// Disks: every mount under the lab directory, then the host directories.
+fn remove_disks(
+    layout: &Layout,
+    names: &BTreeSet<String>,
+    removed: &mut Vec<String>,
+) -> Result<()> {
     for m in procs::mounts_under(&layout.lab_dir)? {
         if util::run("umount", [m.as_os_str()]).is_err() {
             util::run("umount", [std::ffi::OsStr::new("-l"), m.as_os_str()])
@@ -662,21 +832,24 @@ pub fn down() -> Result<DownReport> {
         }
         removed.push(format!("mount {}", m.display()));
     }
-    for n in &names {
+    for n in names {
         let d = layout.host_dir(n);
         if d.exists() {
             util::remove_tree(&d)?;
             removed.push(format!("host directory {}", d.display()));
         }
     }
-    // Network.
-    if net::delete_nft()? {
-        removed.push(format!("nftables table ip {}", net::nft_table()));
-    }
-    if net::delete_bridge()? {
-        removed.push(format!("bridge {}", net::bridge()));
-    }
-    let others = other_instances_up(&layout);
+    Ok(())
+}
+
+/// Sets the sysctls `up` raised back to their values before, unless other
+/// labs are up (they need them too).
+fn restore_sysctls(
+    layout: &Layout,
+    state: Option<&LabState>,
+    removed: &mut Vec<String>,
+) -> Result<()> {
+    let others = other_instances_up(layout);
     if !others.is_empty() {
         eprintln!(
             "lab: other labs are up ({}): machine sysctls are left as they are",
@@ -684,7 +857,7 @@ pub fn down() -> Result<DownReport> {
         );
     }
     let restore = if others.is_empty() {
-        state.as_ref().map(|s| s.sysctl_before.clone())
+        state.map(|s| s.sysctl_before.clone())
     } else {
         None
     };
@@ -697,7 +870,11 @@ pub fn down() -> Result<DownReport> {
             ));
         }
     }
-    // Files.
+    Ok(())
+}
+
+/// Files: the lab's keys, known_hosts and state file.
+fn remove_files(layout: &Layout, removed: &mut Vec<String>) -> Result<()> {
     for p in [
         layout.key(),
         layout.pubkey(),
@@ -709,11 +886,7 @@ pub fn down() -> Result<DownReport> {
             removed.push(p.display().to_string());
         }
     }
-    let _ = fs::remove_dir(&layout.lab_dir);
-    if !errors.is_empty() {
-        bail!("lab down left hosts behind: {}", errors.join("; "));
-    }
-    Ok(DownReport { removed })
+    Ok(())
 }
 
 /// Other lab instances with a state file (they need the sysctls too).

@@ -501,10 +501,7 @@ impl Cluster {
     /// Runs `sql` as the superuser on `host`'s PostgreSQL (through a tunnel
     /// to its loopback) and returns the rows as text columns.
     pub async fn query(&self, host: &str, sql: &str) -> Result<Vec<Vec<String>>, ClusterError> {
-        let sql_err = |reason: String| ClusterError::Sql {
-            host: host.to_string(),
-            reason,
-        };
+        let sql_err = sql_error(host);
         let input = |e: contract::VarError| ClusterError::Input(e.to_string());
         let password = self
             .stack
@@ -528,60 +525,82 @@ impl Cluster {
                 .password(&password)
                 .dbname(contract::MAINTENANCE_DATABASE)
                 .application_name("pgdeploy");
-            let client = match tls {
-                Some(tls) => {
-                    // verify-full: the cluster CA and the host's inventory name.
-                    config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                    Self::server_name(host).map_err(&sql_err)?;
-                    let connector = tokio_postgres::tls::MakeTlsConnect::<
-                        pgdeploy_transport::Tunnel,
-                    >::make_tls_connect(
-                        &mut tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()),
-                        host,
-                    )
-                    .map_err(|e| sql_err(e.to_string()))?;
-                    let (client, connection) = config
-                        .connect_raw(tunnel, connector)
-                        .await
-                        .map_err(|e| sql_err(e.to_string()))?;
-                    (
-                        client,
-                        tokio::spawn(async move { connection.await.map(drop) }),
-                    )
-                }
-                None => {
-                    let (client, connection) = config
-                        .connect_raw(tunnel, tokio_postgres::NoTls)
-                        .await
-                        .map_err(|e| sql_err(e.to_string()))?;
-                    (
-                        client,
-                        tokio::spawn(async move { connection.await.map(drop) }),
-                    )
-                }
-            };
-            let (client, driver) = client;
-            let rows = client
-                .simple_query(sql)
-                .await
-                .map_err(|e| sql_err(e.to_string()));
-            drop(client);
-            let _ = driver.await;
-            let mut table = Vec::new();
-            for message in rows? {
-                if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                    table.push(
-                        (0..row.len())
-                            .map(|i| row.get(i).unwrap_or("").to_string())
-                            .collect(),
-                    );
-                }
-            }
-            Ok(table)
+            let (client, driver) = Self::sql_connect(host, config, tunnel, tls).await?;
+            Self::simple_query_table(host, client, driver, sql).await
         };
         tokio::time::timeout(EXCHANGE_TIMEOUT * 3, work)
             .await
             .map_err(|_| sql_err("no answer within 30s".into()))?
+    }
+
+    /// A PostgreSQL client over `tunnel`, with TLS (verify-full) when the
+    /// cluster has a CA, and the task driving its connection.
+    async fn sql_connect(
+        host: &str,
+        mut config: tokio_postgres::Config,
+        tunnel: pgdeploy_transport::Tunnel,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<(tokio_postgres::Client, SqlDriver), ClusterError> {
+        let sql_err = sql_error(host);
+        match tls {
+            Some(tls) => {
+                // verify-full: the cluster CA and the host's inventory name.
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Self::server_name(host).map_err(&sql_err)?;
+                let connector = tokio_postgres::tls::MakeTlsConnect::<
+                    pgdeploy_transport::Tunnel,
+                >::make_tls_connect(
+                    &mut tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()),
+                    host,
+                )
+                .map_err(|e| sql_err(e.to_string()))?;
+                let (client, connection) = config
+                    .connect_raw(tunnel, connector)
+                    .await
+                    .map_err(|e| sql_err(e.to_string()))?;
+                Ok((
+                    client,
+                    tokio::spawn(async move { connection.await.map(drop) }),
+                ))
+            }
+            None => {
+                let (client, connection) = config
+                    .connect_raw(tunnel, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| sql_err(e.to_string()))?;
+                Ok((
+                    client,
+                    tokio::spawn(async move { connection.await.map(drop) }),
+                ))
+            }
+        }
+    }
+
+    /// Runs `sql` (simple query protocol), closes the client and waits for
+    /// its connection to end; returns the rows as text columns.
+    async fn simple_query_table(
+        host: &str,
+        client: tokio_postgres::Client,
+        driver: SqlDriver,
+        sql: &str,
+    ) -> Result<Vec<Vec<String>>, ClusterError> {
+        let rows = client
+            .simple_query(sql)
+            .await
+            .map_err(|e| sql_error(host)(e.to_string()));
+        drop(client);
+        let _ = driver.await;
+        let mut table = Vec::new();
+        for message in rows? {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                table.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("").to_string())
+                        .collect(),
+                );
+            }
+        }
+        Ok(table)
     }
 
     /// Closes every connection.
@@ -589,6 +608,17 @@ impl Cluster {
         for session in self.sessions.lock().await.values() {
             let _ = session.close().await;
         }
+    }
+}
+
+/// The task driving a PostgreSQL connection of [`Cluster::query`].
+type SqlDriver = tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>;
+
+/// An SQL error on `host`, from its reason.
+fn sql_error(host: &str) -> impl Fn(String) -> ClusterError + '_ {
+    move |reason| ClusterError::Sql {
+        host: host.to_string(),
+        reason,
     }
 }
 

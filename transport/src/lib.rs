@@ -622,7 +622,27 @@ impl Session {
             .await
             .map_err(|e| self.channel_error("exec request", e))?;
         let (mut reader, writer) = channel.split();
+        let pumped = self
+            .pump(&mut reader, &writer, script, stdin, on_stderr_line)
+            .await;
+        if !pumped.closed {
+            // Release sshd's session slot: a channel is only freed on close.
+            let _ = writer.close().await;
+        }
+        self.exec_result(pumped).await
+    }
 
+    /// Sends the script and `stdin` while collecting the command's output,
+    /// until the channel closes, the command exited and its output lingers
+    /// open, or the server refuses the exec request.
+    async fn pump(
+        &self,
+        reader: &mut russh::ChannelReadHalf,
+        writer: &russh::ChannelWriteHalf<client::Msg>,
+        script: &str,
+        stdin: Option<&[u8]>,
+        on_stderr_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Pumped {
         // Feed stdin concurrently with reading output, so a command that
         // writes a lot before reading its input cannot deadlock us.
         let feed = async {
@@ -648,7 +668,7 @@ impl Session {
                         log::debug!("host {}: sending stdin: {e}", self.inner.label);
                     }
                 }
-                next = next_msg(&mut reader, status.is_some()) => match next {
+                next = next_msg(reader, status.is_some()) => match next {
                     Next::Closed | Next::Msg(ChannelMsg::Close) => break true,
                     Next::Lingering => {
                         log::debug!(
@@ -678,10 +698,22 @@ impl Session {
                 },
             }
         };
-        if !closed {
-            // Release sshd's session slot: a channel is only freed on close.
-            let _ = writer.close().await;
+        Pumped {
+            out,
+            status,
+            refused,
+            closed,
         }
+    }
+
+    /// The output with its exit status, or why there is none.
+    async fn exec_result(&self, pumped: Pumped) -> Result<ExecOutput, TransportError> {
+        let Pumped {
+            mut out,
+            status,
+            refused,
+            ..
+        } = pumped;
         if refused {
             return Err(TransportError::Channel {
                 host: self.inner.label.clone(),
@@ -733,6 +765,18 @@ impl Session {
             .await
             .map_err(|_| self.disconnected())
     }
+}
+
+/// What [`Session::pump`] collected from one exec's channel.
+struct Pumped {
+    /// stdout and stderr (the status is set by [`Session::exec_result`]).
+    out: ExecOutput,
+    /// The exit status, or 128 + signal.
+    status: Option<i32>,
+    /// The server refused the exec request.
+    refused: bool,
+    /// The channel closed; when not, it must be closed to free sshd's slot.
+    closed: bool,
 }
 
 /// Calls `on_line` with every line that `data`, just appended to `all`
@@ -818,24 +862,16 @@ async fn authenticate(
     explicit_key: Option<(PathBuf, PrivateKey)>,
 ) -> Result<(), TransportError> {
     let user = target.user.as_str();
-    let conn_err = |e: russh::Error| TransportError::Connect {
-        host: label.to_string(),
-        reason: format!("during authentication: {e}"),
-    };
     let mut tried: Vec<String> = Vec::new();
     let rsa_hash = handle
         .best_supported_rsa_hash()
         .await
-        .map_err(conn_err)?
+        .map_err(|e| during_auth(label, e))?
         .flatten();
 
     if let Some((path, key)) = explicit_key {
         tried.push(path.display().to_string());
-        let res = handle
-            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash))
-            .await
-            .map_err(conn_err)?;
-        if res.success() {
+        if try_key(handle, user, key, rsa_hash, label).await? {
             return Ok(());
         }
         return Err(TransportError::Auth {
@@ -844,56 +880,120 @@ async fn authenticate(
             tried: tried.join(", "),
         });
     }
+    if std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && try_agent(handle, user, rsa_hash, label, &mut tried).await?
+    {
+        return Ok(());
+    }
+    if try_default_keys(handle, user, rsa_hash, label, &mut tried).await? {
+        return Ok(());
+    }
+    Err(TransportError::Auth {
+        host: label.to_string(),
+        user: user.to_string(),
+        tried: if tried.is_empty() {
+            "no key: no ssh-agent and no ~/.ssh/id_ed25519 or id_rsa".into()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
 
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match AgentClient::connect_env().await {
-            Ok(mut agent) => {
-                if let Some(binding) = handle.agent_session_binding() {
-                    if let Err(e) = agent.bind_session(binding, false).await {
-                        log::debug!("ssh-agent session-bind: {e}");
-                    }
-                }
-                match agent.request_identities().await {
-                    Ok(ids) => {
-                        for id in ids {
-                            let AgentIdentity::PublicKey { key, comment } = id else {
-                                continue;
-                            };
-                            tried.push(format!(
-                                "agent key {}",
-                                if comment.is_empty() {
-                                    known_hosts::fingerprint(&key)
-                                } else {
-                                    comment
-                                }
-                            ));
-                            let hash = if key.algorithm().is_rsa() {
-                                rsa_hash
-                            } else {
-                                None
-                            };
-                            match handle
-                                .authenticate_publickey_with(user, key, hash, &mut agent)
-                                .await
-                            {
-                                Ok(res) if res.success() => return Ok(()),
-                                Ok(_) => {}
-                                Err(e) => log::debug!("ssh-agent signing failed: {e}"),
-                            }
-                            if handle.is_closed() {
-                                return Err(TransportError::Disconnected {
-                                    host: label.to_string(),
-                                });
-                            }
-                        }
-                    }
-                    Err(e) => log::warn!("ssh-agent: cannot list keys: {e}"),
-                }
-            }
-            Err(e) => log::warn!("ssh-agent (SSH_AUTH_SOCK): {e}"),
+/// A connection error during authentication.
+fn during_auth(label: &str, e: russh::Error) -> TransportError {
+    TransportError::Connect {
+        host: label.to_string(),
+        reason: format!("during authentication: {e}"),
+    }
+}
+
+/// Offers one private key; true when the server accepted it.
+async fn try_key(
+    handle: &mut Handle<Client>,
+    user: &str,
+    key: PrivateKey,
+    rsa_hash: Option<russh::keys::HashAlg>,
+    label: &str,
+) -> Result<bool, TransportError> {
+    let res = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash))
+        .await
+        .map_err(|e| during_auth(label, e))?;
+    Ok(res.success())
+}
+
+/// Offers each key of the ssh-agent (`SSH_AUTH_SOCK`) in turn, adding them
+/// to `tried`; true when the server accepted one. An agent that cannot be
+/// reached or listed is logged and skipped.
+async fn try_agent(
+    handle: &mut Handle<Client>,
+    user: &str,
+    rsa_hash: Option<russh::keys::HashAlg>,
+    label: &str,
+    tried: &mut Vec<String>,
+) -> Result<bool, TransportError> {
+    let mut agent = match AgentClient::connect_env().await {
+        Ok(agent) => agent,
+        Err(e) => {
+            log::warn!("ssh-agent (SSH_AUTH_SOCK): {e}");
+            return Ok(false);
+        }
+    };
+    if let Some(binding) = handle.agent_session_binding() {
+        if let Err(e) = agent.bind_session(binding, false).await {
+            log::debug!("ssh-agent session-bind: {e}");
         }
     }
+    let ids = match agent.request_identities().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            log::warn!("ssh-agent: cannot list keys: {e}");
+            return Ok(false);
+        }
+    };
+    for id in ids {
+        let AgentIdentity::PublicKey { key, comment } = id else {
+            continue;
+        };
+        tried.push(format!(
+            "agent key {}",
+            if comment.is_empty() {
+                known_hosts::fingerprint(&key)
+            } else {
+                comment
+            }
+        ));
+        let hash = if key.algorithm().is_rsa() {
+            rsa_hash
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+        {
+            Ok(res) if res.success() => return Ok(true),
+            Ok(_) => {}
+            Err(e) => log::debug!("ssh-agent signing failed: {e}"),
+        }
+        if handle.is_closed() {
+            return Err(TransportError::Disconnected {
+                host: label.to_string(),
+            });
+        }
+    }
+    Ok(false)
+}
 
+/// Offers `~/.ssh/id_ed25519` then `~/.ssh/id_rsa`, those that exist and
+/// load, adding them to `tried`; true when the server accepted one.
+async fn try_default_keys(
+    handle: &mut Handle<Client>,
+    user: &str,
+    rsa_hash: Option<russh::keys::HashAlg>,
+    label: &str,
+    tried: &mut Vec<String>,
+) -> Result<bool, TransportError> {
     let ssh_dir = home_dir().join(".ssh");
     for name in ["id_ed25519", "id_rsa"] {
         let path = ssh_dir.join(name);
@@ -908,23 +1008,11 @@ async fn authenticate(
             }
         };
         tried.push(path.display().to_string());
-        let res = handle
-            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash))
-            .await
-            .map_err(conn_err)?;
-        if res.success() {
-            return Ok(());
+        if try_key(handle, user, key, rsa_hash, label).await? {
+            return Ok(true);
         }
     }
-    Err(TransportError::Auth {
-        host: label.to_string(),
-        user: user.to_string(),
-        tried: if tried.is_empty() {
-            "no key: no ssh-agent and no ~/.ssh/id_ed25519 or id_rsa".into()
-        } else {
-            tried.join(", ")
-        },
-    })
+    Ok(false)
 }
 
 #[cfg(test)]

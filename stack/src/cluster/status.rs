@@ -475,6 +475,32 @@ async fn backup(
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Cluster: {}", status.cluster);
+    out.push_str(&member_table(&status.members));
+    for (host, reason) in &status.unreachable {
+        let _ = writeln!(out, "down:    {host} unreachable: {reason}");
+    }
+    let _ = writeln!(out, "etcd:    {}", etcd_summary(&status.etcd));
+    for b in &status.haproxy {
+        let _ = writeln!(out, "haproxy: {}: {}", b.host, b.view());
+    }
+    if let Some(vip) = &status.vip {
+        let _ = writeln!(
+            out,
+            "vip:     {vip} on {}",
+            if status.vip_holders.is_empty() {
+                "no balancer".into()
+            } else {
+                status.vip_holders.join(", ")
+            }
+        );
+    }
+    let _ = writeln!(out, "backup:  {}", backup_summary(status.backup.as_ref()));
+    let _ = writeln!(out, "{}", verdict(status));
+    out
+}
+
+/// The Patroni members as a table like `patronictl list`, one line each.
+fn member_table(members: &[MemberStatus]) -> String {
     let header = [
         "Member",
         "Host",
@@ -484,34 +510,39 @@ pub fn render(status: &Status) -> String {
         "Lag in MB",
         "Pending",
     ];
-    let rows: Vec<[String; 7]> = status
-        .members
-        .iter()
-        .map(|m| {
-            [
-                m.name.clone(),
-                m.host.clone(),
-                if m.role == "leader" {
-                    "Leader".into()
-                } else {
-                    "Replica".into()
-                },
-                if m.streaming {
-                    "streaming".into()
-                } else {
-                    m.state.clone()
-                },
-                m.timeline.map(|t| t.to_string()).unwrap_or_default(),
-                m.lag_mb.map(|l| format!("{l:.1}")).unwrap_or_default(),
-                if m.pending_restart {
-                    "*".into()
-                } else {
-                    String::new()
-                },
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
+    let rows: Vec<[String; 7]> = members.iter().map(member_row).collect();
+    text_table(&header, &rows)
+}
+
+/// One member's cells, in the order of [`member_table`]'s header.
+fn member_row(m: &MemberStatus) -> [String; 7] {
+    [
+        m.name.clone(),
+        m.host.clone(),
+        if m.role == "leader" {
+            "Leader".into()
+        } else {
+            "Replica".into()
+        },
+        if m.streaming {
+            "streaming".into()
+        } else {
+            m.state.clone()
+        },
+        m.timeline.map(|t| t.to_string()).unwrap_or_default(),
+        m.lag_mb.map(|l| format!("{l:.1}")).unwrap_or_default(),
+        if m.pending_restart {
+            "*".into()
+        } else {
+            String::new()
+        },
+    ]
+}
+
+/// A boxed text table: a rule, the header, a rule, the rows, a rule; each
+/// column as wide as its widest cell.
+fn text_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].len())
@@ -536,17 +567,19 @@ pub fn render(status: &Status) -> String {
             .collect::<Vec<_>>()
             .join("+")
     );
-    let _ = writeln!(out, "{rule}\n{}\n{rule}", line(&header));
-    for r in &rows {
+    let mut out = String::new();
+    let _ = writeln!(out, "{rule}\n{}\n{rule}", line(header));
+    for r in rows {
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         let _ = writeln!(out, "{}", line(&cells));
     }
     let _ = writeln!(out, "{rule}");
-    for (host, reason) in &status.unreachable {
-        let _ = writeln!(out, "down:    {host} unreachable: {reason}");
-    }
-    let etcd: Vec<String> = status
-        .etcd
+    out
+}
+
+/// The etcd members as `node1 healthy, node2 UNHEALTHY, ...`.
+fn etcd_summary(etcd: &[EtcdStatus]) -> String {
+    let etcd: Vec<String> = etcd
         .iter()
         .map(|e| {
             format!(
@@ -556,35 +589,18 @@ pub fn render(status: &Status) -> String {
             )
         })
         .collect();
-    let _ = writeln!(out, "etcd:    {}", etcd.join(", "));
-    for b in &status.haproxy {
-        let _ = writeln!(out, "haproxy: {}: {}", b.host, b.view());
+    etcd.join(", ")
+}
+
+/// The newest backup as `LABEL (KIND) on HOST, N h old`, or `none`.
+fn backup_summary(backup: Option<&BackupStatus>) -> String {
+    match backup {
+        Some(b) => format!(
+            "{} ({}) on {}, {:.1} h old",
+            b.label, b.kind, b.host, b.age_hours
+        ),
+        None => "none".into(),
     }
-    if let Some(vip) = &status.vip {
-        let _ = writeln!(
-            out,
-            "vip:     {vip} on {}",
-            if status.vip_holders.is_empty() {
-                "no balancer".into()
-            } else {
-                status.vip_holders.join(", ")
-            }
-        );
-    }
-    match &status.backup {
-        Some(b) => {
-            let _ = writeln!(
-                out,
-                "backup:  {} ({}) on {}, {:.1} h old",
-                b.label, b.kind, b.host, b.age_hours
-            );
-        }
-        None => {
-            let _ = writeln!(out, "backup:  none");
-        }
-    }
-    let _ = writeln!(out, "{}", verdict(status));
-    out
 }
 
 /// `healthy`, or `degraded: ` and every problem on one line.
