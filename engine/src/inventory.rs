@@ -340,120 +340,27 @@ fn walk_group(name: &str, pos: &Pos, node: &Node, walk: &mut Walk, errors: &mut 
 }
 
 fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> Inventory {
-    // Depth of each group below `all`, and transitive membership.
-    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
-    let mut stack = vec![("all".to_string(), 0usize, vec!["all".to_string()])];
-    while let Some((group, d, path_so_far)) = stack.pop() {
-        let entry = depth.entry(group.clone()).or_insert(d);
-        *entry = (*entry).max(d);
-        for child in walk.group_children.get(&group).into_iter().flatten() {
-            if path_so_far.contains(child) {
-                let pos = walk
-                    .group_pos
-                    .get(child)
-                    .cloned()
-                    .unwrap_or_else(|| Pos::synthetic(&path.display().to_string()));
-                errors.push(InputError::at(
-                    &pos,
-                    format!(
-                        "group `{child}` is its own ancestor: {} → {child}",
-                        path_so_far.join(" → ")
-                    ),
-                ));
-                continue;
-            }
-            let mut next = path_so_far.clone();
-            next.push(child.clone());
-            stack.push((child.clone(), d + 1, next));
-        }
-    }
-    let mut host_groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for group in walk.group_members.keys() {
-        for host in transitive_hosts(group, &walk, &mut BTreeSet::new()) {
-            host_groups.entry(host).or_default().insert(group.clone());
-        }
-    }
-
-    let mut groups = BTreeMap::new();
-    for (name, _) in walk
-        .group_members
-        .iter()
-        .filter(|(n, _)| n.as_str() != "all")
-    {
-        let members = host_groups
-            .iter()
-            .filter(|(_, gs)| gs.contains(name))
-            .map(|(h, _)| h.clone())
-            .collect::<BTreeSet<_>>();
-        let hosts = walk
-            .host_order
-            .iter()
-            .filter(|(h, _)| members.contains(h))
-            .map(|(h, _)| h.clone())
-            .collect();
-        groups.insert(
-            name.clone(),
-            Group {
-                hosts,
-                depth: depth.get(name).copied().unwrap_or(1),
-                pos: walk.group_pos.get(name).cloned(),
-            },
-        );
-    }
-
-    // Group vars in precedence order: all, then by depth and name.
-    let mut ordered: Vec<&String> = walk.group_members.keys().collect();
-    ordered.sort_by_key(|g| {
-        (
-            if g.as_str() == "all" {
-                0
-            } else {
-                depth.get(*g).copied().unwrap_or(1)
-            },
-            (*g).clone(),
-        )
-    });
-    let mut group_vars: BTreeMap<String, Vars> = BTreeMap::new();
-    for group in &ordered {
-        let mut vars = Vars::new();
-        for node in walk.group_vars.get(*group).into_iter().flatten() {
-            merge_node(&mut vars, node, &format!("vars of group `{group}`"), errors);
-        }
-        if let Some(node) = load_vars_file(&dir.join("group_vars"), group, errors) {
-            merge_node(&mut vars, &node, "group_vars file", errors);
-        }
-        group_vars.insert((*group).clone(), vars);
-    }
+    let depth = group_depths(path, &walk, errors);
+    let host_groups = host_memberships(&walk);
+    let groups = groups_of(&walk, &host_groups, &depth);
+    let ordered = precedence_order(&walk, &depth);
+    let group_vars = load_group_vars(dir, &walk, &ordered, errors);
 
     let mut hosts = Vec::new();
     let mut seen_addresses: BTreeMap<(String, u16), String> = BTreeMap::new();
     for (name, pos) in &walk.host_order {
-        let mut vars = Vars::new();
         let memberships = host_groups.get(name).cloned().unwrap_or_default();
-        for group in &ordered {
-            if group.as_str() == "all" || memberships.contains(*group) {
-                if let Some(gv) = group_vars.get(*group) {
-                    vars.extend(gv.clone());
-                }
-            }
-        }
-        for node in walk.host_inline.get(name).into_iter().flatten() {
-            merge_node(&mut vars, node, &format!("vars of host `{name}`"), errors);
-        }
-        if let Some(node) = load_vars_file(&dir.join("host_vars"), name, errors) {
-            merge_node(&mut vars, &node, "host_vars file", errors);
-        }
-        let connection = match connection_of(name, &vars) {
-            Ok(c) => c,
-            Err(message) => {
-                let at = walk
-                    .host_inline
-                    .get(name)
-                    .and_then(|nodes| nodes.iter().rev().find_map(connection_key_pos))
-                    .unwrap_or_else(|| pos.clone());
-                errors.push(InputError::at(&at, format!("host `{name}`: {message}")));
-                continue;
-            }
+        let vars = host_vars(
+            dir,
+            &walk,
+            name,
+            &memberships,
+            &ordered,
+            &group_vars,
+            errors,
+        );
+        let Some(connection) = host_connection(&walk, name, pos, &vars, errors) else {
+            continue;
         };
         let key = (connection.address.clone(), connection.port);
         if let Some(other) = seen_addresses.insert(key.clone(), name.clone()) {
@@ -489,6 +396,172 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
         path: path.to_path_buf(),
         hosts,
         groups,
+    }
+}
+
+/// The depth of each group below `all` (the deepest path to it), reporting
+/// a group that is its own ancestor.
+fn group_depths(path: &Path, walk: &Walk, errors: &mut Vec<InputError>) -> BTreeMap<String, usize> {
+    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+    let mut stack = vec![("all".to_string(), 0usize, vec!["all".to_string()])];
+    while let Some((group, d, path_so_far)) = stack.pop() {
+        let entry = depth.entry(group.clone()).or_insert(d);
+        *entry = (*entry).max(d);
+        for child in walk.group_children.get(&group).into_iter().flatten() {
+            if path_so_far.contains(child) {
+                let pos = walk
+                    .group_pos
+                    .get(child)
+                    .cloned()
+                    .unwrap_or_else(|| Pos::synthetic(&path.display().to_string()));
+                errors.push(InputError::at(
+                    &pos,
+                    format!(
+                        "group `{child}` is its own ancestor: {} → {child}",
+                        path_so_far.join(" → ")
+                    ),
+                ));
+                continue;
+            }
+            let mut next = path_so_far.clone();
+            next.push(child.clone());
+            stack.push((child.clone(), d + 1, next));
+        }
+    }
+    depth
+}
+
+/// Host → the groups it belongs to, transitively (`all` included).
+fn host_memberships(walk: &Walk) -> BTreeMap<String, BTreeSet<String>> {
+    let mut host_groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for group in walk.group_members.keys() {
+        for host in transitive_hosts(group, walk, &mut BTreeSet::new()) {
+            host_groups.entry(host).or_default().insert(group.clone());
+        }
+    }
+    host_groups
+}
+
+/// The groups other than `all`, each with its hosts in inventory order.
+fn groups_of(
+    walk: &Walk,
+    host_groups: &BTreeMap<String, BTreeSet<String>>,
+    depth: &BTreeMap<String, usize>,
+) -> BTreeMap<String, Group> {
+    let mut groups = BTreeMap::new();
+    for (name, _) in walk
+        .group_members
+        .iter()
+        .filter(|(n, _)| n.as_str() != "all")
+    {
+        let members = host_groups
+            .iter()
+            .filter(|(_, gs)| gs.contains(name))
+            .map(|(h, _)| h.clone())
+            .collect::<BTreeSet<_>>();
+        let hosts = walk
+            .host_order
+            .iter()
+            .filter(|(h, _)| members.contains(h))
+            .map(|(h, _)| h.clone())
+            .collect();
+        groups.insert(
+            name.clone(),
+            Group {
+                hosts,
+                depth: depth.get(name).copied().unwrap_or(1),
+                pos: walk.group_pos.get(name).cloned(),
+            },
+        );
+    }
+    groups
+}
+
+/// The groups in the order their vars apply: all, then by depth and name.
+fn precedence_order<'a>(walk: &'a Walk, depth: &BTreeMap<String, usize>) -> Vec<&'a String> {
+    let mut ordered: Vec<&String> = walk.group_members.keys().collect();
+    ordered.sort_by_key(|g| {
+        (
+            if g.as_str() == "all" {
+                0
+            } else {
+                depth.get(*g).copied().unwrap_or(1)
+            },
+            (*g).clone(),
+        )
+    });
+    ordered
+}
+
+/// Each group's vars: inline, then its `group_vars/` file.
+fn load_group_vars(
+    dir: &Path,
+    walk: &Walk,
+    ordered: &[&String],
+    errors: &mut Vec<InputError>,
+) -> BTreeMap<String, Vars> {
+    let mut group_vars: BTreeMap<String, Vars> = BTreeMap::new();
+    for group in ordered {
+        let mut vars = Vars::new();
+        for node in walk.group_vars.get(*group).into_iter().flatten() {
+            merge_node(&mut vars, node, &format!("vars of group `{group}`"), errors);
+        }
+        if let Some(node) = load_vars_file(&dir.join("group_vars"), group, errors) {
+            merge_node(&mut vars, &node, "group_vars file", errors);
+        }
+        group_vars.insert((*group).clone(), vars);
+    }
+    group_vars
+}
+
+/// One host's vars: its groups' in precedence order, then its inline vars,
+/// then its `host_vars/` file.
+fn host_vars(
+    dir: &Path,
+    walk: &Walk,
+    name: &str,
+    memberships: &BTreeSet<String>,
+    ordered: &[&String],
+    group_vars: &BTreeMap<String, Vars>,
+    errors: &mut Vec<InputError>,
+) -> Vars {
+    let mut vars = Vars::new();
+    for group in ordered {
+        if group.as_str() == "all" || memberships.contains(*group) {
+            if let Some(gv) = group_vars.get(*group) {
+                vars.extend(gv.clone());
+            }
+        }
+    }
+    for node in walk.host_inline.get(name).into_iter().flatten() {
+        merge_node(&mut vars, node, &format!("vars of host `{name}`"), errors);
+    }
+    if let Some(node) = load_vars_file(&dir.join("host_vars"), name, errors) {
+        merge_node(&mut vars, &node, "host_vars file", errors);
+    }
+    vars
+}
+
+/// A host's connection settings; an error (at the last inline connection
+/// key, else at the host) if they are wrong.
+fn host_connection(
+    walk: &Walk,
+    name: &str,
+    pos: &Pos,
+    vars: &Vars,
+    errors: &mut Vec<InputError>,
+) -> Option<Connection> {
+    match connection_of(name, vars) {
+        Ok(c) => Some(c),
+        Err(message) => {
+            let at = walk
+                .host_inline
+                .get(name)
+                .and_then(|nodes| nodes.iter().rev().find_map(connection_key_pos))
+                .unwrap_or_else(|| pos.clone());
+            errors.push(InputError::at(&at, format!("host `{name}`: {message}")));
+            None
+        }
     }
 }
 

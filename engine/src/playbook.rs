@@ -402,7 +402,43 @@ fn parse_tasks(node: &Node, errors: &mut Vec<InputError>) -> Vec<Arc<TaskDef>> {
 pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
     let entries = node.as_map("a task")?;
     let mut module: Option<(&Key, &Node)> = None;
-    let mut task = TaskDef {
+    let mut task = empty_task(node);
+    for (key, value) in entries {
+        if set_keyword(&mut task, key, value)? {
+            continue;
+        }
+        if let Some((first, _)) = module {
+            return Err(InputError::at(
+                &key.pos,
+                format!(
+                    "a task runs one module, but this one names `{}` and `{}` (a misspelled task keyword?){}",
+                    first.name,
+                    key.name,
+                    suggestion(&key.name, TASK_KEYS)
+                ),
+            ));
+        }
+        module = Some((key, value));
+    }
+    let Some((module_key, params)) = module else {
+        return Err(node.error("a task needs a module, for example `package: {name: haproxy}`"));
+    };
+    task.module = (module_key.name.clone(), module_key.pos.clone());
+    if task.name.is_empty() {
+        task.name = default_task_name(&module_key.name, params);
+    }
+    task.free_form = matches!(params.value, Value::Str(_));
+    task.params = if task.free_form {
+        free_form_params(params)
+    } else {
+        params.clone()
+    };
+    Ok(task)
+}
+
+/// A task at `node` with nothing set yet.
+fn empty_task(node: &Node) -> TaskDef {
+    TaskDef {
         name: String::new(),
         pos: node.pos.clone(),
         module: (String::new(), node.pos.clone()),
@@ -420,69 +456,53 @@ pub fn parse_task(node: &Node) -> Result<TaskDef, InputError> {
         after: Vec::new(),
         vars: Vars::new(),
         ignore_errors: false,
-    };
-    for (key, value) in entries {
-        match key.name.as_str() {
-            "name" => task.name = value.as_str("a task's name")?,
-            "when" => task.when = parse_conditions(value)?,
-            "loop" => task.loop_items = Some(value.clone()),
-            "notify" => {
-                task.notify = match &value.value {
-                    Value::Seq(items) => items
-                        .iter()
-                        .map(|i| Ok((i.as_str("`notify`")?, i.pos.clone())))
-                        .collect::<Result<_, InputError>>()?,
-                    _ => vec![(value.as_str("`notify`")?, value.pos.clone())],
-                }
-            }
-            "tags" => task.tags = value.as_str_list("`tags`")?,
-            "become" => task.become_root = Some(value.as_bool("`become`")?),
-            "register" => task.register = Some(value.as_str("`register`")?),
-            "after" => task.after = parse_after(value)?,
-            "vars" => task.vars = vars_of(value, "task vars")?,
-            "ignore_errors" => task.ignore_errors = value.as_bool("`ignore_errors`")?,
-            "listen" => {}
-            _ => {
-                if let Some((first, _)) = module {
-                    return Err(InputError::at(
-                        &key.pos,
-                        format!(
-                            "a task runs one module, but this one names `{}` and `{}` (a misspelled task keyword?){}",
-                            first.name,
-                            key.name,
-                            suggestion(&key.name, TASK_KEYS)
-                        ),
-                    ));
-                }
-                module = Some((key, value));
-            }
-        }
     }
-    let Some((module_key, params)) = module else {
-        return Err(node.error("a task needs a module, for example `package: {name: haproxy}`"));
-    };
-    task.module = (module_key.name.clone(), module_key.pos.clone());
-    if task.name.is_empty() {
-        task.name = default_task_name(&module_key.name, params);
+}
+
+/// Sets the task keyword `key` on `task`; false if `key` is no task
+/// keyword (so names the module).
+fn set_keyword(task: &mut TaskDef, key: &Key, value: &Node) -> Result<bool, InputError> {
+    match key.name.as_str() {
+        "name" => task.name = value.as_str("a task's name")?,
+        "when" => task.when = parse_conditions(value)?,
+        "loop" => task.loop_items = Some(value.clone()),
+        "notify" => task.notify = parse_notify(value)?,
+        "tags" => task.tags = value.as_str_list("`tags`")?,
+        "become" => task.become_root = Some(value.as_bool("`become`")?),
+        "register" => task.register = Some(value.as_str("`register`")?),
+        "after" => task.after = parse_after(value)?,
+        "vars" => task.vars = vars_of(value, "task vars")?,
+        "ignore_errors" => task.ignore_errors = value.as_bool("`ignore_errors`")?,
+        "listen" => {}
+        _ => return Ok(false),
     }
-    task.free_form = matches!(params.value, Value::Str(_));
-    task.params = if task.free_form {
-        // `command: echo hi` is `command: {cmd: echo hi}`, for every path
-        // that reads parameters (validate, probing, apply).
-        Node {
-            value: Value::Map(vec![(
-                Key {
-                    name: "cmd".into(),
-                    pos: params.pos.clone(),
-                },
-                params.clone(),
-            )]),
-            pos: params.pos.clone(),
-        }
-    } else {
-        params.clone()
-    };
-    Ok(task)
+    Ok(true)
+}
+
+/// `notify`: one handler name or a list.
+fn parse_notify(value: &Node) -> Result<Vec<(String, Pos)>, InputError> {
+    match &value.value {
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| Ok((i.as_str("`notify`")?, i.pos.clone())))
+            .collect::<Result<_, InputError>>(),
+        _ => Ok(vec![(value.as_str("`notify`")?, value.pos.clone())]),
+    }
+}
+
+/// `command: echo hi` is `command: {cmd: echo hi}`, for every path that
+/// reads parameters (validate, probing, apply).
+fn free_form_params(params: &Node) -> Node {
+    Node {
+        value: Value::Map(vec![(
+            Key {
+                name: "cmd".into(),
+                pos: params.pos.clone(),
+            },
+            params.clone(),
+        )]),
+        pos: params.pos.clone(),
+    }
 }
 
 fn default_task_name(module: &str, params: &Node) -> String {
@@ -500,44 +520,12 @@ fn default_task_name(module: &str, params: &Node) -> String {
 }
 
 fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputErrors> {
-    let Some(dir) = search
-        .iter()
-        .map(|d| d.join(&reference.name))
-        .find(|d| d.is_dir())
-    else {
-        let known: Vec<String> = search
-            .iter()
-            .filter_map(|d| std::fs::read_dir(d).ok())
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect();
-        return Err(InputError::at(
-            &reference.pos,
-            format!(
-                "role `{}` not found (looked in {}){}",
-                reference.name,
-                search
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                suggestion(&reference.name, known.iter().map(String::as_str))
-            ),
-        )
-        .into());
-    };
+    let dir = find_role(reference, search)?;
     let mut errors = Vec::new();
-    let mut read = |file: &str| -> Option<Node> {
-        let path = dir.join(file);
-        if !path.is_file() {
-            return None;
-        }
-        yaml::load(&path).map_err(|e| errors.push(e)).ok()
-    };
-    let tasks_node = read("tasks.yaml");
-    let handlers_node = read("handlers.yaml");
-    let defaults_node = read("defaults.yaml");
-    let meta_node = read("meta.yaml");
+    let tasks_node = read_role_file(&dir, "tasks.yaml", &mut errors);
+    let handlers_node = read_role_file(&dir, "handlers.yaml", &mut errors);
+    let defaults_node = read_role_file(&dir, "defaults.yaml", &mut errors);
+    let meta_node = read_role_file(&dir, "meta.yaml", &mut errors);
     let tasks = tasks_node
         .map(|n| parse_tasks(&n, &mut errors))
         .unwrap_or_default();
@@ -551,24 +539,9 @@ fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputError
                 .unwrap_or_default()
         })
         .unwrap_or_default();
-    let mut dependencies = Vec::new();
-    let mut required_vars = Vec::new();
-    if let Some(meta) = meta_node {
-        for (key, value) in meta.as_map("meta.yaml").unwrap_or_default() {
-            match key.name.as_str() {
-                "dependencies" => match value.as_seq("`dependencies`") {
-                    Ok(items) => dependencies.extend(items.iter().filter_map(|i| parse_role_ref(i).map_err(|e| errors.push(e)).ok())),
-                    Err(e) => errors.push(e),
-                },
-                "required_vars" => match value.as_seq("`required_vars`") {
-                    Ok(items) => required_vars.extend(items.iter().filter_map(|i| i.as_str("a var name").map(|s| (s, i.pos.clone())).map_err(|e| errors.push(e)).ok())),
-                    Err(e) => errors.push(e),
-                },
-                "description" => {}
-                other => errors.push(InputError::at(&key.pos, format!("unknown key `{other}` in meta.yaml (use `dependencies`, `required_vars`, `description`)"))),
-            }
-        }
-    }
+    let (dependencies, required_vars) = meta_node
+        .map(|meta| parse_meta(&meta, &mut errors))
+        .unwrap_or_default();
     if !dir.join("tasks.yaml").is_file()
         && !dir.join("handlers.yaml").is_file()
         && dependencies.is_empty()
@@ -595,6 +568,67 @@ fn load_role(reference: &RoleRef, search: &[PathBuf]) -> Result<Role, InputError
     } else {
         Err(InputErrors(errors))
     }
+}
+
+/// The first folder named after the role in the search path; an error
+/// naming the folders looked in (and a role of a similar name) if none.
+fn find_role(reference: &RoleRef, search: &[PathBuf]) -> Result<PathBuf, InputError> {
+    if let Some(dir) = search
+        .iter()
+        .map(|d| d.join(&reference.name))
+        .find(|d| d.is_dir())
+    {
+        return Ok(dir);
+    }
+    let known: Vec<String> = search
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    Err(InputError::at(
+        &reference.pos,
+        format!(
+            "role `{}` not found (looked in {}){}",
+            reference.name,
+            search
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            suggestion(&reference.name, known.iter().map(String::as_str))
+        ),
+    ))
+}
+
+/// A role's file `file`, if it exists (an error if it is not YAML).
+fn read_role_file(dir: &Path, file: &str, errors: &mut Vec<InputError>) -> Option<Node> {
+    let path = dir.join(file);
+    if !path.is_file() {
+        return None;
+    }
+    yaml::load(&path).map_err(|e| errors.push(e)).ok()
+}
+
+/// meta.yaml: the role's dependencies and required vars.
+fn parse_meta(meta: &Node, errors: &mut Vec<InputError>) -> (Vec<RoleRef>, Vec<(String, Pos)>) {
+    let mut dependencies = Vec::new();
+    let mut required_vars = Vec::new();
+    for (key, value) in meta.as_map("meta.yaml").unwrap_or_default() {
+        match key.name.as_str() {
+            "dependencies" => match value.as_seq("`dependencies`") {
+                Ok(items) => dependencies.extend(items.iter().filter_map(|i| parse_role_ref(i).map_err(|e| errors.push(e)).ok())),
+                Err(e) => errors.push(e),
+            },
+            "required_vars" => match value.as_seq("`required_vars`") {
+                Ok(items) => required_vars.extend(items.iter().filter_map(|i| i.as_str("a var name").map(|s| (s, i.pos.clone())).map_err(|e| errors.push(e)).ok())),
+                Err(e) => errors.push(e),
+            },
+            "description" => {}
+            other => errors.push(InputError::at(&key.pos, format!("unknown key `{other}` in meta.yaml (use `dependencies`, `required_vars`, `description`)"))),
+        }
+    }
+    (dependencies, required_vars)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::error::{suggestion, InputError, InputErrors};
 use crate::inventory::{Inventory, Vars};
-use crate::playbook::{After, Playbook, Role, RoleRef, TaskDef};
+use crate::playbook::{After, Play, Playbook, Role, RoleRef, TaskDef};
 use crate::yaml::Pos;
 
 /// What the user asked to run, besides inventory and playbook.
@@ -78,190 +78,19 @@ impl Resolved {
         playbook: &Playbook,
         selection: &Selection,
     ) -> Result<Resolved, InputErrors> {
-        let mut errors = Vec::new();
-        let limit: Option<BTreeSet<String>> = match &selection.limit {
-            Some(pattern) => match inventory.select(pattern, &Pos::synthetic("--limit")) {
-                Ok(hosts) => Some(hosts.into_iter().collect()),
-                Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
-        let mut nodes: Vec<TaskNode> = Vec::new();
-        let mut chains: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        // (role name) -> host -> last instance
-        let mut instances: BTreeMap<String, BTreeMap<String, RoleInstance>> = BTreeMap::new();
-        let mut pending_after: Vec<(usize, After)> = Vec::new();
+        let limit = limit_hosts(inventory, selection)?;
+        let mut dag = Dag::default();
         for play in &playbook.plays {
-            let hosts = match inventory.select(&play.hosts.0, &play.hosts.1) {
-                Ok(h) => h,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let order = match role_order(&play.roles, playbook) {
-                Ok(order) => order,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            for host_name in hosts
-                .iter()
-                .filter(|h| limit.as_ref().is_none_or(|l| l.contains(*h)))
-            {
-                let Some(host) = inventory.host(host_name) else {
-                    continue;
-                };
-                let chain = chains.entry(host_name.clone()).or_default();
-                let play_become = play.become_root.unwrap_or(host.connection.become_root);
-                let mut notifiers: Vec<(usize, Vec<(String, Pos)>)> = Vec::new();
-                let mut handler_nodes: Vec<(Option<String>, String, usize)> = Vec::new();
-                let placer = Placer {
-                    host: host_name,
-                    play_become,
-                    selection,
-                };
-                for (role, reference) in &order {
-                    let mut scope = play.vars.clone();
-                    scope.extend(reference.vars.clone());
-                    let scope = Arc::new(scope);
-                    let tags: Vec<String> =
-                        play.tags.iter().chain(&reference.tags).cloned().collect();
-                    let mut instance = RoleInstance {
-                        first: None,
-                        last: None,
-                    };
-                    for task in &role.tasks {
-                        let task = &with_conditions(task, &reference.when);
-                        let id =
-                            placer.place(&mut nodes, chain, Some(role), task, false, &tags, &scope);
-                        instance.first.get_or_insert(id);
-                        instance.last = Some(id);
-                        notifiers.push((id, task.notify.clone()));
-                        pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
-                    }
-                    for handler in &role.handlers {
-                        let handler = &with_conditions(handler, &reference.when);
-                        let id = placer.place(
-                            &mut nodes,
-                            chain,
-                            Some(role),
-                            handler,
-                            true,
-                            &tags,
-                            &scope,
-                        );
-                        instance.first.get_or_insert(id);
-                        instance.last = Some(id);
-                        handler_nodes.push((Some(role.name.clone()), handler.name.clone(), id));
-                    }
-                    if let Some(first) = instance.first {
-                        pending_after.extend(reference.after.iter().map(|a| (first, a.clone())));
-                    }
-                    instances
-                        .entry(role.name.clone())
-                        .or_default()
-                        .insert(host_name.clone(), instance);
-                }
-                let scope = Arc::new(play.vars.clone());
-                for task in &play.tasks {
-                    let id = placer.place(&mut nodes, chain, None, task, false, &play.tags, &scope);
-                    notifiers.push((id, task.notify.clone()));
-                    pending_after.extend(task.after.iter().map(|a| (id, a.clone())));
-                }
-                for handler in &play.handlers {
-                    let id =
-                        placer.place(&mut nodes, chain, None, handler, true, &play.tags, &scope);
-                    handler_nodes.push((None, handler.name.clone(), id));
-                }
-                // Notifications: the notifier's own role first, then the
-                // play's handlers, then any handler in the play.
-                for (id, names) in notifiers {
-                    let role = nodes[id].role.clone();
-                    for (name, pos) in names {
-                        let found = handler_nodes
-                            .iter()
-                            .find(|(r, n, _)| *r == role && *n == name)
-                            .or_else(|| {
-                                handler_nodes
-                                    .iter()
-                                    .find(|(r, n, _)| r.is_none() && *n == name)
-                            })
-                            .or_else(|| handler_nodes.iter().find(|(_, n, _)| *n == name));
-                        match found {
-                            Some((_, _, handler)) if *handler > id => nodes[id].notifies.push(*handler),
-                            Some((r, _, _)) => errors.push(InputError::at(
-                                &pos,
-                                format!(
-                                    "handler `{name}` (of {}) runs before the task that notifies it; move the role earlier",
-                                    r.as_deref().map(|r| format!("role `{r}`")).unwrap_or_else(|| "the play".into())
-                                ),
-                            )),
-                            None => errors.push(InputError::at(
-                                &pos,
-                                format!(
-                                    "no handler named `{name}`{}",
-                                    suggestion(&name, handler_nodes.iter().map(|(_, n, _)| n.as_str()))
-                                ),
-                            )),
-                        }
-                    }
-                }
-            }
+            dag.place_play(inventory, playbook, selection, play, limit.as_ref());
         }
-
-        // Cross-host waits.
-        let used_roles: BTreeSet<&String> = playbook.roles.keys().collect();
-        for (id, after) in pending_after {
-            if !used_roles.contains(&after.role) {
-                errors.push(InputError::at(
-                    &after.pos,
-                    format!(
-                        "`after` names role `{}`, which this playbook does not use{}",
-                        after.role,
-                        suggestion(&after.role, used_roles.iter().map(|s| s.as_str()))
-                    ),
-                ));
-                continue;
-            }
-            let allowed: Option<BTreeSet<String>> = match &after.hosts {
-                Some(pattern) => match inventory.select(pattern, &after.pos) {
-                    Ok(h) => Some(h.into_iter().collect()),
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            for (host, instance) in instances.get(&after.role).into_iter().flatten() {
-                if allowed.as_ref().is_some_and(|a| !a.contains(host)) {
-                    continue;
-                }
-                if let Some(last) = instance.last {
-                    if last != id && !nodes[id].waits_on.contains(&last) {
-                        nodes[id].waits_on.push(last);
-                    }
-                }
-            }
-        }
-
-        let mut graph = DiGraph::new();
-        let indices: Vec<NodeIndex> = nodes.iter().map(|n| graph.add_node(n.id)).collect();
-        for chain in chains.values() {
-            for pair in chain.windows(2) {
-                graph.add_edge(indices[pair[0]], indices[pair[1]], ());
-            }
-        }
-        for node in &nodes {
-            for pred in &node.waits_on {
-                graph.add_edge(indices[*pred], indices[node.id], ());
-            }
-        }
-        if let Some(cycle) = find_cycle(&graph, &nodes) {
-            errors.push(cycle);
-        }
+        dag.resolve_after(inventory, playbook);
+        let graph = dag.graph();
+        let Dag {
+            nodes,
+            chains,
+            errors,
+            ..
+        } = dag;
         if !errors.is_empty() {
             return Err(InputErrors(errors));
         }
@@ -279,6 +108,282 @@ impl Resolved {
     /// A node's label: `host: role / task`.
     pub fn label(&self, id: usize) -> String {
         label(&self.nodes[id])
+    }
+}
+
+/// The hosts `--limit` allows, if given.
+fn limit_hosts(
+    inventory: &Inventory,
+    selection: &Selection,
+) -> Result<Option<BTreeSet<String>>, InputError> {
+    match &selection.limit {
+        Some(pattern) => {
+            let hosts = inventory.select(pattern, &Pos::synthetic("--limit"))?;
+            Ok(Some(hosts.into_iter().collect()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The DAG being built: nodes, each host's chain, where each role instance
+/// starts and ends, the `after:` waits still to resolve and the problems
+/// found so far.
+#[derive(Default)]
+struct Dag {
+    nodes: Vec<TaskNode>,
+    chains: BTreeMap<String, Vec<usize>>,
+    /// (role name) -> host -> last instance
+    instances: BTreeMap<String, BTreeMap<String, RoleInstance>>,
+    pending_after: Vec<(usize, After)>,
+    errors: Vec<InputError>,
+}
+
+/// What placing one play on one host leaves to link: the tasks that
+/// notify handlers, and the handlers by role (none: the play's) and name.
+#[derive(Default)]
+struct HostPlay {
+    notifiers: Vec<(usize, Vec<(String, Pos)>)>,
+    handler_nodes: Vec<(Option<String>, String, usize)>,
+}
+
+impl Dag {
+    /// Places one play's roles, tasks and handlers on each of its hosts
+    /// (within `--limit`) and links their notifications.
+    fn place_play(
+        &mut self,
+        inventory: &Inventory,
+        playbook: &Playbook,
+        selection: &Selection,
+        play: &Play,
+        limit: Option<&BTreeSet<String>>,
+    ) {
+        let hosts = match inventory.select(&play.hosts.0, &play.hosts.1) {
+            Ok(h) => h,
+            Err(e) => return self.errors.push(e),
+        };
+        let order = match role_order(&play.roles, playbook) {
+            Ok(order) => order,
+            Err(e) => return self.errors.push(e),
+        };
+        for host_name in hosts
+            .iter()
+            .filter(|h| limit.is_none_or(|l| l.contains(*h)))
+        {
+            let Some(host) = inventory.host(host_name) else {
+                continue;
+            };
+            let placer = Placer {
+                host: host_name,
+                play_become: play.become_root.unwrap_or(host.connection.become_root),
+                selection,
+            };
+            let mut chain = std::mem::take(self.chains.entry(host_name.clone()).or_default());
+            let mut placed = HostPlay::default();
+            for (role, reference) in &order {
+                self.place_role(&placer, &mut chain, play, role, reference, &mut placed);
+            }
+            self.place_play_tasks(&placer, &mut chain, play, &mut placed);
+            self.chains.insert(host_name.clone(), chain);
+            self.link_notifications(placed);
+        }
+    }
+
+    /// One role's tasks then handlers on one host, under its reference's
+    /// conditions, vars and tags.
+    fn place_role(
+        &mut self,
+        placer: &Placer,
+        chain: &mut Vec<usize>,
+        play: &Play,
+        role: &Role,
+        reference: &RoleRef,
+        placed: &mut HostPlay,
+    ) {
+        let mut scope = play.vars.clone();
+        scope.extend(reference.vars.clone());
+        let scope = Arc::new(scope);
+        let tags: Vec<String> = play.tags.iter().chain(&reference.tags).cloned().collect();
+        let mut instance = RoleInstance {
+            first: None,
+            last: None,
+        };
+        for task in &role.tasks {
+            let task = &with_conditions(task, &reference.when);
+            let id = placer.place(
+                &mut self.nodes,
+                chain,
+                Some(role),
+                task,
+                false,
+                &tags,
+                &scope,
+            );
+            instance.first.get_or_insert(id);
+            instance.last = Some(id);
+            placed.notifiers.push((id, task.notify.clone()));
+            self.pending_after
+                .extend(task.after.iter().map(|a| (id, a.clone())));
+        }
+        for handler in &role.handlers {
+            let handler = &with_conditions(handler, &reference.when);
+            let id = placer.place(
+                &mut self.nodes,
+                chain,
+                Some(role),
+                handler,
+                true,
+                &tags,
+                &scope,
+            );
+            instance.first.get_or_insert(id);
+            instance.last = Some(id);
+            placed
+                .handler_nodes
+                .push((Some(role.name.clone()), handler.name.clone(), id));
+        }
+        if let Some(first) = instance.first {
+            self.pending_after
+                .extend(reference.after.iter().map(|a| (first, a.clone())));
+        }
+        self.instances
+            .entry(role.name.clone())
+            .or_default()
+            .insert(placer.host.to_string(), instance);
+    }
+
+    /// The play's own tasks then handlers on one host.
+    fn place_play_tasks(
+        &mut self,
+        placer: &Placer,
+        chain: &mut Vec<usize>,
+        play: &Play,
+        placed: &mut HostPlay,
+    ) {
+        let scope = Arc::new(play.vars.clone());
+        for task in &play.tasks {
+            let id = placer.place(
+                &mut self.nodes,
+                chain,
+                None,
+                task,
+                false,
+                &play.tags,
+                &scope,
+            );
+            placed.notifiers.push((id, task.notify.clone()));
+            self.pending_after
+                .extend(task.after.iter().map(|a| (id, a.clone())));
+        }
+        for handler in &play.handlers {
+            let id = placer.place(
+                &mut self.nodes,
+                chain,
+                None,
+                handler,
+                true,
+                &play.tags,
+                &scope,
+            );
+            placed.handler_nodes.push((None, handler.name.clone(), id));
+        }
+    }
+
+    /// Notifications: the notifier's own role first, then the play's
+    /// handlers, then any handler in the play. A handler must come after
+    /// the task that notifies it.
+    fn link_notifications(&mut self, placed: HostPlay) {
+        let handler_nodes = placed.handler_nodes;
+        for (id, names) in placed.notifiers {
+            let role = self.nodes[id].role.clone();
+            for (name, pos) in names {
+                let found = handler_nodes
+                    .iter()
+                    .find(|(r, n, _)| *r == role && *n == name)
+                    .or_else(|| {
+                        handler_nodes
+                            .iter()
+                            .find(|(r, n, _)| r.is_none() && *n == name)
+                    })
+                    .or_else(|| handler_nodes.iter().find(|(_, n, _)| *n == name));
+                match found {
+                    Some((_, _, handler)) if *handler > id => self.nodes[id].notifies.push(*handler),
+                    Some((r, _, _)) => self.errors.push(InputError::at(
+                        &pos,
+                        format!(
+                            "handler `{name}` (of {}) runs before the task that notifies it; move the role earlier",
+                            r.as_deref().map(|r| format!("role `{r}`")).unwrap_or_else(|| "the play".into())
+                        ),
+                    )),
+                    None => self.errors.push(InputError::at(
+                        &pos,
+                        format!(
+                            "no handler named `{name}`{}",
+                            suggestion(&name, handler_nodes.iter().map(|(_, n, _)| n.as_str()))
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Cross-host waits: each `after:` waits for the last node of the
+    /// role's instance on every host (its `hosts` pattern allows).
+    fn resolve_after(&mut self, inventory: &Inventory, playbook: &Playbook) {
+        let used_roles: BTreeSet<&String> = playbook.roles.keys().collect();
+        for (id, after) in std::mem::take(&mut self.pending_after) {
+            if !used_roles.contains(&after.role) {
+                self.errors.push(InputError::at(
+                    &after.pos,
+                    format!(
+                        "`after` names role `{}`, which this playbook does not use{}",
+                        after.role,
+                        suggestion(&after.role, used_roles.iter().map(|s| s.as_str()))
+                    ),
+                ));
+                continue;
+            }
+            let allowed: Option<BTreeSet<String>> = match &after.hosts {
+                Some(pattern) => match inventory.select(pattern, &after.pos) {
+                    Ok(h) => Some(h.into_iter().collect()),
+                    Err(e) => {
+                        self.errors.push(e);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            for (host, instance) in self.instances.get(&after.role).into_iter().flatten() {
+                if allowed.as_ref().is_some_and(|a| !a.contains(host)) {
+                    continue;
+                }
+                if let Some(last) = instance.last {
+                    if last != id && !self.nodes[id].waits_on.contains(&last) {
+                        self.nodes[id].waits_on.push(last);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The graph: each host's chain in order plus the cross-host waits;
+    /// a cycle is reported.
+    fn graph(&mut self) -> DiGraph<usize, ()> {
+        let mut graph = DiGraph::new();
+        let indices: Vec<NodeIndex> = self.nodes.iter().map(|n| graph.add_node(n.id)).collect();
+        for chain in self.chains.values() {
+            for pair in chain.windows(2) {
+                graph.add_edge(indices[pair[0]], indices[pair[1]], ());
+            }
+        }
+        for node in &self.nodes {
+            for pred in &node.waits_on {
+                graph.add_edge(indices[*pred], indices[node.id], ());
+            }
+        }
+        if let Some(cycle) = find_cycle(&graph, &self.nodes) {
+            self.errors.push(cycle);
+        }
+        graph
     }
 }
 

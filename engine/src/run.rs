@@ -170,6 +170,13 @@ impl Run {
             }
         };
         report.connect = run_started.elapsed();
+        let walk = HostWalk {
+            name,
+            chain,
+            session: &session,
+            observer: &*observer,
+            run_started,
+        };
         let mut stopped: Option<String> = None;
         for (position, id) in chain.iter().enumerate() {
             let node = &self.resolved.nodes[*id];
@@ -177,12 +184,7 @@ impl Run {
                 stopped = Some("not run: interrupted".into());
             }
             if let Some(reason) = &stopped {
-                self.finish(*id, false);
-                if node.selected && !node.is_handler {
-                    report
-                        .results
-                        .push(TaskResult::skipped(node, reason.clone()));
-                }
+                self.not_run(node, reason, &mut report);
                 continue;
             }
             let mut waited = Duration::ZERO;
@@ -202,31 +204,8 @@ impl Run {
                 self.finish(*id, true);
                 continue;
             }
-            observer.task_started(name, position, &node.task.name);
-            let started = Instant::now();
-            let unbounded_before = state.unbounded_actions;
-            let progress = |message: &str| observer.task_progress(name, &node.task.name, message);
-            let mut result = self
-                .task(node, &chain[position..], &session, &mut state, &progress)
-                .await;
-            result.duration = started.elapsed();
-            state.reach = if state.unbounded_actions == unbounded_before {
-                (state.reach * 2).clamp(1, MAX_BATCH)
-            } else {
-                0
-            };
-            result.started = started.duration_since(run_started);
-            result.waited = waited;
-            observer.task_finished(&result);
-            let ok = result.status != TaskStatus::Failed || node.task.ignore_errors;
-            if result.status == TaskStatus::Changed {
-                state.notified.extend(node.notifies.iter().copied());
-            }
-            if !ok {
-                stopped = Some(format!("not run: `{}` failed", node.task.name));
-            }
-            self.finish(*id, ok);
-            report.results.push(result);
+            let result = self.run_task(&walk, position, &mut state, waited).await;
+            stopped = self.record(node, result, &mut state, &mut report);
         }
         drop(permit);
         let _ = session.close().await;
@@ -234,6 +213,74 @@ impl Run {
         report.finished = run_started.elapsed();
         observer.host_finished(&report);
         report
+    }
+
+    /// A node after its host stopped (a failure, an interrupt): done as
+    /// failed, and reported as not run unless it is a handler or was not
+    /// selected.
+    fn not_run(&self, node: &TaskNode, reason: &str, report: &mut HostReport) {
+        self.finish(node.id, false);
+        if node.selected && !node.is_handler {
+            report
+                .results
+                .push(TaskResult::skipped(node, reason.to_string()));
+        }
+    }
+
+    /// Runs the node at `position` of the host's chain, telling the
+    /// observer, and adjusts how far probes reach ahead.
+    async fn run_task(
+        &self,
+        walk: &HostWalk<'_>,
+        position: usize,
+        state: &mut HostState,
+        waited: Duration,
+    ) -> TaskResult {
+        let node = &self.resolved.nodes[walk.chain[position]];
+        let (observer, name) = (walk.observer, walk.name);
+        observer.task_started(name, position, &node.task.name);
+        let started = Instant::now();
+        let unbounded_before = state.unbounded_actions;
+        let progress = |message: &str| observer.task_progress(name, &node.task.name, message);
+        let mut result = self
+            .task(
+                node,
+                &walk.chain[position..],
+                walk.session,
+                state,
+                &progress,
+            )
+            .await;
+        result.duration = started.elapsed();
+        state.reach = if state.unbounded_actions == unbounded_before {
+            (state.reach * 2).clamp(1, MAX_BATCH)
+        } else {
+            0
+        };
+        result.started = started.duration_since(walk.run_started);
+        result.waited = waited;
+        observer.task_finished(&result);
+        result
+    }
+
+    /// Records a task's result: notifies its handlers if it changed
+    /// something, marks it done; gives why the host stops if it failed
+    /// (and does not ignore errors).
+    fn record(
+        &self,
+        node: &TaskNode,
+        result: TaskResult,
+        state: &mut HostState,
+        report: &mut HostReport,
+    ) -> Option<String> {
+        let ok = result.status != TaskStatus::Failed || node.task.ignore_errors;
+        if result.status == TaskStatus::Changed {
+            state.notified.extend(node.notifies.iter().copied());
+        }
+        let stopped = (!ok).then(|| format!("not run: `{}` failed", node.task.name));
+        self.finish(node.id, ok);
+        report.results.push(result);
+        stopped
     }
 
     /// Waits for the tasks `node` waits on (other hosts), without holding
@@ -749,6 +796,15 @@ fn without_progress(stderr: &str) -> String {
         .split_inclusive('\n')
         .filter(|line| !line.starts_with(PROGRESS_PREFIX))
         .collect()
+}
+
+/// What every task of one host's walk through its chain shares.
+struct HostWalk<'a> {
+    name: &'a str,
+    chain: &'a [usize],
+    session: &'a Session,
+    observer: &'a dyn Observer,
+    run_started: Instant,
 }
 
 /// Most probes sent in one round trip.

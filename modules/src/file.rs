@@ -161,26 +161,49 @@ impl Resource for FileResource {
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
         let kv = Kv::parse(out);
         let state = PathState::from_kv(&kv, "")?;
-        let p = quote(&self.path);
+        if self.state == State::Absent {
+            return Ok(self.plan_absent(&state));
+        }
+        self.check_kind(&state)?;
+        if !state.exists() {
+            return Ok(self.plan_create());
+        }
+        let plan = self.plan_update(&state);
+        Ok(self.plan_recurse(&kv, plan))
+    }
+}
+
+impl FileResource {
+    /// What the change is about: "directory /srv/x", "link /a", "file /b".
+    fn subject(&self) -> String {
         let noun = match self.state {
             State::Directory => "directory",
             State::Link => "link",
             _ => "file",
         };
-        let subject = format!("{noun} {}", self.path);
-        let described = |what: &str| {
-            let mut parts = vec![what.to_string()];
-            parts.extend(self.attrs.describe());
-            parts.join(", ")
-        };
-        if self.state == State::Absent {
-            if !state.exists() {
-                return Ok(Plan::none());
-            }
-            let change =
-                Change::new(ChangeKind::Remove, subject).states(state.kind.clone(), "absent");
-            return Ok(Plan::none().with(change, [Action::run(format!("rm -rf -- {p}"))]));
+        format!("{noun} {}", self.path)
+    }
+
+    /// `what` followed by the wanted owner, group and mode.
+    fn described(&self, what: &str) -> String {
+        let mut parts = vec![what.to_string()];
+        parts.extend(self.attrs.describe());
+        parts.join(", ")
+    }
+
+    /// state: absent: remove whatever is there.
+    fn plan_absent(&self, state: &PathState) -> Plan {
+        if !state.exists() {
+            return Plan::none();
         }
+        let p = quote(&self.path);
+        let change =
+            Change::new(ChangeKind::Remove, self.subject()).states(state.kind.clone(), "absent");
+        Plan::none().with(change, [Action::run(format!("rm -rf -- {p}"))])
+    }
+
+    /// Refuses to replace an existing path of another type.
+    fn check_kind(&self, state: &PathState) -> Result<(), ModuleError> {
         let wanted_kind = match self.state {
             State::Directory => "directory",
             State::Link => "link",
@@ -192,40 +215,59 @@ impl Resource for FileResource {
                 self.path, state.kind
             )));
         }
+        Ok(())
+    }
+
+    /// The path is missing: create it, or (state: file) fail at apply time
+    /// if it is still missing then.
+    fn plan_create(&self) -> Plan {
+        let p = quote(&self.path);
+        let subject = self.subject();
         let is_link = self.state == State::Link;
-        if !state.exists() {
-            let (what, create) = match self.state {
-                State::Directory => ("directory".to_string(), format!("mkdir -p -- {p}\n")),
-                State::Touch => ("file".to_string(), format!("touch -- {p}\n")),
-                State::Link => {
-                    let src = self.src.as_deref().unwrap_or_default();
-                    (
-                        format!("link to {src}"),
-                        format!("ln -s -- {} {p}\n", quote(src)),
-                    )
-                }
-                State::File | State::Absent => {
-                    let msg = format!("{} does not exist (state: file does not create files; use copy or state: touch)", self.path);
-                    let script = format!(
-                        "if [ ! -e {p} ]; then echo {} >&2; exit 1; fi\n{}",
-                        quote(&msg),
-                        self.attrs.apply_script(&self.path, false, false)
-                    );
-                    let change = Change::new(ChangeKind::Update, subject)
-                        .states("absent", described("file"));
-                    return Ok(Plan::none().with(change, [Action::run(script)]));
-                }
-            };
-            let script = format!(
-                "set -e\n{create}{}",
-                self.attrs.apply_script(&self.path, self.recurse, is_link)
-            );
-            let change =
-                Change::new(ChangeKind::Create, subject).states("absent", described(&what));
-            return Ok(Plan::none().with(change, [Action::run(script)]));
-        }
-        let mut plan = Plan::none();
-        let (mut before, mut after) = self.attrs.drift(&state);
+        let (what, create) = match self.state {
+            State::Directory => ("directory".to_string(), format!("mkdir -p -- {p}\n")),
+            State::Touch => ("file".to_string(), format!("touch -- {p}\n")),
+            State::Link => {
+                let src = self.src.as_deref().unwrap_or_default();
+                (
+                    format!("link to {src}"),
+                    format!("ln -s -- {} {p}\n", quote(src)),
+                )
+            }
+            State::File | State::Absent => return self.plan_missing_file(),
+        };
+        let script = format!(
+            "set -e\n{create}{}",
+            self.attrs.apply_script(&self.path, self.recurse, is_link)
+        );
+        let change =
+            Change::new(ChangeKind::Create, subject).states("absent", self.described(&what));
+        Plan::none().with(change, [Action::run(script)])
+    }
+
+    /// state: file on a missing path: it is not created; the script fails
+    /// unless something earlier in the run created it.
+    fn plan_missing_file(&self) -> Plan {
+        let p = quote(&self.path);
+        let msg = format!(
+            "{} does not exist (state: file does not create files; use copy or state: touch)",
+            self.path
+        );
+        let script = format!(
+            "if [ ! -e {p} ]; then echo {} >&2; exit 1; fi\n{}",
+            quote(&msg),
+            self.attrs.apply_script(&self.path, false, false)
+        );
+        let change = Change::new(ChangeKind::Update, self.subject())
+            .states("absent", self.described("file"));
+        Plan::none().with(change, [Action::run(script)])
+    }
+
+    /// The path exists: correct a link's target and the attributes.
+    fn plan_update(&self, state: &PathState) -> Plan {
+        let p = quote(&self.path);
+        let is_link = self.state == State::Link;
+        let (mut before, mut after) = self.attrs.drift(state);
         let mut script = String::from("set -e\n");
         if is_link {
             let src = self.src.as_deref().unwrap_or_default();
@@ -238,26 +280,34 @@ impl Resource for FileResource {
                 script.push_str(&format!("ln -sfn -- {} {p}\n", quote(src)));
             }
         }
-        if !before.is_empty() {
-            script.push_str(&self.attrs.apply_script(&self.path, false, is_link));
-            plan = plan.with(
-                Change::new(ChangeKind::Update, subject.clone())
-                    .states(before.join(", "), after.join(", ")),
-                [Action::run(script)],
-            );
+        if before.is_empty() {
+            return Plan::none();
         }
-        if kv.get("recurse_drift") == Some("yes") {
-            let change = Change::new(ChangeKind::Update, format!("{subject}/* (recursively)"))
-                .states("differ", described("contents"));
-            plan = plan.with(
-                change,
-                [Action::run(format!(
-                    "set -e\n{}",
-                    self.attrs.apply_script(&self.path, true, false)
-                ))],
-            );
+        script.push_str(&self.attrs.apply_script(&self.path, false, is_link));
+        Plan::none().with(
+            Change::new(ChangeKind::Update, self.subject())
+                .states(before.join(", "), after.join(", ")),
+            [Action::run(script)],
+        )
+    }
+
+    /// recurse: the directory's contents differ from the wanted attributes.
+    fn plan_recurse(&self, kv: &Kv, plan: Plan) -> Plan {
+        if kv.get("recurse_drift") != Some("yes") {
+            return plan;
         }
-        Ok(plan)
+        let change = Change::new(
+            ChangeKind::Update,
+            format!("{}/* (recursively)", self.subject()),
+        )
+        .states("differ", self.described("contents"));
+        plan.with(
+            change,
+            [Action::run(format!(
+                "set -e\n{}",
+                self.attrs.apply_script(&self.path, true, false)
+            ))],
+        )
     }
 }
 

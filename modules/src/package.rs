@@ -195,11 +195,43 @@ impl Resource for PackageResource {
     }
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
-        // name → installed version
+        let probed = Probed::parse(&out.stdout);
+        let mut plan = Plan::none();
+        let mut to_install = Vec::new();
+        let mut to_remove = Vec::new();
+        for pkg in &self.packages {
+            if let Some((change, step)) = self.package_change(pkg, &probed) {
+                plan.changes.push(change);
+                match step {
+                    Step::Install => to_install.push(pkg.spec.as_str()),
+                    Step::Remove => to_remove.push(pkg.name.as_str()),
+                }
+            }
+        }
+        if !to_install.is_empty() {
+            plan.actions.push(self.install_action(&to_install));
+        }
+        if !to_remove.is_empty() {
+            plan.actions.push(self.remove_action(&to_remove));
+        }
+        Ok(plan)
+    }
+}
+
+/// What the probe found: installed versions and apt's candidates.
+struct Probed<'a> {
+    /// name → installed version
+    installed: BTreeMap<&'a str, &'a str>,
+    /// name → candidate version
+    candidate: BTreeMap<String, String>,
+}
+
+impl<'a> Probed<'a> {
+    fn parse(stdout: &'a str) -> Self {
         let mut installed: BTreeMap<&str, &str> = BTreeMap::new();
         let mut candidate: BTreeMap<String, String> = BTreeMap::new();
         let mut current: Option<String> = None;
-        for line in out.stdout.lines() {
+        for line in stdout.lines() {
             if let Some(rest) = line.strip_prefix("dpkg=") {
                 let fields: Vec<&str> = rest.split_whitespace().collect();
                 // name want flag status version
@@ -214,72 +246,78 @@ impl Resource for PackageResource {
                 }
             }
         }
-        let mut plan = Plan::none();
-        let mut to_install = Vec::new();
-        let mut to_remove = Vec::new();
-        for pkg in &self.packages {
-            let have = installed.get(pkg.base.as_str()).copied();
-            let subject = format!("package {}", pkg.name);
-            let wanted = pkg
-                .version
-                .clone()
-                .or_else(|| candidate.get(&pkg.base).cloned());
-            let after = || wanted.clone().unwrap_or_else(|| "latest".into());
-            match (self.state, have) {
-                (State::Absent, Some(v)) => {
-                    plan.changes
-                        .push(Change::new(ChangeKind::Remove, subject).states(v, "absent"));
-                    to_remove.push(pkg.name.as_str());
-                }
-                (State::Absent, None) => {}
-                (_, None) => {
-                    plan.changes
-                        .push(Change::new(ChangeKind::Create, subject).states("absent", after()));
-                    to_install.push(pkg.spec.as_str());
-                }
-                (State::Present, Some(v)) => {
-                    if let Some(want) = &pkg.version {
-                        if want != v {
-                            plan.changes.push(
-                                Change::new(ChangeKind::Update, subject).states(v, want.clone()),
-                            );
-                            to_install.push(pkg.spec.as_str());
-                        }
-                    }
-                }
-                (State::Latest, Some(v)) => {
-                    if let Some(c) = candidate.get(&pkg.base) {
-                        if c != v {
-                            plan.changes.push(
-                                Change::new(ChangeKind::Update, subject).states(v, c.clone()),
-                            );
-                            to_install.push(pkg.spec.as_str());
-                        }
-                    }
-                }
+        Probed {
+            installed,
+            candidate,
+        }
+    }
+}
+
+/// What apt is to do with one package.
+enum Step {
+    Install,
+    Remove,
+}
+
+impl PackageResource {
+    /// One package's change, if it needs one, and what apt does about it.
+    fn package_change(&self, pkg: &Pkg, probed: &Probed) -> Option<(Change, Step)> {
+        let have = probed.installed.get(pkg.base.as_str()).copied();
+        let subject = format!("package {}", pkg.name);
+        let candidate = probed.candidate.get(&pkg.base);
+        match (self.state, have) {
+            (State::Absent, Some(v)) => Some((
+                Change::new(ChangeKind::Remove, subject).states(v, "absent"),
+                Step::Remove,
+            )),
+            (State::Absent, None) => None,
+            (_, None) => {
+                let after = pkg
+                    .version
+                    .clone()
+                    .or_else(|| candidate.cloned())
+                    .unwrap_or_else(|| "latest".into());
+                Some((
+                    Change::new(ChangeKind::Create, subject).states("absent", after),
+                    Step::Install,
+                ))
+            }
+            (State::Present, Some(v)) => {
+                let want = pkg.version.as_ref().filter(|want| *want != v)?;
+                Some((
+                    Change::new(ChangeKind::Update, subject).states(v, want.clone()),
+                    Step::Install,
+                ))
+            }
+            (State::Latest, Some(v)) => {
+                let c = candidate.filter(|c| *c != v)?;
+                Some((
+                    Change::new(ChangeKind::Update, subject).states(v, c.clone()),
+                    Step::Install,
+                ))
             }
         }
-        if !to_install.is_empty() {
-            let run_id = if self.update_cache {
-                self.run_id.as_str()
-            } else {
-                ""
-            };
-            let mut args = vec![APT_RUN_ID_FILE, run_id];
-            args.extend(&to_install);
-            plan.actions.push(Action::run(
-                self.lock_wait_functions() + &with_args(scripts::APT_INSTALL, &args),
-            ));
-        }
-        if !to_remove.is_empty() {
-            let verb = if self.purge { "purge" } else { "remove" };
-            let mut args = vec![verb];
-            args.extend(&to_remove);
-            plan.actions.push(Action::run(
-                self.lock_wait_functions() + &with_args(scripts::APT_REMOVE, &args),
-            ));
-        }
-        Ok(plan)
+    }
+
+    /// Installs `to_install` (specs), refreshing the cache first if this
+    /// run has not yet (and `update_cache` is not false).
+    fn install_action(&self, to_install: &[&str]) -> Action {
+        let run_id = if self.update_cache {
+            self.run_id.as_str()
+        } else {
+            ""
+        };
+        let mut args = vec![APT_RUN_ID_FILE, run_id];
+        args.extend(to_install);
+        Action::run(self.lock_wait_functions() + &with_args(scripts::APT_INSTALL, &args))
+    }
+
+    /// Removes (or purges) `to_remove`.
+    fn remove_action(&self, to_remove: &[&str]) -> Action {
+        let verb = if self.purge { "purge" } else { "remove" };
+        let mut args = vec![verb];
+        args.extend(to_remove);
+        Action::run(self.lock_wait_functions() + &with_args(scripts::APT_REMOVE, &args))
     }
 }
 

@@ -134,76 +134,14 @@ impl Resource for ServiceResource {
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
         let kv = Kv::parse(out);
-        let load = kv.get("LoadState").unwrap_or("not-found");
-        let active = kv.get("ActiveState").unwrap_or("inactive");
-        let file_state = kv.get("UnitFileState").unwrap_or("");
-        let exists = load != "not-found";
-        let is_masked = load == "masked" || file_state.starts_with("masked");
-        let running = matches!(active, "active" | "activating" | "reloading" | "refreshing");
+        let unit = Unit::from_kv(&kv);
         let n = quote(&self.name);
         let subject = format!("service {}", self.name);
 
-        let mut before = Vec::new();
-        let mut after = Vec::new();
-        let mut commands = Vec::new();
-        if let Some(masked) = self.masked {
-            if masked != is_masked {
-                before.push(if is_masked { "masked" } else { "unmasked" }.to_string());
-                after.push(if masked { "masked" } else { "unmasked" }.to_string());
-                commands.push(format!(
-                    "systemctl {} -- {n}",
-                    if masked { "mask" } else { "unmask" }
-                ));
-            }
-        } else if is_masked
-            && (self.enabled == Some(true) || matches!(self.state, Some(State::Started)))
-        {
-            return Err(ModuleError::Probe(format!(
-                "unit {} is masked; set `masked: false` to unmask it",
-                self.name
-            )));
-        }
-        if let Some(enabled) = self.enabled {
-            // static, indirect, generated and transient units cannot be
-            // enabled or disabled: nothing to do for them.
-            let now = match file_state {
-                "enabled" | "enabled-runtime" | "alias" => Some(true),
-                "disabled" | "" => Some(false),
-                _ => None,
-            };
-            if let Some(now) = now {
-                if now != enabled {
-                    before.push(if now { "enabled" } else { "disabled" }.to_string());
-                    after.push(if enabled { "enabled" } else { "disabled" }.to_string());
-                    commands.push(format!(
-                        "systemctl {} -- {n}",
-                        if enabled { "enable" } else { "disable" }
-                    ));
-                }
-            }
-        }
-        let mut run_change = None;
-        match self.state {
-            Some(State::Started) if !running => {
-                before.push(active.to_string());
-                after.push("started".into());
-                commands.push(format!("{}systemctl start -- {n}", reset_failed(&n)));
-            }
-            Some(State::Stopped) if running => {
-                before.push(active.to_string());
-                after.push("stopped".into());
-                commands.push(format!("systemctl stop -- {n}"));
-            }
-            Some(State::Restarted) => {
-                run_change = Some(Change::new(ChangeKind::Run, format!("{subject} restarted")));
-                commands.push(format!("{}systemctl restart -- {n}", reset_failed(&n)));
-            }
-            Some(State::Reloaded) => {
-                run_change = Some(Change::new(ChangeKind::Run, format!("{subject} reloaded")));
-                commands.push(format!("if systemctl is-active -q -- {n}; then systemctl reload -- {n}; else systemctl start -- {n}; fi"));
-            }
-            _ => {}
-        }
+        let mut steps = Steps::default();
+        self.plan_masked(&unit, &n, &mut steps)?;
+        self.plan_enabled(&unit, &n, &mut steps);
+        let run_change = self.plan_state(&unit, &n, &subject, &mut steps);
         let need_reload = kv.get("NeedDaemonReload") == Some("yes");
         let mut plan = Plan::none();
         if need_reload {
@@ -212,19 +150,8 @@ impl Resource for ServiceResource {
                     .states("unit files changed on disk", "reloaded"),
             );
         }
-        if !before.is_empty() {
-            let kind = if exists {
-                ChangeKind::Update
-            } else {
-                ChangeKind::Create
-            };
-            let before = if exists {
-                before.join(", ")
-            } else {
-                "absent".to_string()
-            };
-            plan.changes
-                .push(Change::new(kind, subject).states(before, after.join(", ")));
+        if !steps.before.is_empty() {
+            plan.changes.push(steps.change(&unit, subject));
         }
         if let Some(change) = run_change {
             plan.changes.push(change);
@@ -232,22 +159,171 @@ impl Resource for ServiceResource {
         if plan.changes.is_empty() {
             return Ok(plan);
         }
-        let mut script = String::from("set -e\n");
-        if need_reload || self.daemon_reload || !exists {
-            script.push_str("systemctl daemon-reload\n");
-        } else {
-            // A unit file written since the probe (same run) needs it too.
-            script.push_str(&format!(
-                "if [ \"$(systemctl show -p NeedDaemonReload --value -- {n})\" = yes ]; then systemctl daemon-reload; fi\n"
-            ));
-        }
-        for c in commands {
-            script.push_str(&c);
-            script.push('\n');
-        }
-        plan.actions.push(Action::run(script));
+        let reload_first = need_reload || self.daemon_reload || !unit.exists;
+        plan.actions
+            .push(Action::run(script(&n, reload_first, steps.commands)));
         Ok(plan)
     }
+}
+
+/// What the probe says of the unit.
+struct Unit<'a> {
+    active: &'a str,
+    file_state: &'a str,
+    exists: bool,
+    is_masked: bool,
+    running: bool,
+}
+
+impl<'a> Unit<'a> {
+    fn from_kv(kv: &'a Kv) -> Self {
+        let load = kv.get("LoadState").unwrap_or("not-found");
+        let active = kv.get("ActiveState").unwrap_or("inactive");
+        let file_state = kv.get("UnitFileState").unwrap_or("");
+        Unit {
+            active,
+            file_state,
+            exists: load != "not-found",
+            is_masked: load == "masked" || file_state.starts_with("masked"),
+            running: matches!(active, "active" | "activating" | "reloading" | "refreshing"),
+        }
+    }
+}
+
+/// The idempotent differences found so far (for the change's before and
+/// after) and the commands that correct them.
+#[derive(Default)]
+struct Steps {
+    before: Vec<String>,
+    after: Vec<String>,
+    commands: Vec<String>,
+}
+
+impl Steps {
+    fn push(&mut self, before: &str, after: &str, command: String) {
+        self.before.push(before.to_string());
+        self.after.push(after.to_string());
+        self.commands.push(command);
+    }
+
+    /// The unit's change: an update, or a creation if it does not exist yet.
+    fn change(&self, unit: &Unit, subject: String) -> Change {
+        let kind = if unit.exists {
+            ChangeKind::Update
+        } else {
+            ChangeKind::Create
+        };
+        let before = if unit.exists {
+            self.before.join(", ")
+        } else {
+            "absent".to_string()
+        };
+        Change::new(kind, subject).states(before, self.after.join(", "))
+    }
+}
+
+impl ServiceResource {
+    /// `masked`; without it, a masked unit that is to be enabled or started
+    /// is an error.
+    fn plan_masked(&self, unit: &Unit, n: &str, steps: &mut Steps) -> Result<(), ModuleError> {
+        if let Some(masked) = self.masked {
+            if masked != unit.is_masked {
+                steps.push(
+                    if unit.is_masked { "masked" } else { "unmasked" },
+                    if masked { "masked" } else { "unmasked" },
+                    format!(
+                        "systemctl {} -- {n}",
+                        if masked { "mask" } else { "unmask" }
+                    ),
+                );
+            }
+        } else if unit.is_masked
+            && (self.enabled == Some(true) || matches!(self.state, Some(State::Started)))
+        {
+            return Err(ModuleError::Probe(format!(
+                "unit {} is masked; set `masked: false` to unmask it",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// `enabled`.
+    fn plan_enabled(&self, unit: &Unit, n: &str, steps: &mut Steps) {
+        let Some(enabled) = self.enabled else {
+            return;
+        };
+        // static, indirect, generated and transient units cannot be
+        // enabled or disabled: nothing to do for them.
+        let now = match unit.file_state {
+            "enabled" | "enabled-runtime" | "alias" => Some(true),
+            "disabled" | "" => Some(false),
+            _ => None,
+        };
+        if let Some(now) = now {
+            if now != enabled {
+                steps.push(
+                    if now { "enabled" } else { "disabled" },
+                    if enabled { "enabled" } else { "disabled" },
+                    format!(
+                        "systemctl {} -- {n}",
+                        if enabled { "enable" } else { "disable" }
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `state`: started and stopped join the idempotent differences;
+    /// restarted and reloaded always run and are a change of their own,
+    /// returned.
+    fn plan_state(&self, unit: &Unit, n: &str, subject: &str, steps: &mut Steps) -> Option<Change> {
+        match self.state {
+            Some(State::Started) if !unit.running => {
+                steps.push(
+                    unit.active,
+                    "started",
+                    format!("{}systemctl start -- {n}", reset_failed(n)),
+                );
+                None
+            }
+            Some(State::Stopped) if unit.running => {
+                steps.push(unit.active, "stopped", format!("systemctl stop -- {n}"));
+                None
+            }
+            Some(State::Restarted) => {
+                steps
+                    .commands
+                    .push(format!("{}systemctl restart -- {n}", reset_failed(n)));
+                Some(Change::new(ChangeKind::Run, format!("{subject} restarted")))
+            }
+            Some(State::Reloaded) => {
+                steps.commands.push(format!("if systemctl is-active -q -- {n}; then systemctl reload -- {n}; else systemctl start -- {n}; fi"));
+                Some(Change::new(ChangeKind::Run, format!("{subject} reloaded")))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The action's script: systemd reloaded first (always when
+/// `reload_first`, else only if a unit file changed since the probe), then
+/// the commands.
+fn script(n: &str, reload_first: bool, commands: Vec<String>) -> String {
+    let mut script = String::from("set -e\n");
+    if reload_first {
+        script.push_str("systemctl daemon-reload\n");
+    } else {
+        // A unit file written since the probe (same run) needs it too.
+        script.push_str(&format!(
+            "if [ \"$(systemctl show -p NeedDaemonReload --value -- {n})\" = yes ]; then systemctl daemon-reload; fi\n"
+        ));
+    }
+    for c in commands {
+        script.push_str(&c);
+        script.push('\n');
+    }
+    script
 }
 
 /// The command (with its newline) that clears a unit's failed state and

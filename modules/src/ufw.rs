@@ -176,15 +176,7 @@ impl Module for Ufw {
         _ctx: &dyn Context,
     ) -> Result<Box<dyn Resource>, ModuleError> {
         let p: Params = params::parse(self.name(), self.params(), params)?;
-        let policy = match (p.default, p.policy) {
-            (Some(_), Some(_)) => {
-                return Err(ModuleError::rejected(
-                    ["default", "policy"],
-                    "give `default` or `policy`, not both".into(),
-                ))
-            }
-            (a, b) => a.or(b),
-        };
+        let policy = one_policy(&p)?;
         let modes = [p.rule.is_some(), policy.is_some(), p.state.is_some()]
             .iter()
             .filter(|m| **m)
@@ -217,104 +209,140 @@ impl Module for Ufw {
                     "`default` takes only `direction`".into(),
                 ));
             }
-            let chain = match p.direction.as_deref().unwrap_or("incoming") {
-                "incoming" | "in" => ("incoming", "INPUT"),
-                "outgoing" | "out" => ("outgoing", "OUTPUT"),
-                "routed" => ("routed", "FORWARD"),
-                other => {
-                    return Err(ModuleError::rejected(
-                        ["direction"],
-                        format!("direction {other:?} must be incoming, outgoing or routed"),
-                    ))
-                }
-            };
-            return Ok(Box::new(UfwDefault {
-                policy,
-                direction: chain.0,
-                chain: chain.1,
-            }));
+            return Ok(Box::new(default_resource(policy, p.direction.as_deref())?));
         }
-        let verb = p
-            .rule
-            .ok_or_else(|| ModuleError::rejected(["rule"], "`rule` is missing".into()))?;
-        let proto = p.proto.unwrap_or_else(|| "any".into());
-        if !matches!(proto.as_str(), "tcp" | "udp" | "any") {
-            return Err(ModuleError::rejected(
-                ["proto"],
-                format!("proto {proto:?} must be tcp, udp or any"),
-            ));
-        }
-        let direction = match p.direction.as_deref().unwrap_or("in") {
-            "in" | "incoming" => "in",
-            "out" | "outgoing" => "out",
-            other => {
-                return Err(ModuleError::rejected(
-                    ["direction"],
-                    format!("direction {other:?} of a rule must be in or out"),
-                ))
-            }
-        };
-        if let Some(port) = &p.port {
-            let ok = !port.is_empty()
-                && port
-                    .split([':', ','])
-                    .all(|n| n.parse::<u16>().is_ok_and(|n| n > 0));
-            if !ok {
-                return Err(ModuleError::rejected(
-                    ["port"],
-                    format!(
-                    "`port` {port:?} must be a port number (1-65535), a range a:b or a list a,b"
-                ),
-                ));
-            }
-            if (port.contains(':') || port.contains(',')) && proto == "any" {
-                return Err(ModuleError::rejected(
-                    ["port", "proto"],
-                    "port ranges and lists need `proto: tcp` or `proto: udp`".into(),
-                ));
-            }
-        }
-        if p.port.is_none() && p.from.is_none() && p.to.is_none() {
-            return Err(ModuleError::rejected(
-                ["port", "from", "to"],
-                "a rule needs at least one of `port`, `from`, `to`".into(),
-            ));
-        }
-        let v6 = p.from.as_deref().is_some_and(|a| a.contains(':'))
-            || p.to.as_deref().is_some_and(|a| a.contains(':'));
-        let tuple = Tuple {
-            action: verb_name(verb).into(),
-            proto: proto.clone(),
-            dport: p.port.as_deref().map_or_else(|| "any".into(), sorted_ports),
-            dst: normalize_addr(p.to.as_deref(), v6).map_err(|e| named("to", e))?,
-            src: normalize_addr(p.from.as_deref(), v6).map_err(|e| named("from", e))?,
-            direction: direction.into(),
-        };
-        let mut command = vec![verb_name(verb).to_string(), direction.to_string()];
-        if proto != "any" {
-            command.extend(["proto".into(), proto]);
-        }
-        command.extend([
-            "from".into(),
-            p.from.unwrap_or_else(|| "any".into()),
-            "to".into(),
-            p.to.unwrap_or_else(|| "any".into()),
-        ]);
-        if let Some(port) = p.port {
-            command.extend(["port".into(), port]);
-        }
-        let comment = p
-            .comment
-            .map(|c| vec!["comment".to_string(), c])
-            .unwrap_or_default();
-        Ok(Box::new(UfwRule {
-            tuple,
-            v6,
-            command,
-            comment,
-            delete: p.delete.unwrap_or(false),
-        }))
+        Ok(Box::new(rule_resource(p)?))
     }
+}
+
+/// `default` or its synonym `policy`, not both.
+fn one_policy(p: &Params) -> Result<Option<Policy>, ModuleError> {
+    match (p.default, p.policy) {
+        (Some(_), Some(_)) => Err(ModuleError::rejected(
+            ["default", "policy"],
+            "give `default` or `policy`, not both".into(),
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// A default policy for the chain `direction` names.
+fn default_resource(policy: Policy, direction: Option<&str>) -> Result<UfwDefault, ModuleError> {
+    let chain = match direction.unwrap_or("incoming") {
+        "incoming" | "in" => ("incoming", "INPUT"),
+        "outgoing" | "out" => ("outgoing", "OUTPUT"),
+        "routed" => ("routed", "FORWARD"),
+        other => {
+            return Err(ModuleError::rejected(
+                ["direction"],
+                format!("direction {other:?} must be incoming, outgoing or routed"),
+            ))
+        }
+    };
+    Ok(UfwDefault {
+        policy,
+        direction: chain.0,
+        chain: chain.1,
+    })
+}
+
+/// A rule: its parameters checked, the tuple ufw stores for it and the
+/// `ufw` command that adds it.
+fn rule_resource(p: Params) -> Result<UfwRule, ModuleError> {
+    let verb = p
+        .rule
+        .ok_or_else(|| ModuleError::rejected(["rule"], "`rule` is missing".into()))?;
+    let proto = p.proto.clone().unwrap_or_else(|| "any".into());
+    if !matches!(proto.as_str(), "tcp" | "udp" | "any") {
+        return Err(ModuleError::rejected(
+            ["proto"],
+            format!("proto {proto:?} must be tcp, udp or any"),
+        ));
+    }
+    let direction = rule_direction(p.direction.as_deref())?;
+    if let Some(port) = &p.port {
+        check_port(port, &proto)?;
+    }
+    if p.port.is_none() && p.from.is_none() && p.to.is_none() {
+        return Err(ModuleError::rejected(
+            ["port", "from", "to"],
+            "a rule needs at least one of `port`, `from`, `to`".into(),
+        ));
+    }
+    let v6 = p.from.as_deref().is_some_and(|a| a.contains(':'))
+        || p.to.as_deref().is_some_and(|a| a.contains(':'));
+    let tuple = Tuple {
+        action: verb_name(verb).into(),
+        proto: proto.clone(),
+        dport: p.port.as_deref().map_or_else(|| "any".into(), sorted_ports),
+        dst: normalize_addr(p.to.as_deref(), v6).map_err(|e| named("to", e))?,
+        src: normalize_addr(p.from.as_deref(), v6).map_err(|e| named("from", e))?,
+        direction: direction.into(),
+    };
+    let comment = p
+        .comment
+        .clone()
+        .map(|c| vec!["comment".to_string(), c])
+        .unwrap_or_default();
+    Ok(UfwRule {
+        tuple,
+        v6,
+        command: rule_command(verb, direction, proto, &p),
+        comment,
+        delete: p.delete.unwrap_or(false),
+    })
+}
+
+/// A rule's `direction`: in (default) or out.
+fn rule_direction(direction: Option<&str>) -> Result<&'static str, ModuleError> {
+    match direction.unwrap_or("in") {
+        "in" | "incoming" => Ok("in"),
+        "out" | "outgoing" => Ok("out"),
+        other => Err(ModuleError::rejected(
+            ["direction"],
+            format!("direction {other:?} of a rule must be in or out"),
+        )),
+    }
+}
+
+/// A rule's `port`: a number, a range or a list (the last two with a
+/// protocol).
+fn check_port(port: &str, proto: &str) -> Result<(), ModuleError> {
+    let ok = !port.is_empty()
+        && port
+            .split([':', ','])
+            .all(|n| n.parse::<u16>().is_ok_and(|n| n > 0));
+    if !ok {
+        return Err(ModuleError::rejected(
+            ["port"],
+            format!("`port` {port:?} must be a port number (1-65535), a range a:b or a list a,b"),
+        ));
+    }
+    if (port.contains(':') || port.contains(',')) && proto == "any" {
+        return Err(ModuleError::rejected(
+            ["port", "proto"],
+            "port ranges and lists need `proto: tcp` or `proto: udp`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The arguments of `ufw` that add a rule (without its comment).
+fn rule_command(verb: Verb, direction: &str, proto: String, p: &Params) -> Vec<String> {
+    let mut command = vec![verb_name(verb).to_string(), direction.to_string()];
+    if proto != "any" {
+        command.extend(["proto".into(), proto]);
+    }
+    command.extend([
+        "from".into(),
+        p.from.clone().unwrap_or_else(|| "any".into()),
+        "to".into(),
+        p.to.clone().unwrap_or_else(|| "any".into()),
+    ]);
+    if let Some(port) = &p.port {
+        command.extend(["port".into(), port.clone()]);
+    }
+    command
 }
 
 /// What the ufw probe reads and ufw changes: its files and the live rules,

@@ -130,69 +130,15 @@ impl Resource for UserResource {
 
     fn plan(&self, out: &ProbeOutput) -> Result<Plan, ModuleError> {
         let kv = Kv::parse(out);
-        let n = quote(&self.name);
-        let subject = format!("user {}", self.name);
         let Some(passwd) = kv.get("passwd") else {
             if self.state == Presence::Absent {
                 return Ok(Plan::none());
             }
-            let mut flags = Vec::new();
-            let mut after = Vec::new();
-            if let Some(uid) = self.uid {
-                flags.push(format!("-u {uid}"));
-                after.push(format!("uid {uid}"));
-            }
-            if let Some(g) = &self.group {
-                flags.push(format!("-g {}", quote(g)));
-                after.push(format!("group {g}"));
-            }
-            if !self.groups.is_empty() {
-                flags.push(format!("-G {}", quote(&self.groups.join(","))));
-                after.push(format!("groups {}", self.groups.join(",")));
-            }
-            if let Some(h) = &self.home {
-                flags.push(format!("-d {}", quote(h)));
-                after.push(format!("home {h}"));
-            }
-            if let Some(s) = &self.shell {
-                flags.push(format!("-s {}", quote(s)));
-                after.push(format!("shell {s}"));
-            }
-            if let Some(c) = &self.comment {
-                flags.push(format!("-c {}", quote(c)));
-            }
-            if self.system {
-                flags.push("-r".into());
-                after.push("system".into());
-            }
-            flags.push(if self.create_home { "-m" } else { "-M" }.into());
-            let after = if after.is_empty() {
-                "present".to_string()
-            } else {
-                after.join(", ")
-            };
-            return Ok(Plan::none().with(
-                Change::new(ChangeKind::Create, subject).states("absent", after),
-                [Action::run(format!("useradd {} {n}", flags.join(" ")))],
-            ));
+            return Ok(self.plan_create());
         };
-        let f: Vec<&str> = passwd.split(':').collect();
-        if f.len() < 7 {
-            return Err(ModuleError::Probe(format!(
-                "cannot read passwd entry {passwd:?}"
-            )));
-        }
-        let (uid, gid, gecos, home, shell) = (f[2], f[3], f[4], f[5], f[6]);
+        let entry = Entry::parse(passwd)?;
         if self.state == Presence::Absent {
-            let cmd = if self.remove {
-                format!("userdel -r {n}")
-            } else {
-                format!("userdel {n}")
-            };
-            return Ok(Plan::none().with(
-                Change::new(ChangeKind::Remove, subject).states(format!("uid {uid}"), "absent"),
-                [Action::run(cmd)],
-            ));
+            return Ok(self.plan_remove(&entry));
         }
         let primary = kv.get("primary").unwrap_or_default();
         let current_groups: Vec<&str> = kv
@@ -201,39 +147,166 @@ impl Resource for UserResource {
             .split_whitespace()
             .filter(|g| *g != primary)
             .collect();
-        let mut before = Vec::new();
-        let mut after = Vec::new();
+        let mut diff = Diff::default();
+        self.diff_account(&entry, primary, &mut diff);
+        self.diff_groups(&current_groups, &mut diff);
+        if diff.flags.is_empty() {
+            return Ok(Plan::none());
+        }
+        Ok(Plan::none().with(
+            Change::new(ChangeKind::Update, self.subject())
+                .states(diff.before.join(", "), diff.after.join(", ")),
+            [Action::run(format!(
+                "usermod {} {}",
+                diff.flags.join(" "),
+                quote(&self.name)
+            ))],
+        ))
+    }
+}
+
+/// The fields of the user's passwd entry that are compared.
+struct Entry<'a> {
+    uid: &'a str,
+    gid: &'a str,
+    gecos: &'a str,
+    home: &'a str,
+    shell: &'a str,
+}
+
+impl<'a> Entry<'a> {
+    fn parse(passwd: &'a str) -> Result<Self, ModuleError> {
+        let f: Vec<&str> = passwd.split(':').collect();
+        if f.len() < 7 {
+            return Err(ModuleError::Probe(format!(
+                "cannot read passwd entry {passwd:?}"
+            )));
+        }
+        Ok(Entry {
+            uid: f[2],
+            gid: f[3],
+            gecos: f[4],
+            home: f[5],
+            shell: f[6],
+        })
+    }
+}
+
+/// The differences found so far and the `usermod` flags that correct them.
+#[derive(Default)]
+struct Diff {
+    before: Vec<String>,
+    after: Vec<String>,
+    flags: Vec<String>,
+}
+
+impl Diff {
+    fn push(&mut self, what: &str, now: &str, want: &str, flag: String) {
+        self.before.push(format!("{what} {now}"));
+        self.after.push(format!("{what} {want}"));
+        self.flags.push(flag);
+    }
+}
+
+impl UserResource {
+    fn subject(&self) -> String {
+        format!("user {}", self.name)
+    }
+
+    /// The user does not exist: `useradd` with every attribute given.
+    fn plan_create(&self) -> Plan {
         let mut flags = Vec::new();
-        let mut diff = |what: &str, now: &str, want: &str, flag: String| {
-            before.push(format!("{what} {now}"));
-            after.push(format!("{what} {want}"));
-            flags.push(flag);
+        let mut after = Vec::new();
+        if let Some(uid) = self.uid {
+            flags.push(format!("-u {uid}"));
+            after.push(format!("uid {uid}"));
+        }
+        if let Some(g) = &self.group {
+            flags.push(format!("-g {}", quote(g)));
+            after.push(format!("group {g}"));
+        }
+        if !self.groups.is_empty() {
+            flags.push(format!("-G {}", quote(&self.groups.join(","))));
+            after.push(format!("groups {}", self.groups.join(",")));
+        }
+        if let Some(h) = &self.home {
+            flags.push(format!("-d {}", quote(h)));
+            after.push(format!("home {h}"));
+        }
+        if let Some(s) = &self.shell {
+            flags.push(format!("-s {}", quote(s)));
+            after.push(format!("shell {s}"));
+        }
+        if let Some(c) = &self.comment {
+            flags.push(format!("-c {}", quote(c)));
+        }
+        if self.system {
+            flags.push("-r".into());
+            after.push("system".into());
+        }
+        flags.push(if self.create_home { "-m" } else { "-M" }.into());
+        let after = if after.is_empty() {
+            "present".to_string()
+        } else {
+            after.join(", ")
         };
+        Plan::none().with(
+            Change::new(ChangeKind::Create, self.subject()).states("absent", after),
+            [Action::run(format!(
+                "useradd {} {}",
+                flags.join(" "),
+                quote(&self.name)
+            ))],
+        )
+    }
+
+    /// state: absent on an existing user: `userdel` (`-r` with `remove`).
+    fn plan_remove(&self, entry: &Entry) -> Plan {
+        let n = quote(&self.name);
+        let cmd = if self.remove {
+            format!("userdel -r {n}")
+        } else {
+            format!("userdel {n}")
+        };
+        Plan::none().with(
+            Change::new(ChangeKind::Remove, self.subject())
+                .states(format!("uid {}", entry.uid), "absent"),
+            [Action::run(cmd)],
+        )
+    }
+
+    /// uid, primary group, home, shell and comment against the entry.
+    fn diff_account(&self, entry: &Entry, primary: &str, diff: &mut Diff) {
         if let Some(want) = self.uid {
-            if want.to_string() != uid {
-                diff("uid", uid, &want.to_string(), format!("-u {want}"));
+            if want.to_string() != entry.uid {
+                diff.push("uid", entry.uid, &want.to_string(), format!("-u {want}"));
             }
         }
         if let Some(g) = &self.group {
-            if g != primary && g != gid {
-                diff("group", primary, g, format!("-g {}", quote(g)));
+            if g != primary && g != entry.gid {
+                diff.push("group", primary, g, format!("-g {}", quote(g)));
             }
         }
         if let Some(h) = &self.home {
-            if h != home {
-                diff("home", home, h, format!("-d {}", quote(h)));
+            if h != entry.home {
+                diff.push("home", entry.home, h, format!("-d {}", quote(h)));
             }
         }
         if let Some(s) = &self.shell {
-            if s != shell {
-                diff("shell", shell, s, format!("-s {}", quote(s)));
+            if s != entry.shell {
+                diff.push("shell", entry.shell, s, format!("-s {}", quote(s)));
             }
         }
         if let Some(c) = &self.comment {
-            if c != gecos {
-                diff("comment", gecos, c, format!("-c {}", quote(c)));
+            if c != entry.gecos {
+                diff.push("comment", entry.gecos, c, format!("-c {}", quote(c)));
             }
         }
+    }
+
+    /// Supplementary groups: the missing ones added (`append`), or exactly
+    /// the wanted ones.
+    fn diff_groups(&self, current_groups: &[&str], diff: &mut Diff) {
         let missing: Vec<&str> = self
             .groups
             .iter()
@@ -244,33 +317,27 @@ impl Resource for UserResource {
             && current_groups
                 .iter()
                 .any(|g| !self.groups.iter().any(|w| w == g));
-        if !missing.is_empty() || extra {
-            let now = current_groups.join(",");
-            if self.append {
-                let mut all = current_groups.clone();
-                all.extend(&missing);
-                diff(
-                    "groups",
-                    &now,
-                    &all.join(","),
-                    format!("-a -G {}", quote(&missing.join(","))),
-                );
-            } else {
-                diff(
-                    "groups",
-                    &now,
-                    &self.groups.join(","),
-                    format!("-G {}", quote(&self.groups.join(","))),
-                );
-            }
+        if missing.is_empty() && !extra {
+            return;
         }
-        if flags.is_empty() {
-            return Ok(Plan::none());
+        let now = current_groups.join(",");
+        if self.append {
+            let mut all = current_groups.to_vec();
+            all.extend(&missing);
+            diff.push(
+                "groups",
+                &now,
+                &all.join(","),
+                format!("-a -G {}", quote(&missing.join(","))),
+            );
+        } else {
+            diff.push(
+                "groups",
+                &now,
+                &self.groups.join(","),
+                format!("-G {}", quote(&self.groups.join(","))),
+            );
         }
-        Ok(Plan::none().with(
-            Change::new(ChangeKind::Update, subject).states(before.join(", "), after.join(", ")),
-            [Action::run(format!("usermod {} {n}", flags.join(" ")))],
-        ))
     }
 }
 
