@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The limit for the site playbook: one script that reads the state of what
 # playbooks/site.yaml manages (a superset for every group; run as root on
 # each host; its output is compared with the one of a converged host).
@@ -11,14 +12,17 @@ files="/etc/hostname /etc/hosts /etc/locale.gen /etc/default/locale
 /etc/sysctl.d/90-pgdeploy-*.conf /etc/ufw/sysctl.conf /etc/ufw/before.rules /etc/ufw/user.rules /etc/ufw/user6.rules
 /etc/ufw/ufw.conf /etc/default/ufw /etc/default/etcd /etc/postgresql-common/createcluster.d/pgdeploy.conf
 /etc/patroni/config.yml /usr/local/sbin/pgdeploy-patroni-check /etc/haproxy/haproxy.cfg
-/etc/keepalived/keepalived.conf /usr/local/sbin/pgdeploy-derive-ssh-key /var/lib/postgresql/.ssh/authorized_keys
+/etc/keepalived/keepalived.conf /usr/local/lib/pgdeploy/etcd-join.sh /usr/local/sbin/pgdeploy-derive-ssh-key /var/lib/postgresql/.ssh/authorized_keys
 /var/lib/postgresql/.ssh/config /var/lib/postgresql/.ssh/id_ed25519 /etc/pgbackrest.conf
 /etc/systemd/system/pgbackrest-backup@.service /etc/systemd/system/pgbackrest-backup-full.timer
 /etc/systemd/system/pgbackrest-backup-diff.timer"
 dirs="/etc/postgresql-common/createcluster.d /etc/modprobe.d /etc/security/limits.d /etc/systemd/coredump.conf.d /etc/systemd/journald.conf.d
-/etc/cron.hourly /etc/cron.daily /etc/cron.weekly /etc/cron.monthly /etc/cron.d /etc/patroni /var/lib/postgresql/.ssh"
+/etc/cron.hourly /etc/cron.daily /etc/cron.weekly /etc/cron.monthly /etc/cron.d /etc/patroni /var/lib/postgresql/.ssh
+/usr/local/lib/pgdeploy"
 absent="/var/lib/etcd/default /etc/postgresql/15/main/postgresql.conf /var/lib/etcd/member"
 for p in $files $dirs $absent; do stat -c '%n %F %a %U %G' "$p" 2>/dev/null || echo "$p absent"; done
+# $files is a list of paths (one a glob): split and expanded on purpose.
+# shellcheck disable=SC2086
 sha256sum $files 2>/dev/null
 sysctl net.ipv4.ip_forward net.ipv4.conf.all.send_redirects net.ipv4.conf.default.send_redirects \
   net.ipv4.conf.all.accept_redirects net.ipv4.conf.default.accept_redirects net.ipv4.conf.all.secure_redirects \

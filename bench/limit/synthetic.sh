@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The limit for the synthetic workload: one script that reads the state of
 # every object roles/bench_synthetic manages (run as root on each host; its
 # output is compared with the one of a converged host). bench/README.md.
