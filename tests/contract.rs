@@ -44,7 +44,8 @@ fn offenders(root: &Path) -> Vec<String> {
                 continue;
             }
             for group in GROUPS {
-                if line.contains(&format!("\"{group}\"")) {
+                // A string literal, or a group named in a message.
+                if line.contains(&format!("\"{group}\"")) || line.contains(&format!("`{group}`")) {
                     found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
                 }
             }
@@ -72,7 +73,7 @@ fn the_check_finds_a_planted_literal() {
     }
     std::fs::write(
         dir.path().join("stack/src/ops.rs"),
-        "fn f(c: &C) { c.group(\"balancers\"); }\n#[cfg(test)]\nmod tests { const X: &str = \"etcd\"; }\n",
+        "fn f(c: &C) { c.group(\"balancers\"); }\nfn g() -> &'static str { \"no `backup` host\" }\n// the `etcd` group, in a comment\n#[cfg(test)]\nmod tests { const X: &str = \"etcd\"; }\n",
     )
     .expect("write");
     std::fs::write(
@@ -81,6 +82,7 @@ fn the_check_finds_a_planted_literal() {
     )
     .expect("write");
     let found = offenders(dir.path());
-    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].contains("ops.rs:1:"), "{found:?}");
+    assert!(found[1].contains("ops.rs:2:"), "{found:?}");
 }

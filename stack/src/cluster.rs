@@ -65,10 +65,43 @@ pub enum ClusterError {
         /// Why the probe failed.
         reason: String,
     },
-    /// A pre-check refused the operation, or the cluster did not reach the
-    /// expected state in time.
+    /// A pre-check or a service of the cluster refused the operation, or
+    /// the cluster did not reach the expected state in time.
     #[error("{0}")]
     Refused(String),
+    /// A command run on a host exited with a failure.
+    #[error("{host}: `{command}` failed (exit {status}): {stderr}")]
+    CommandFailed {
+        /// The host.
+        host: String,
+        /// The command (its first line, for a script).
+        command: String,
+        /// Its exit status.
+        status: i32,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// A service answered, but not in the form pgdeploy reads.
+    #[error("{host}: {service}: could not parse the answer ({reason}): {answer}")]
+    Unparsable {
+        /// The host.
+        host: String,
+        /// `Patroni GET /cluster`, `etcd member list`, ...
+        service: String,
+        /// The parser's complaint.
+        reason: String,
+        /// The answer (shortened).
+        answer: String,
+    },
+}
+
+/// At most 300 characters of a service's answer, for an error message.
+pub fn shortened(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// One Patroni member as `GET /cluster` lists it.
@@ -342,11 +375,12 @@ impl Cluster {
         if out.success() {
             Ok(out.stdout_str().into_owned())
         } else {
-            Err(ClusterError::Refused(format!(
-                "{host}: `{script}` failed (exit {}): {}",
-                out.status,
-                out.stderr_str().trim()
-            )))
+            Err(ClusterError::CommandFailed {
+                host: host.to_string(),
+                command: script.lines().next().unwrap_or_default().to_string(),
+                status: out.status,
+                stderr: out.stderr_str().trim().to_string(),
+            })
         }
     }
 
@@ -444,14 +478,11 @@ impl Cluster {
         let res = self
             .api(host, self.patroni_port(host)?, "GET", path, None)
             .await?;
-        serde_json::from_slice(&res.body).map_err(|e| ClusterError::Http {
+        serde_json::from_slice(&res.body).map_err(|e| ClusterError::Unparsable {
             host: host.into(),
-            service: format!("Patroni GET {path}"),
-            reason: format!(
-                "status {}, unexpected body ({e}): {}",
-                res.status,
-                res.text()
-            ),
+            service: format!("Patroni GET {path} (status {})", res.status),
+            reason: e.to_string(),
+            answer: shortened(&res.text()),
         })
     }
 

@@ -370,8 +370,12 @@ pub async fn remove_stale_etcd_members(
 /// them.
 async fn etcd_members(cluster: &Cluster) -> Result<Vec<EtcdMember>, ClusterError> {
     let (host, text) = etcd_post(cluster, "/v3/cluster/member/list", "{}").await?;
-    let list: EtcdMembers = serde_json::from_str(&text)
-        .map_err(|e| ClusterError::Refused(format!("{host}: etcd member list: {e}")))?;
+    let list: EtcdMembers = serde_json::from_str(&text).map_err(|e| ClusterError::Unparsable {
+        host: host.clone(),
+        service: "etcd member list".into(),
+        reason: e.to_string(),
+        answer: super::shortened(&text),
+    })?;
     Ok(list.members)
 }
 
@@ -382,7 +386,10 @@ async fn etcd_post(
     path: &str,
     body: &str,
 ) -> Result<(String, String), ClusterError> {
-    let mut last = ClusterError::Input("the inventory's `etcd` group is empty".into());
+    let mut last = ClusterError::Input(format!(
+        "the inventory's `{}` group is empty",
+        Group::Etcd.name()
+    ));
     for host in cluster.group(Group::Etcd) {
         let port = cluster.port(&host, contract::ETCD_CLIENT_PORT)?;
         match cluster.api(&host, port, "POST", path, Some(body)).await {

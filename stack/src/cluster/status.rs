@@ -637,8 +637,9 @@ pub fn format_utc(unix: i64) -> String {
 pub fn check_inventory(cluster: &Cluster) -> Result<(), ClusterError> {
     if cluster.group(Group::Postgres).is_empty() {
         return Err(ClusterError::Input(format!(
-            "{}: the inventory has no `postgres` group with hosts",
-            cluster.inventory().path.display()
+            "{}: the inventory has no `{}` group with hosts",
+            cluster.inventory().path.display(),
+            Group::Postgres.name()
         )));
     }
     Ok(())
