@@ -103,9 +103,10 @@ impl Templater {
         env.add_filter("to_json", |v: Value| {
             serde_json::to_string(&v).unwrap_or_default()
         });
-        env.add_filter("quote", |v: String| pgdeploy_modules::quote(&v));
+        env.add_filter("quote", |v: String| pgdeploy_text::quote(&v));
+        // Ansible's boolean words (pgdeploy_text::truthy); other words are false.
         env.add_filter("bool", |v: Value| match v.as_str() {
-            Some(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1"),
+            Some(s) => pgdeploy_text::truthy(s).unwrap_or(false),
             None => v.is_true(),
         });
         // Ansible's `extract`: `groups['x'] | map('extract', hostvars, 'address')`.

@@ -357,7 +357,7 @@ async fn vip(cluster: &Cluster, problems: &mut Vec<String>) -> (Option<String>, 
     for host in &balancers {
         let script = format!(
             "ip -o -4 addr show | awk '{{print $4}}' | cut -d/ -f1 | grep -qxF {}",
-            pgdeploy_transport::quote(&vip)
+            pgdeploy_text::quote(&vip)
         );
         if cluster.exec(host, &script).await.is_ok() {
             holders.push(host.clone());
@@ -428,7 +428,7 @@ pub fn newest_backup(info: &str) -> Option<(String, String, i64)> {
 pub async fn pgbackrest_info(cluster: &Cluster, host: &str) -> Result<String, ClusterError> {
     let script = format!(
         "runuser -u postgres -- pgbackrest --stanza={} info --output=json",
-        pgdeploy_transport::quote(&cluster.name())
+        pgdeploy_text::quote(&cluster.name())
     );
     cluster.exec(host, &script).await
 }
