@@ -764,6 +764,24 @@ all:
     }
 
     #[test]
+    fn the_ini_examples_of_the_docs_load() {
+        let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/engine.md");
+        let text = fs::read_to_string(doc).expect("docs/engine.md");
+        let blocks: Vec<&str> = text
+            .split("```ini\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .collect();
+        assert!(!blocks.is_empty(), "docs/engine.md has an ini example");
+        let dir = tempfile::tempdir().expect("tmp");
+        for block in blocks {
+            let inv = load(dir.path(), "doc.ini", block).expect("the doc's example loads");
+            assert_eq!(inv.groups["webservers"].hosts.len(), 52);
+            assert_eq!(inv.groups["southeast"].hosts, ["host1"]);
+        }
+    }
+
+    #[test]
     fn the_format_rule() {
         use super::super::Format;
         let of = |name: &str, text: &str| Format::of(Path::new(name), text);
