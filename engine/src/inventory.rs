@@ -1,5 +1,8 @@
-//! The inventory: hosts, groups and their variables, in Ansible's YAML
-//! inventory format, with `group_vars/` and `host_vars/` folders beside it.
+//! The inventory: hosts, groups and their variables, in Ansible's YAML or
+//! INI inventory format ([`Format`]), with `group_vars/` and `host_vars/`
+//! folders beside it. Host names may be ranges (`www[01:50].example.com`,
+//! see [`range`]); `pgdeploy_group_aliases` makes groups aliases of others
+//! ([`GROUP_ALIASES_VAR`]).
 //!
 //! Variable precedence, lowest first (later wins):
 //! 1. role defaults (`roles/NAME/defaults.yaml`),
@@ -21,7 +24,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{suggestion, InputError, InputErrors};
-use crate::yaml::{self, Node, Pos, Value};
+use crate::yaml::{self, Key, Node, Pos, Value};
+
+pub mod ini;
+pub mod range;
 
 /// Variables as JSON values by name.
 pub type Vars = Map<String, Json>;
@@ -119,6 +125,48 @@ impl Connection {
     }
 }
 
+/// The two inventory formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Ansible's YAML inventory (`all:` with `hosts:`, `children:`, `vars:`).
+    Yaml,
+    /// Ansible's INI inventory (`[group]`, `[group:vars]`,
+    /// `[group:children]`; see [`ini`]).
+    Ini,
+}
+
+impl Format {
+    /// The format of inventory `text` read from `path`: INI when the name
+    /// ends in `.ini`; otherwise the first line that is not blank or a
+    /// comment (`#`, `;`) decides: YAML when it is `---`, a `%` directive, a
+    /// flow mapping `{`, a list item `-`, or a mapping key (its first word
+    /// or the line ends with `:`, as `all:` does); INI otherwise (a
+    /// `[section]` or a host line). An empty file is YAML.
+    pub fn of(path: &Path, text: &str) -> Format {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ini"))
+        {
+            return Format::Ini;
+        }
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with(['#', ';']));
+        let Some(line) = first else {
+            return Format::Yaml;
+        };
+        let first_word = line.split_whitespace().next().unwrap_or(line);
+        let yaml =
+            line.starts_with(['%', '{', '-']) || first_word.ends_with(':') || line.ends_with(':');
+        if yaml {
+            Format::Yaml
+        } else {
+            Format::Ini
+        }
+    }
+}
+
 impl Inventory {
     /// Loads an inventory file and the `group_vars/` and `host_vars/`
     /// folders beside it. All problems found are reported together.
@@ -129,26 +177,16 @@ impl Inventory {
 
     /// Parses inventory `text` read from `path` (its `group_vars/` and
     /// `host_vars/` folders are looked up beside `path`).
+    /// The format is chosen by [`Format::of`].
     pub fn parse(text: &str, path: &Path) -> Result<Inventory, InputErrors> {
-        let root = yaml::parse(text, path)?;
         let mut errors = Vec::new();
         let mut walk = Walk::default();
-        let entries = root.as_map("the inventory")?;
-        if entries.is_empty() {
-            return Err(root
-                .error("the inventory is empty: it needs `all:` with `hosts:`")
-                .into());
-        }
-        for (key, node) in entries {
-            if key.name != "all" {
-                walk.group_children
-                    .entry("all".into())
-                    .or_default()
-                    .insert(key.name.clone());
-            }
-            walk_group(&key.name, &key.pos, node, &mut walk, &mut errors);
+        match Format::of(path, text) {
+            Format::Yaml => walk_yaml(text, path, &mut walk, &mut errors)?,
+            Format::Ini => ini::walk(text, path, &mut walk, &mut errors),
         }
         let dir = path.parent().unwrap_or(Path::new("."));
+        apply_group_aliases(dir, &mut walk, &mut errors);
         let inventory = build(path, dir, walk, &mut errors);
         if errors.is_empty() {
             Ok(inventory)
@@ -288,6 +326,85 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 
 const GROUP_KEYS: [&str; 3] = ["hosts", "children", "vars"];
 
+/// Reads a YAML inventory into `walk`; a document that is no mapping, or
+/// an empty one, stops here.
+fn walk_yaml(
+    text: &str,
+    path: &Path,
+    walk: &mut Walk,
+    errors: &mut Vec<InputError>,
+) -> Result<(), InputErrors> {
+    let root = yaml::parse(text, path)?;
+    let entries = root.as_map("the inventory")?;
+    if entries.is_empty() {
+        return Err(root
+            .error("the inventory is empty: it needs `all:` with `hosts:`")
+            .into());
+    }
+    for (key, node) in entries {
+        if key.name != "all" {
+            walk.group_children
+                .entry("all".into())
+                .or_default()
+                .insert(key.name.clone());
+        }
+        walk_group(&key.name, &key.pos, node, walk, errors);
+    }
+    Ok(())
+}
+
+/// Declares the hosts of `pattern` (a name, a range such as `node[1:3]`,
+/// maybe with `:port`) as members of `group`, each with the inline `vars`.
+/// A `:port` is the host's `ansible_port`, below its inline vars.
+fn add_hosts(
+    walk: &mut Walk,
+    group: &str,
+    pattern: &str,
+    pos: &Pos,
+    vars: Option<&Node>,
+    errors: &mut Vec<InputError>,
+) {
+    let (names, port) = match range::expand_pattern(pattern) {
+        Ok(expanded) => expanded,
+        Err(e) => {
+            let before = pattern.get(..e.offset).unwrap_or(pattern);
+            let at = Pos {
+                column: pos.column + before.chars().count() as u32,
+                ..pos.clone()
+            };
+            let message = format!("host `{pattern}`: {}", e.problem);
+            return errors.push(InputError::at(&at, message));
+        }
+    };
+    for name in names {
+        if !walk.host_inline.contains_key(&name) {
+            walk.host_order.push((name.clone(), pos.clone()));
+        }
+        let inline = walk.host_inline.entry(name.clone()).or_default();
+        if let Some(port) = port {
+            let key = Key {
+                name: "ansible_port".into(),
+                pos: pos.clone(),
+            };
+            let value = Node {
+                value: Value::Int(port.into()),
+                pos: pos.clone(),
+            };
+            inline.push(Node {
+                value: Value::Map(vec![(key, value)]),
+                pos: pos.clone(),
+            });
+        }
+        if let Some(vars) = vars.filter(|v| !matches!(v.value, Value::Null)) {
+            inline.push(vars.clone());
+        }
+        walk.group_members
+            .entry(group.to_string())
+            .or_default()
+            .insert(name);
+    }
+}
+
 fn walk_group(name: &str, pos: &Pos, node: &Node, walk: &mut Walk, errors: &mut Vec<InputError>) {
     walk.group_pos
         .entry(name.to_string())
@@ -302,14 +419,7 @@ fn walk_group(name: &str, pos: &Pos, node: &Node, walk: &mut Walk, errors: &mut 
             "hosts" => match value.as_map(&format!("`hosts` of group `{name}`")) {
                 Ok(hosts) => {
                     for (host, vars) in hosts {
-                        if !walk.host_inline.contains_key(&host.name) {
-                            walk.host_order.push((host.name.clone(), host.pos.clone()));
-                        }
-                        let inline = walk.host_inline.entry(host.name.clone()).or_default();
-                        if !matches!(vars.value, Value::Null) {
-                            inline.push(vars.clone());
-                        }
-                        walk.group_members.entry(name.to_string()).or_default().insert(host.name.clone());
+                        add_hosts(walk, name, &host.name, &host.pos, Some(vars), errors);
                     }
                 }
                 Err(e) => errors.push(e),
@@ -337,6 +447,84 @@ fn walk_group(name: &str, pos: &Pos, node: &Node, walk: &mut Walk, errors: &mut 
             )),
         }
     }
+}
+
+/// The variable (of `all`, inline or in `group_vars/all.yaml`) that makes
+/// groups aliases of others: `{ALIAS: GROUP}` or `{ALIAS: [GROUP, ...]}`.
+/// The alias group gets every host of GROUP: GROUP becomes a child of ALIAS
+/// (so ALIAS's vars and `group_vars/ALIAS.yaml` apply to them, below
+/// GROUP's own), and ALIAS a child of `all`. This lets an inventory written
+/// for other playbooks, with other group names, be used as it is.
+pub const GROUP_ALIASES_VAR: &str = "pgdeploy_group_aliases";
+
+/// Applies [`GROUP_ALIASES_VAR`] to the declarations.
+fn apply_group_aliases(dir: &Path, walk: &mut Walk, errors: &mut Vec<InputError>) {
+    let Some(node) = group_aliases_node(dir, walk) else {
+        return;
+    };
+    let entries = match node.as_map(&format!("`{GROUP_ALIASES_VAR}`")) {
+        Ok(entries) => entries,
+        Err(e) => return errors.push(e),
+    };
+    for (alias, targets) in entries {
+        let what = format!("the groups `{}` is an alias of", alias.name);
+        let targets = match targets.as_str_list(&what) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if alias.name == "all" {
+            errors.push(InputError::at(&alias.pos, "`all` cannot be an alias"));
+            continue;
+        }
+        for target in targets {
+            if target == alias.name || target == "all" || !walk.group_members.contains_key(&target)
+            {
+                let groups = walk.group_members.keys().map(String::as_str);
+                let message = format!(
+                    "`{GROUP_ALIASES_VAR}`: `{}` is an alias of `{target}`, which is not a group of the inventory (other than `all` and `{}`){}",
+                    alias.name,
+                    alias.name,
+                    suggestion(&target, groups)
+                );
+                errors.push(InputError::at(&targets_pos(&node, alias), message));
+                continue;
+            }
+            walk.group_children
+                .entry(alias.name.clone())
+                .or_default()
+                .insert(target);
+            walk.group_members.entry(alias.name.clone()).or_default();
+            walk.group_pos
+                .entry(alias.name.clone())
+                .or_insert_with(|| alias.pos.clone());
+            walk.group_children
+                .entry("all".into())
+                .or_default()
+                .insert(alias.name.clone());
+        }
+    }
+}
+
+/// Where the groups of `alias` are written.
+fn targets_pos(node: &Node, alias: &Key) -> Pos {
+    node.get(&alias.name)
+        .map(|n| n.pos.clone())
+        .unwrap_or_else(|| alias.pos.clone())
+}
+
+/// The last [`GROUP_ALIASES_VAR`] of `all`: `group_vars/all.yaml` beats
+/// the inventory's own `all` vars. (Errors of that file are reported when
+/// the group vars are loaded.)
+fn group_aliases_node(dir: &Path, walk: &Walk) -> Option<Node> {
+    let file = load_vars_file(&dir.join("group_vars"), "all", &mut Vec::new());
+    let inline = walk.group_vars.get("all").into_iter().flatten().rev();
+    file.iter()
+        .chain(inline)
+        .find_map(|vars| vars.get(GROUP_ALIASES_VAR))
+        .cloned()
 }
 
 fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> Inventory {
@@ -819,6 +1007,131 @@ all:
         let err = Inventory::load(&write(dir.path(), "typo.yaml", "all:\n  host:\n    a:\n"))
             .expect_err("typo");
         assert!(err.to_string().contains("did you mean `hosts`"), "{err}");
+    }
+
+    #[test]
+    fn yaml_ranges_give_their_vars_to_every_host() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text = "all:\n  children:\n    web:\n      hosts:\n        www[01:03]: {ansible_port: 2222}\n        x[1:4:2]-[a:b]:\n";
+        let inv = Inventory::load(&write(dir.path(), "inv.yaml", text)).expect("loads");
+        let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["www01", "www02", "www03", "x1-a", "x1-b", "x3-a", "x3-b"]
+        );
+        for host in &inv.hosts[..3] {
+            assert_eq!(host.connection.port, 2222, "{}", host.name);
+            assert_eq!(host.pos.line, 5);
+        }
+        assert_eq!(inv.groups["web"].hosts.len(), 7);
+    }
+
+    #[test]
+    fn bad_yaml_ranges_name_the_place() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text =
+            "all:\n  hosts:\n    www[3:1].example.com:\n    db-[a:3]:\n    n[1:3:\n    s[1:9:0]:\n";
+        let err = Inventory::load(&write(dir.path(), "inv.yaml", text))
+            .expect_err("bad")
+            .to_string();
+        for expected in [
+            "inv.yaml:3:8: host `www[3:1].example.com`: the host range `[3:1]` begins after its end",
+            "inv.yaml:4:8: host `db-[a:3]`: the host range `[a:3]` mixes a letter and a number",
+            "inv.yaml:5:6: host `n[1:3`: the host range's `[` has no closing `]`",
+            "inv.yaml:6:6: host `s[1:9:0]`: the host range `[1:9:0]` has step 0",
+        ] {
+            assert!(err.contains(expected), "{err}\nwant: {expected}");
+        }
+    }
+
+    /// An INI inventory laid out as autobase (postgresql_cluster) lays its
+    /// own: other group names, mapped by aliases.
+    const AUTOBASE_INI: &str = r#"# if dcs_exists: false and dcs_type: "etcd"
+[etcd_cluster]  # recommendation: 3, or 5-7 nodes
+10.128.64.140
+10.128.64.142
+10.128.64.143
+
+# if with_haproxy_load_balancing: true
+[balancers]
+10.128.64.140 # balancer_tags="datacenter=dc1"
+10.128.64.142 # balancer_tags="datacenter=dc1"
+
+# PostgreSQL nodes
+[master]
+10.128.64.140 hostname=pgnode01 postgresql_exists=false
+
+[replica]
+10.128.64.142 hostname=pgnode02 postgresql_exists=false
+10.128.64.143 hostname=pgnode03 postgresql_exists=false
+
+[postgres_cluster:children]
+master
+replica
+
+[pgbackrest]  # Dedicated Repository Host
+10.128.64.110
+
+# Connection settings
+[all:vars]
+ansible_connection='ssh'
+ansible_ssh_port='22'
+"#;
+
+    #[test]
+    fn group_aliases_map_an_autobase_inventory() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = write(dir.path(), "inventory", AUTOBASE_INI);
+        write(
+            dir.path(),
+            "group_vars/all.yaml",
+            "pgdeploy_group_aliases:\n  postgres: postgres_cluster\n  etcd: etcd_cluster\n  backup: [pgbackrest]\n",
+        );
+        write(
+            dir.path(),
+            "group_vars/postgres.yaml",
+            "role_of: postgres\n",
+        );
+        let inv = Inventory::load(&path).expect("loads");
+        let hosts = |g: &str| inv.groups[g].hosts.clone();
+        let pg = ["10.128.64.140", "10.128.64.142", "10.128.64.143"];
+        assert_eq!(hosts("postgres"), pg);
+        assert_eq!(hosts("etcd"), pg);
+        assert_eq!(hosts("balancers"), pg[..2]);
+        assert_eq!(hosts("backup"), ["10.128.64.110"]);
+        let first = inv.host(pg[0]).expect("pgnode01");
+        assert_eq!(first.vars["hostname"], "pgnode01");
+        assert_eq!(first.vars["postgresql_exists"], "false");
+        assert_eq!(first.vars["role_of"], "postgres");
+        assert!(first.groups.contains(&"postgres".to_string()));
+        let pos = Pos::synthetic("test");
+        assert_eq!(inv.select("postgres:&etcd", &pos).expect("select"), pg);
+        // The same aliases inline, in the INI file's `[all:vars]`.
+        let inline = format!(
+            "{AUTOBASE_INI}pgdeploy_group_aliases={{'postgres': 'postgres_cluster', 'etcd': 'etcd_cluster', 'backup': 'pgbackrest'}}\n"
+        );
+        let other = tempfile::tempdir().expect("tmp");
+        let inv2 = Inventory::load(&write(other.path(), "inv.ini", &inline)).expect("loads");
+        for g in ["postgres", "etcd", "backup", "balancers"] {
+            assert_eq!(inv2.groups[g].hosts, inv.groups[g].hosts, "{g}");
+        }
+    }
+
+    #[test]
+    fn a_bad_group_alias_is_an_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text = "all:\n  vars:\n    pgdeploy_group_aliases: {postgres: postgres_clustr, all: db}\n  children:\n    postgres_cluster:\n      hosts: {a: }\n";
+        let err = Inventory::load(&write(dir.path(), "inv.yaml", text))
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            err.contains("inv.yaml:3:40: `pgdeploy_group_aliases`: `postgres` is an alias of `postgres_clustr`, which is not a group of the inventory (other than `all` and `postgres`) (did you mean `postgres_cluster`?)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("inv.yaml:3:57: `all` cannot be an alias"),
+            "{err}"
+        );
     }
 
     #[test]
