@@ -11,6 +11,7 @@
 //! [`pgdeploy_modules`]; [`report`] and [`output`] show what happened.
 
 pub mod apply_state;
+pub mod color;
 pub mod error;
 pub mod facts;
 pub mod files;
