@@ -18,6 +18,7 @@ pub mod files;
 pub mod graph;
 pub mod inventory;
 pub mod live;
+pub mod markdown;
 pub mod output;
 pub mod playbook;
 pub mod prepare;
