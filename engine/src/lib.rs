@@ -11,12 +11,14 @@
 //! [`pgdeploy_modules`]; [`report`] and [`output`] show what happened.
 
 pub mod apply_state;
+pub mod color;
 pub mod error;
 pub mod facts;
 pub mod files;
 pub mod graph;
 pub mod inventory;
 pub mod live;
+pub mod markdown;
 pub mod output;
 pub mod playbook;
 pub mod prepare;

@@ -553,4 +553,78 @@ mod tests {
         );
         assert!(!masked.contains("PRIVATE KEY"), "{masked}");
     }
+
+    /// The errors of `doc` against `docs/schema/NAME`.
+    fn schema_errors(name: &str, doc: &Json) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/schema")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("the schema file");
+        let schema: Json = serde_json::from_str(&text).expect("the schema is JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+        validator
+            .iter_errors(doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
+    }
+
+    /// A report using every field, the optional ones included.
+    fn full_report() -> RunReport {
+        let mut failed = result(TaskStatus::Failed, vec![], false);
+        failed.message = Some("exit 1".into());
+        failed.role = None;
+        let mut update = Change::new(ChangeKind::Update, "file /etc/x").diff("-a\n+b\n");
+        update.before = Some("0644".into());
+        update.after = Some("0600".into());
+        let mut r = report(vec![
+            result(
+                TaskStatus::Changed,
+                vec![update, Change::new(ChangeKind::Create, "package x")],
+                false,
+            ),
+            result(TaskStatus::Skipped, vec![], true),
+            failed,
+        ]);
+        let mut down = HostReport::new("node2");
+        down.unreachable = Some("connection refused".into());
+        r.hosts.push(down);
+        r
+    }
+
+    #[test]
+    fn the_json_document_matches_its_schema_and_a_renamed_field_does_not() {
+        let doc = full_report().json();
+        let errors = schema_errors("run-report.schema.json", &doc);
+        assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+        let doc = report(vec![]).json();
+        assert!(schema_errors("run-report.schema.json", &doc).is_empty());
+
+        // A field renamed anywhere (top level, a host, a task, a change) is
+        // caught: every field is required or closed by additionalProperties.
+        let renamed = |pointer: &str, from: &str, to: &str| {
+            let mut doc = full_report().json();
+            let object = doc
+                .pointer_mut(pointer)
+                .and_then(Json::as_object_mut)
+                .expect("an object");
+            let value = object.remove(from).expect("the field");
+            object.insert(to.into(), value);
+            schema_errors("run-report.schema.json", &doc)
+        };
+        for (pointer, from) in [
+            ("", "elapsed_ms"),
+            ("/summary", "handlers"),
+            ("/recap/node1", "changed"),
+            ("/hosts/0", "probe_round_trips"),
+            ("/hosts/1", "unreachable"),
+            ("/hosts/0/results/0", "waited_ms"),
+            ("/hosts/0/results/0", "role"),
+            ("/hosts/0/results/0/changes/0", "diff"),
+        ] {
+            assert!(
+                !renamed(pointer, from, "renamed").is_empty(),
+                "{pointer}/{from} renamed still validates"
+            );
+        }
+    }
 }

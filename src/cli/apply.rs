@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgdeploy_engine::color;
 use pgdeploy_engine::live::LiveSystem;
+use pgdeploy_engine::markdown;
 use pgdeploy_engine::output::{Progress, Style};
 use pgdeploy_engine::report::{Masker, RunReport};
 use pgdeploy_engine::run::{Run, RunOptions};
 use pgdeploy_stack::rollout::Rollout;
 
-use super::args::{ApplyArgs, InputArgs, OutputFormat};
+use super::args::{ApplyArgs, InputArgs, RunOutput};
 use super::{ca_vars, load_inputs, runtime, say, stack_of, user_vars, warn_topology, with_ca};
 use super::{MissingCa, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED};
 
@@ -31,6 +33,13 @@ pub fn apply(args: &ApplyArgs, mode: Mode) -> ExitCode {
 }
 
 fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
+    let check = mode.plan || args.check;
+    if args.output == RunOutput::Markdown && !check {
+        return Err(super::fail(
+            EXIT_BAD_INPUT,
+            "--output markdown shows a plan: use it with `plan` or `apply --check`",
+        ));
+    }
     let inputs_args = &args.inputs;
     let user = user_vars(
         &inputs_args.inventory,
@@ -49,10 +58,9 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
     let stack = stack_of(&inputs, &vars);
     warn_topology(&stack);
     let masker = Masker::new(&inputs.inventory, &vars);
-    let check = mode.plan || args.check;
     // With JSON output, `plan` prints the report only: the live sections are
-    // for people.
-    let live = Rollout::of(stack).filter(|_| !check || args.output == OutputFormat::Human);
+    // for people (Markdown too: they follow the plan, as text blocks).
+    let live = Rollout::of(stack).filter(|_| !check || args.output != RunOutput::Json);
     let options = RunOptions {
         check,
         forks: args.forks,
@@ -61,9 +69,9 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
         connect_timeout: Some(Duration::from_secs(args.connect_timeout)),
     };
     let style = match args.output {
-        OutputFormat::Json => Style::Silent,
-        OutputFormat::Human if std::io::stderr().is_terminal() => Style::Bars,
-        OutputFormat::Human => Style::Lines,
+        RunOutput::Json => Style::Silent,
+        RunOutput::Human | RunOutput::Markdown if std::io::stderr().is_terminal() => Style::Bars,
+        RunOutput::Human | RunOutput::Markdown => Style::Lines,
     };
     let progress = Arc::new(Progress::new(style, args.verbose, masker.clone()));
     let run = Arc::new(Run::new(inputs.inventory, inputs.resolved, options));
@@ -80,7 +88,7 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
     let live_pending = match live {
-        Some(live) => runtime.block_on(live_step(&live, check, args.output))?,
+        Some(live) => runtime.block_on(live_step(&live, check, args.output, &masker))?,
         None => false,
     };
     let pending = live_pending || !report.summary().is_empty();
@@ -96,20 +104,24 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
 async fn live_step(
     live: &dyn LiveSystem,
     check: bool,
-    output: OutputFormat,
+    output: RunOutput,
+    masker: &Masker,
 ) -> Result<bool, ExitCode> {
     let mut pending = false;
     let result = if check {
         for section in live.plan().await {
             pending |= section.pending();
-            print!("{}", section.text());
+            match output {
+                RunOutput::Markdown => print!("{}", markdown::live_section(&section, masker)),
+                RunOutput::Human | RunOutput::Json => print!("{}", section.text()),
+            }
         }
         Ok(())
     } else {
         let tell = move |line: &str| match output {
-            OutputFormat::Human => say(line),
+            RunOutput::Human => say(line),
             // stdout carries the JSON report only: steps go to stderr.
-            OutputFormat::Json => eprintln!("{line}"),
+            RunOutput::Json | RunOutput::Markdown => eprintln!("{line}"),
         };
         live.converge(&tell).await
     };
@@ -138,13 +150,19 @@ async fn execute(run: Arc<Run>, progress: Arc<Progress>) -> RunReport {
 
 fn print_report(args: &ApplyArgs, mode: Mode, report: &RunReport, masker: &Masker) {
     match args.output {
-        OutputFormat::Json => {
+        RunOutput::Json => {
             let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
             println!("{}", masker.mask(&text));
         }
-        OutputFormat::Human => {
+        RunOutput::Markdown => print!("{}", markdown::plan(report, masker)),
+        RunOutput::Human => {
             if mode.plan || args.diff || args.check {
-                print!("{}", masker.mask(&report.plan_text(mode.plan || args.diff)));
+                let plan = masker.mask(&report.plan_text(mode.plan || args.diff));
+                if color::stdout() {
+                    print!("{}", color::paint_plan(&plan));
+                } else {
+                    print!("{plan}");
+                }
             }
             print!("{}", masker.mask(&report.recap_text()));
         }

@@ -48,9 +48,10 @@ pub struct ApplyArgs {
     /// Hosts worked on at once (default: all).
     #[arg(long)]
     pub forks: Option<usize>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
+    /// Output format (`markdown`: the plan for a pull-request comment; with
+    /// `plan` or `apply --check` only).
+    #[arg(long, value_enum, default_value_t = RunOutput::Human)]
+    pub output: RunOutput,
     /// Show every task, not only changes and failures.
     #[arg(short, long)]
     pub verbose: bool,
@@ -108,6 +109,18 @@ pub enum OutputFormat {
     Human,
     /// For programs (stdout holds the JSON only).
     Json,
+}
+
+/// How `apply` and `plan` print their results.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutput {
+    /// For people.
+    Human,
+    /// For programs (stdout holds the JSON only; docs/schema/run-report.schema.json).
+    Json,
+    /// The plan as Markdown, for a pull-request comment (stdout holds it
+    /// only); `plan` or `apply --check`.
+    Markdown,
 }
 
 /// `graph --format`.

@@ -3,9 +3,11 @@
 
 pub mod apply;
 pub mod args;
+pub mod commands;
 pub mod day2;
 pub mod inspect;
 pub mod secrets;
+pub mod shell;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -717,4 +717,105 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
         );
         assert!(render(&status).ends_with("degraded: no leader; node2 is not a member\n"));
     }
+
+    /// The errors of `doc` against `docs/schema/status.schema.json`.
+    fn schema_errors(doc: &Json) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/schema/status.schema.json");
+        let text = std::fs::read_to_string(&path).expect("the schema file");
+        let schema: Json = serde_json::from_str(&text).expect("the schema is JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+        validator
+            .iter_errors(doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
+    }
+
+    /// A degraded cluster's status using every field, absent values too.
+    fn full_status() -> Status {
+        let member = |name: &str, role: &str, lag_mb: Option<f64>| MemberStatus {
+            name: name.into(),
+            host: format!("10.0.0.{}", name.len()),
+            role: role.into(),
+            state: "running".into(),
+            timeline: lag_mb.map(|_| 3),
+            lag_mb,
+            streaming: lag_mb.is_some(),
+            pending_restart: false,
+        };
+        Status {
+            cluster: "main".into(),
+            unreachable: BTreeMap::from([("node4".into(), "connection refused".into())]),
+            leader: Some("node1".into()),
+            members: vec![
+                member("node1", "leader", None),
+                member("node2", "replica", Some(0.5)),
+            ],
+            etcd: vec![EtcdStatus {
+                host: "node3".into(),
+                healthy: false,
+                error: Some("timed out".into()),
+            }],
+            haproxy: vec![BalancerStatus {
+                host: "node1".into(),
+                backends: vec![BackendStatus {
+                    proxy: "postgres_rw".into(),
+                    server: "node1".into(),
+                    status: "UP".into(),
+                }],
+                error: None,
+            }],
+            vip: Some("10.0.0.100".into()),
+            vip_holders: vec!["node1".into()],
+            backup: Some(BackupStatus {
+                host: "backup".into(),
+                label: "20261124-042014F".into(),
+                kind: "full".into(),
+                stopped_at: 1_795_494_019,
+                age_hours: 3.5,
+            }),
+            problems: vec!["node4 is unreachable".into()],
+            healthy: false,
+        }
+    }
+
+    #[test]
+    fn the_json_status_matches_its_schema_and_a_renamed_field_does_not() {
+        let doc = serde_json::to_value(full_status()).expect("json");
+        let errors = schema_errors(&doc);
+        assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+        let empty = Status {
+            leader: None,
+            members: vec![],
+            etcd: vec![],
+            haproxy: vec![],
+            vip: None,
+            vip_holders: vec![],
+            backup: None,
+            ..full_status()
+        };
+        let doc = serde_json::to_value(empty).expect("json");
+        assert!(schema_errors(&doc).is_empty(), "{doc:#}");
+
+        for (pointer, from) in [
+            ("", "vip_holders"),
+            ("/members/1", "lag_mb"),
+            ("/etcd/0", "healthy"),
+            ("/haproxy/0", "backends"),
+            ("/haproxy/0/backends/0", "server"),
+            ("/backup", "age_hours"),
+        ] {
+            let mut doc = serde_json::to_value(full_status()).expect("json");
+            let object = doc
+                .pointer_mut(pointer)
+                .and_then(Json::as_object_mut)
+                .expect("an object");
+            let value = object.remove(from).expect("the field");
+            object.insert("renamed".into(), value);
+            assert!(
+                !schema_errors(&doc).is_empty(),
+                "{pointer}/{from} renamed still validates"
+            );
+        }
+    }
 }

@@ -1,0 +1,128 @@
+//! The subcommands and their arguments, as clap parses them; `main.rs`
+//! dispatches each to its module.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::args::{ApplyArgs, ClusterArgs, GraphFormat, InputArgs, OutputFormat, WatchArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply a playbook to the inventory's hosts.
+    Apply(ApplyArgs),
+    /// Show what apply would change (`apply --check --diff`), as a plan.
+    Plan {
+        #[command(flatten)]
+        args: ApplyArgs,
+        /// Exit 0 when nothing would change, 2 when changes are pending.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Print the task DAG as text or Graphviz dot.
+    Graph {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Check inventory, playbook, roles and templates without contacting any host.
+    Validate {
+        #[command(flatten)]
+        inputs: InputArgs,
+    },
+    /// Print a host's facts.
+    Facts {
+        /// Inventory file.
+        #[arg(short, long)]
+        inventory: PathBuf,
+        /// The host.
+        host: String,
+        /// Record unknown host keys in known_hosts.
+        #[arg(long)]
+        accept_new_host_keys: bool,
+    },
+    /// Encrypted secrets (see `secrets init --help`).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// The cluster's health: Patroni members, etcd, HAProxy, VIP, backups.
+    /// Exit 0 when healthy, 1 and a one-line reason when degraded.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Largest acceptable age of the newest backup, in hours.
+        #[arg(long, default_value_t = 26.0)]
+        max_backup_age_hours: f64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        output: OutputFormat,
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
+    /// One self-contained HTML page: topology, status, last apply, backups.
+    Report {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Largest acceptable age of the newest backup, in hours.
+        #[arg(long, default_value_t = 26.0)]
+        max_backup_age_hours: f64,
+        /// Write the page here instead of to stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// A planned switchover with pre-checks, each step printed.
+    Switchover {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member to lead (default: the streaming replica with the least lag).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Restart one member's PostgreSQL through Patroni.
+    Restart {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member.
+        member: String,
+    },
+    /// Rebuild a replica from the leader (Patroni reinitialize).
+    Reinit {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member.
+        member: String,
+    },
+    /// Print a shell completion script (`pgdeploy completions bash >
+    /// /etc/bash_completion.d/pgdeploy`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, roff (`pgdeploy man > /usr/local/share/man/man1/pgdeploy.1`).
+    Man,
+    /// Bring up, inspect and break the built-in lab of container hosts.
+    Lab {
+        #[command(subcommand)]
+        command: pgdeploy_lab::LabCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Generate the cluster's passwords once into an age-encrypted file
+    /// (missing ones only; existing values are kept). The identity is
+    /// $PGDEPLOY_AGE_IDENTITY or ~/.config/pgdeploy/age-identity.txt, created
+    /// when missing.
+    Init {
+        /// Inventory file; the secrets file is `secrets.age` beside it.
+        #[arg(short, long)]
+        inventory: PathBuf,
+        /// The secrets file instead of `secrets.age` beside the inventory.
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+    },
+}
