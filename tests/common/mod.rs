@@ -453,15 +453,6 @@ pub fn tests_in(file: &str, except: &str) -> Vec<String> {
     names
 }
 
-/// Whether the machine can run the lab (root, nspawn). The end-to-end tests
-/// need it; `.ci/run` installs everything.
-pub fn require_lab_prerequisites() {
-    assert!(
-        std::path::Path::new("/usr/bin/systemd-nspawn").exists(),
-        "the end-to-end tests need the lab: run as root with systemd-container, debootstrap and nftables installed (see .ci/run)"
-    );
-}
-
 /// `patronictl list` as seen from a lab host.
 pub fn patroni_list(host: &str) -> String {
     ssh(host, "patronictl -c /etc/patroni/config.yml list")
