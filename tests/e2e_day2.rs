@@ -4,7 +4,16 @@
 //! (longest gap printed, no acknowledged write lost), growing the cluster
 //! by a fifth host and shrinking it again without restarting the others,
 //! restart and reinit of a member.
-//! One test, scenarios in order; it leaves the lab down.
+//!
+//! One test per scenario; they share one 5-host lab and one fresh deploy,
+//! made by the first scenario that runs (see `Suite` in tests/common).
+//! Names start `sNN_` because libtest runs them in name order, which is
+//! the story they tell: a switchover, a parameter rolled out, a host grown
+//! then shrunk (with that parameter in force), a member restarted and
+//! reinitialised, then host crashes. A scenario that needs an earlier
+//! one's result (the parameter rolled out, node5 grown) asks the fixture
+//! for it, which does it when it was not done, so each scenario also runs
+//! alone. The last one to finish takes the lab down.
 
 mod common;
 
@@ -290,326 +299,487 @@ fn inventory_with_postgres(dir: &Path, members: &[&str], name: &str) -> PathBuf 
     path
 }
 
-#[test]
-fn day2_operations_on_a_fresh_lab() {
-    require_lab_prerequisites();
-    let started = Instant::now();
-    // The test's own files (a parameters file, the grown inventory and its CA copy), removed at the end.
-    let scratch = tempfile::tempdir().expect("scratch folder");
-    pgdeploy_ok(&["lab", "down"]);
-    lab_up(5);
-    let lab = lab_inventory();
-    run_ok("apply", &lab, &[]);
-    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+const SCENARIOS: [&str; 7] = [
+    "s01_status_of_a_healthy_cluster",
+    "s02_switchover_under_writes_loses_nothing",
+    "s03_parameter_change_rolls_out_restarting_each_member_once",
+    "s04_grow_by_a_host_without_restarting_the_others",
+    "s05_shrink_by_a_host_without_restarting_the_others",
+    "s06_restart_and_reinit_of_one_replica",
+    "s07_status_degraded_by_a_crashed_replica_then_new_leader",
+];
 
-    // 1. status on a healthy cluster: exit 0, everything in the JSON.
-    let (_, s, _) = wait_for_status(&lab, "healthy", Duration::from_secs(60), |c, _, _| c == 0);
-    assert_eq!(s["healthy"], true, "{s:#}");
-    assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
-    assert_eq!(streaming_replicas(&s).len(), 2, "{s:#}");
-    assert_eq!(
-        s["etcd"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["healthy"] == true)
-            .count(),
-        3,
-        "{s:#}"
-    );
-    let leader = leader_of(&s);
-    for b in s["haproxy"].as_array().expect("haproxy") {
-        let up: Vec<&str> = b["backends"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|x| x["proxy"] == "postgres_rw" && x["status"] == "UP")
-            .filter_map(|x| x["server"].as_str())
-            .collect();
-        assert_eq!(up, [leader.as_str()], "{b:#}");
+static LAB: Suite<Day2Lab> = Suite::new(&SCENARIOS, set_up, lab_down::<Day2Lab>);
+
+const MEMBERS: [&str; 3] = ["node1", "node2", "node3"];
+
+struct Day2Lab {
+    lab: PathBuf,
+    /// The test's own files (a parameters file, the grown inventory and its
+    /// CA copy), removed by the teardown.
+    scratch: PathBuf,
+    /// `@FILE` of the parameters file s03 rolls out.
+    params_arg: String,
+    /// Whether the writers' table exists.
+    table: bool,
+    /// Whether the parameters file is in force (s03).
+    params: bool,
+    /// The inventory with node5 in the cluster, once s04 grew it.
+    grown: Option<PathBuf>,
+}
+
+impl Drop for Day2Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
-    assert_eq!(s["vip_holders"].as_array().map(Vec::len), Some(1), "{s:#}");
-    assert!(s["backup"]["label"].is_string(), "{s:#}");
-    // The human form of a healthy status. A moment of replication lag (a
-    // WAL switch after the first backup: Patroni's lag jumps by a segment or
-    // two until its next loop) is a real degradation, so wait it out.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let human = loop {
-        let out = run("status", &lab, &[]);
-        if out.status.success() || Instant::now() > deadline {
-            break String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    };
-    assert!(human.contains("| Leader "), "{human}");
-    assert!(human.trim_end().ends_with("healthy"), "{human}");
+}
 
-    vip_query("create table day2_writes (id bigint primary key, at timestamptz default now())");
-
-    // 2. A switchover under the write loop.
-    let writer = Writer::start(0);
-    std::thread::sleep(Duration::from_secs(2));
-    let out = run_ok("switchover", &lab, &[]);
-    print!("{out}");
-    std::thread::sleep(Duration::from_secs(2));
-    let (gap, acked) = writer.finish();
-    println!(
-        "switchover: longest gap in acknowledged writes {:.3}s",
-        gap.as_secs_f64()
-    );
-    assert_no_write_lost(&acked, "switchover");
-    let (_, s, _) = wait_for_status(
-        &lab,
-        "healthy after switchover",
-        Duration::from_secs(60),
-        |c, _, _| c == 0,
-    );
-    let new_leader = leader_of(&s);
-    assert_ne!(new_leader, leader, "the leader did not change");
-    assert!(
-        out.contains(&format!("switchover done: {new_leader} leads")),
-        "{out}"
-    );
-    // A refusal names its reason.
-    let refused = run("switchover", &lab, &["--to", &new_leader]);
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("already the leader"),
-        "{}",
-        text(&refused)
-    );
-
-    // 3. A restart-only parameter (shared_buffers) and a reload-only one
-    //    (work_mem) rolled out by apply under the write loop.
-    let members = ["node1", "node2", "node3"];
-    let before = postmaster_starts(&members);
-    let params = scratch.path().join("params.yaml");
+fn set_up() -> Day2Lab {
+    let started = Instant::now();
+    // One folder per lab instance: a run of some scenarios only keeps its
+    // state (and leaves this behind); the next set-up starts it afresh.
+    let scratch = std::env::temp_dir().join(format!("pgdeploy-e2e-day2-{}", lab_instance()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let params = scratch.join("params.yaml");
     std::fs::write(
         &params,
         "postgres_parameters:\n  shared_buffers: 160MB\n  work_mem: 6MB\n",
     )
     .expect("params file");
-    let params_arg = format!("@{}", params.display());
-    let plan = run("plan", &lab, &["-e", &params_arg]);
-    let plan_text = text(&plan);
-    let line_of = |m: &str, param: &str| -> String {
-        plan_text
-            .lines()
-            .find(|l| l.contains(&format!("~ {m} {param}:")))
-            .unwrap_or_else(|| panic!("no {param} line for {m}:\n{plan_text}"))
-            .to_string()
-    };
-    for m in members {
-        assert!(line_of(m, "shared_buffers")
-            .ends_with("→ 160MB (restart: rolling, replicas first, leader last)"));
-        assert!(line_of(m, "work_mem").ends_with("→ 6MB (reload)"));
-    }
-    let writer = Writer::start(1_000_000);
-    std::thread::sleep(Duration::from_secs(2));
-    let out = run_ok("apply", &lab, &["-e", &params_arg]);
-    std::thread::sleep(Duration::from_secs(2));
-    let (gap, acked) = writer.finish();
-    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
-    println!("{}", steps.join("\n"));
-    println!(
-        "rolling restart: longest gap in acknowledged writes {:.3}s",
-        gap.as_secs_f64()
-    );
-    assert_no_write_lost(&acked, "rolling restart");
-    let after = postmaster_starts(&members);
-    for m in members {
-        assert_ne!(before[m], after[m], "{m} was not restarted");
-        let restarts = steps
-            .iter()
-            .filter(|l| l.contains(&format!("] restart {m} ")))
-            .count()
-            + steps
-                .iter()
-                .filter(|l| l.contains(&format!("switchover {m} -> ")))
-                .count();
-        assert_eq!(
-            restarts,
-            1,
-            "{m} restarted {restarts} times:\n{}",
-            steps.join("\n")
-        );
-    }
-    // The old leader restarted last (through the switchover).
-    let last = after
-        .iter()
-        .max_by_key(|(_, t)| t.as_str())
-        .map(|(m, _)| m.clone());
-    assert_eq!(last.as_deref(), Some(new_leader.as_str()), "{after:?}");
-    assert!(out.contains("rolling restart done: "), "{out}");
-    for m in members {
-        assert_eq!(
-            ssh(
-                m,
-                "runuser -u postgres -- psql -Atc 'show shared_buffers' -c 'show work_mem'"
-            ),
-            "160MB\n6MB\n",
-            "{m}"
-        );
-    }
-    let plan = run("plan", &lab, &["-e", &params_arg, "--detailed-exitcode"]);
-    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-
-    // 4. Grow: node5 joins as a replica and as an etcd member (member add
-    // before its first start); no other member restarts, PostgreSQL or etcd.
-    let grown = inventory_with_postgres(
-        scratch.path(),
-        &["node1", "node2", "node3", "node5"],
-        "grown",
-    );
-    let before = postmaster_starts(&members);
-    let etcd_before = etcd_starts(&members);
-    let t = Instant::now();
-    run_ok("apply", &grown, &["-e", &params_arg]);
-    println!("grow: node5 joined in {:.1}s", t.elapsed().as_secs_f64());
-    let (_, s, _) = wait_for_status(
-        &grown,
-        "node5 streaming",
-        Duration::from_secs(120),
-        |c, s, _| c == 0 && streaming_replicas(s).contains(&"node5".to_string()),
-    );
-    assert_eq!(s["members"].as_array().map(Vec::len), Some(4), "{s:#}");
-    assert_eq!(
-        postmaster_starts(&members),
-        before,
-        "a member restarted while node5 joined"
-    );
-    for b in s["haproxy"].as_array().expect("haproxy") {
-        assert!(b.to_string().contains("\"server\":\"node5\""), "{b:#}");
-    }
-    assert_eq!(
-        etcd_member_list("node1"),
-        [
-            "node1 started",
-            "node2 started",
-            "node3 started",
-            "node5 started"
-        ],
-        "node5 joined etcd"
-    );
-    let etcd = s["etcd"].as_array().expect("etcd status");
-    assert_eq!(etcd.len(), 4, "{s:#}");
-    assert!(etcd.iter().all(|e| e["healthy"] == true), "{s:#}");
-    assert_eq!(
-        etcd_starts(&members),
-        etcd_before,
-        "an etcd member restarted while node5 joined"
-    );
-    let again = run("plan", &grown, &["-e", &params_arg, "--detailed-exitcode"]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-
-    // 5. Shrink: node5 leaves; gone from Patroni, etcd and HAProxy; nobody
-    // restarts. plan says so first.
-    let plan = run("plan", &lab, &["-e", &params_arg, "--detailed-exitcode"]);
-    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    for line in [
-        "- Patroni member node5 (left the postgres group)",
-        "- etcd member node5 (left the etcd group)",
-    ] {
-        assert!(text(&plan).contains(line), "{}", text(&plan));
-    }
-    let t = Instant::now();
-    let out = run_ok("apply", &lab, &["-e", &params_arg]);
-    println!("shrink: node5 removed in {:.1}s", t.elapsed().as_secs_f64());
-    assert!(
-        out.contains("node5 removed from the Patroni cluster"),
-        "{out}"
-    );
-    assert!(out.contains("remove etcd member node5"), "{out}");
-    assert_eq!(
-        etcd_member_list("node1"),
-        ["node1 started", "node2 started", "node3 started"],
-        "node5 left etcd"
-    );
-    assert_eq!(
-        ssh_output("node5", "systemctl is-active etcd").stdout,
-        b"inactive\n",
-        "node5's etcd still runs"
-    );
-    assert_eq!(
-        etcd_starts(&members),
-        etcd_before,
-        "an etcd member restarted while node5 left"
-    );
-    let (_, s, _) = wait_for_status(
-        &lab,
-        "healthy without node5",
-        Duration::from_secs(60),
-        |c, _, _| c == 0,
-    );
-    assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
-    assert!(!s.to_string().contains("node5"), "{s:#}");
-    assert_eq!(
-        postmaster_starts(&members),
-        before,
-        "a member restarted while node5 left"
-    );
-
-    // 6. restart and reinit of one replica; the others keep running.
-    let s = status(&lab).1;
-    let replica = streaming_replicas(&s)[0].clone();
-    let before = postmaster_starts(&members);
-    let out = run_ok("restart", &lab, &[&replica]);
-    assert!(out.contains(&format!("{replica} restarted")), "{out}");
-    let after = postmaster_starts(&members);
-    for m in members {
-        assert_eq!(
-            before[m] != after[m],
-            m == replica,
-            "{m}: {before:?} -> {after:?}"
-        );
-    }
-    let out = run_ok("reinit", &lab, &[&replica]);
-    assert!(out.contains(&format!("{replica} reinitialized")), "{out}");
-    let refused = run("reinit", &lab, &[&leader_of(&s)]);
-    assert!(
-        text(&refused).contains("is the leader"),
-        "{}",
-        text(&refused)
-    );
-    wait_for_status(
-        &lab,
-        "healthy after reinit",
-        Duration::from_secs(60),
-        |c, _, _| c == 0,
-    );
-
-    // 7. A replica's host crashes: status is degraded and names it; after a
-    //    crash of the leader's host, status shows the new leader.
-    let s = status(&lab).1;
-    let leader = leader_of(&s);
-    let replica = streaming_replicas(&s)[0].clone();
-    pgdeploy_ok(&["lab", "kill", &replica]);
-    let (code, _, reason) =
-        wait_for_status(&lab, "degraded", Duration::from_secs(60), |c, _, err| {
-            c != 0 && err.contains(&replica)
-        });
-    println!(
-        "status with {replica} down (exit {code}): {}",
-        reason.trim()
-    );
-    assert_eq!(reason.trim().lines().count(), 1, "{reason}");
-    pgdeploy_ok(&["lab", "start", &replica]);
-    wait_for_status(
-        &lab,
-        "healthy again",
-        Duration::from_secs(120),
-        |c, _, _| c == 0,
-    );
-    pgdeploy_ok(&["lab", "kill", &leader]);
-    let (_, s, _) = wait_for_status(&lab, "a new leader", Duration::from_secs(90), |_, s, _| {
-        !leader_of(s).is_empty() && leader_of(s) != leader
-    });
-    println!(
-        "after the crash of {leader}: status shows leader {}",
-        leader_of(&s)
-    );
-    pgdeploy_ok(&["lab", "start", &leader]);
-
-    println!("day-2 test: {:.1}s", started.elapsed().as_secs_f64());
     pgdeploy_ok(&["lab", "down"]);
+    lab_up(5);
+    let lab = lab_inventory();
+    run_ok("apply", &lab, &[]);
+    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+    Day2Lab {
+        lab,
+        params_arg: format!("@{}", params.display()),
+        scratch,
+        table: false,
+        params: false,
+        grown: None,
+    }
+}
+
+impl Day2Lab {
+    /// The table the writers insert into.
+    fn ensure_table(&mut self) {
+        if !self.table {
+            vip_query(
+                "create table day2_writes (id bigint primary key, at timestamptz default now())",
+            );
+            self.table = true;
+        }
+    }
+
+    /// The parameters file in force (s03 rolls it out; here for a scenario
+    /// run without it), so later applies with it restart nobody.
+    fn ensure_params(&mut self) {
+        if !self.params {
+            run_ok("apply", &self.lab, &["-e", &self.params_arg]);
+            wait_for_status(
+                &self.lab,
+                "healthy with the parameters",
+                Duration::from_secs(60),
+                |c, _, _| c == 0,
+            );
+            self.params = true;
+        }
+    }
+
+    /// The inventory with node5 in the `postgres` and `etcd` groups.
+    fn grown_inventory(&self) -> PathBuf {
+        inventory_with_postgres(
+            &self.scratch,
+            &["node1", "node2", "node3", "node5"],
+            "grown",
+        )
+    }
+
+    /// node5 a streaming member (s04 grows it; here for a scenario run
+    /// without it).
+    fn ensure_grown(&mut self) {
+        self.ensure_params();
+        if self.grown.is_none() {
+            let grown = self.grown_inventory();
+            run_ok("apply", &grown, &["-e", &self.params_arg]);
+            wait_for_status(
+                &grown,
+                "node5 streaming",
+                Duration::from_secs(120),
+                |c, s, _| c == 0 && streaming_replicas(s).contains(&"node5".to_string()),
+            );
+            self.grown = Some(grown);
+        }
+    }
+}
+
+/// Every scenario listed in SCENARIOS is a test of this file, and back.
+#[test]
+fn scenarios_are_listed() {
+    assert_eq!(
+        tests_in(file!(), "scenarios_are_listed"),
+        SCENARIOS.map(String::from).to_vec()
+    );
+}
+
+/// `status` on a healthy cluster: exit 0 and everything in the JSON (3
+/// members, 2 streaming, 3 healthy etcd, HAProxy's rw backend on the
+/// leader only, one VIP holder, a backup); the human form says healthy.
+#[test]
+fn s01_status_of_a_healthy_cluster() {
+    LAB.run(|d| {
+        let lab = &d.lab;
+        let (_, s, _) = wait_for_status(lab, "healthy", Duration::from_secs(60), |c, _, _| c == 0);
+        assert_eq!(s["healthy"], true, "{s:#}");
+        assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
+        assert_eq!(streaming_replicas(&s).len(), 2, "{s:#}");
+        assert_eq!(
+            s["etcd"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["healthy"] == true)
+                .count(),
+            3,
+            "{s:#}"
+        );
+        let leader = leader_of(&s);
+        for b in s["haproxy"].as_array().expect("haproxy") {
+            let up: Vec<&str> = b["backends"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| x["proxy"] == "postgres_rw" && x["status"] == "UP")
+                .filter_map(|x| x["server"].as_str())
+                .collect();
+            assert_eq!(up, [leader.as_str()], "{b:#}");
+        }
+        assert_eq!(s["vip_holders"].as_array().map(Vec::len), Some(1), "{s:#}");
+        assert!(s["backup"]["label"].is_string(), "{s:#}");
+        // The human form of a healthy status. A moment of replication lag (a
+        // WAL switch after the first backup: Patroni's lag jumps by a segment or
+        // two until its next loop) is a real degradation, so wait it out.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let human = loop {
+            let out = run("status", lab, &[]);
+            if out.status.success() || Instant::now() > deadline {
+                break String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        };
+        assert!(human.contains("| Leader "), "{human}");
+        assert!(human.trim_end().ends_with("healthy"), "{human}");
+    });
+}
+
+/// A switchover under the write loop: no acknowledged write lost, another
+/// member leads, the output names it; a switchover to the leader is
+/// refused, naming why.
+#[test]
+fn s02_switchover_under_writes_loses_nothing() {
+    LAB.run(|d| {
+        d.ensure_table();
+        let lab = &d.lab;
+        let leader = leader_of(&status(lab).1);
+        let writer = Writer::start(0);
+        std::thread::sleep(Duration::from_secs(2));
+        let out = run_ok("switchover", lab, &[]);
+        print!("{out}");
+        std::thread::sleep(Duration::from_secs(2));
+        let (gap, acked) = writer.finish();
+        println!(
+            "switchover: longest gap in acknowledged writes {:.3}s",
+            gap.as_secs_f64()
+        );
+        assert_no_write_lost(&acked, "switchover");
+        let (_, s, _) = wait_for_status(
+            lab,
+            "healthy after switchover",
+            Duration::from_secs(60),
+            |c, _, _| c == 0,
+        );
+        let new_leader = leader_of(&s);
+        assert_ne!(new_leader, leader, "the leader did not change");
+        assert!(
+            out.contains(&format!("switchover done: {new_leader} leads")),
+            "{out}"
+        );
+        // A refusal names its reason.
+        let refused = run("switchover", lab, &["--to", &new_leader]);
+        assert!(!refused.status.success());
+        assert!(
+            text(&refused).contains("already the leader"),
+            "{}",
+            text(&refused)
+        );
+    });
+}
+
+/// A restart-only parameter (shared_buffers) and a reload-only one
+/// (work_mem): plan names each member's change and how it applies; apply
+/// rolls it out under the write loop with no write lost, each member
+/// restarted once, the leader last (through a switchover); then in force
+/// everywhere, and plan is clean.
+#[test]
+fn s03_parameter_change_rolls_out_restarting_each_member_once() {
+    LAB.run(|d| {
+        d.ensure_table();
+        let lab = &d.lab;
+        let params_arg = &d.params_arg;
+        let members = MEMBERS;
+        let leader = leader_of(&status(lab).1);
+        let before = postmaster_starts(&members);
+        let plan = run("plan", lab, &["-e", params_arg]);
+        let plan_text = text(&plan);
+        let line_of = |m: &str, param: &str| -> String {
+            plan_text
+                .lines()
+                .find(|l| l.contains(&format!("~ {m} {param}:")))
+                .unwrap_or_else(|| panic!("no {param} line for {m}:\n{plan_text}"))
+                .to_string()
+        };
+        for m in members {
+            assert!(line_of(m, "shared_buffers")
+                .ends_with("→ 160MB (restart: rolling, replicas first, leader last)"));
+            assert!(line_of(m, "work_mem").ends_with("→ 6MB (reload)"));
+        }
+        let writer = Writer::start(1_000_000);
+        std::thread::sleep(Duration::from_secs(2));
+        let out = run_ok("apply", lab, &["-e", params_arg]);
+        d.params = true;
+        std::thread::sleep(Duration::from_secs(2));
+        let (gap, acked) = writer.finish();
+        let steps: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+        println!("{}", steps.join("\n"));
+        println!(
+            "rolling restart: longest gap in acknowledged writes {:.3}s",
+            gap.as_secs_f64()
+        );
+        assert_no_write_lost(&acked, "rolling restart");
+        let after = postmaster_starts(&members);
+        for m in members {
+            assert_ne!(before[m], after[m], "{m} was not restarted");
+            let restarts = steps
+                .iter()
+                .filter(|l| l.contains(&format!("] restart {m} ")))
+                .count()
+                + steps
+                    .iter()
+                    .filter(|l| l.contains(&format!("switchover {m} -> ")))
+                    .count();
+            assert_eq!(
+                restarts,
+                1,
+                "{m} restarted {restarts} times:\n{}",
+                steps.join("\n")
+            );
+        }
+        // The old leader restarted last (through the switchover).
+        let last = after
+            .iter()
+            .max_by_key(|(_, t)| t.as_str())
+            .map(|(m, _)| m.clone());
+        assert_eq!(last.as_deref(), Some(leader.as_str()), "{after:?}");
+        assert!(out.contains("rolling restart done: "), "{out}");
+        for m in members {
+            assert_eq!(
+                ssh(
+                    m,
+                    "runuser -u postgres -- psql -Atc 'show shared_buffers' -c 'show work_mem'"
+                ),
+                "160MB\n6MB\n",
+                "{m}"
+            );
+        }
+        let plan = run("plan", lab, &["-e", params_arg, "--detailed-exitcode"]);
+        assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    });
+}
+
+/// Grow: node5 joins as a replica and as an etcd member (member add before
+/// its first start); no other member restarts, PostgreSQL or etcd; HAProxy
+/// knows it; plan is clean afterwards.
+#[test]
+fn s04_grow_by_a_host_without_restarting_the_others() {
+    LAB.run(|d| {
+        d.ensure_params();
+        let members = MEMBERS;
+        let params_arg = d.params_arg.clone();
+        let grown = d.grown_inventory();
+        let before = postmaster_starts(&members);
+        let etcd_before = etcd_starts(&members);
+        let t = Instant::now();
+        run_ok("apply", &grown, &["-e", &params_arg]);
+        d.grown = Some(grown.clone());
+        println!("grow: node5 joined in {:.1}s", t.elapsed().as_secs_f64());
+        let (_, s, _) = wait_for_status(
+            &grown,
+            "node5 streaming",
+            Duration::from_secs(120),
+            |c, s, _| c == 0 && streaming_replicas(s).contains(&"node5".to_string()),
+        );
+        assert_eq!(s["members"].as_array().map(Vec::len), Some(4), "{s:#}");
+        assert_eq!(
+            postmaster_starts(&members),
+            before,
+            "a member restarted while node5 joined"
+        );
+        for b in s["haproxy"].as_array().expect("haproxy") {
+            assert!(b.to_string().contains("\"server\":\"node5\""), "{b:#}");
+        }
+        assert_eq!(
+            etcd_member_list("node1"),
+            [
+                "node1 started",
+                "node2 started",
+                "node3 started",
+                "node5 started"
+            ],
+            "node5 joined etcd"
+        );
+        let etcd = s["etcd"].as_array().expect("etcd status");
+        assert_eq!(etcd.len(), 4, "{s:#}");
+        assert!(etcd.iter().all(|e| e["healthy"] == true), "{s:#}");
+        assert_eq!(
+            etcd_starts(&members),
+            etcd_before,
+            "an etcd member restarted while node5 joined"
+        );
+        let again = run("plan", &grown, &["-e", &params_arg, "--detailed-exitcode"]);
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    });
+}
+
+/// Shrink: plan says node5 leaves Patroni and etcd; apply removes it from
+/// Patroni, etcd and HAProxy and stops its etcd; nobody else restarts,
+/// PostgreSQL or etcd; the cluster is healthy with 3 members.
+#[test]
+fn s05_shrink_by_a_host_without_restarting_the_others() {
+    LAB.run(|d| {
+        d.ensure_grown();
+        let lab = &d.lab;
+        let params_arg = &d.params_arg;
+        let members = MEMBERS;
+        let before = postmaster_starts(&members);
+        let etcd_before = etcd_starts(&members);
+        let plan = run("plan", lab, &["-e", params_arg, "--detailed-exitcode"]);
+        assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+        for line in [
+            "- Patroni member node5 (left the postgres group)",
+            "- etcd member node5 (left the etcd group)",
+        ] {
+            assert!(text(&plan).contains(line), "{}", text(&plan));
+        }
+        let t = Instant::now();
+        let out = run_ok("apply", lab, &["-e", params_arg]);
+        println!("shrink: node5 removed in {:.1}s", t.elapsed().as_secs_f64());
+        assert!(
+            out.contains("node5 removed from the Patroni cluster"),
+            "{out}"
+        );
+        assert!(out.contains("remove etcd member node5"), "{out}");
+        assert_eq!(
+            etcd_member_list("node1"),
+            ["node1 started", "node2 started", "node3 started"],
+            "node5 left etcd"
+        );
+        assert_eq!(
+            ssh_output("node5", "systemctl is-active etcd").stdout,
+            b"inactive\n",
+            "node5's etcd still runs"
+        );
+        assert_eq!(
+            etcd_starts(&members),
+            etcd_before,
+            "an etcd member restarted while node5 left"
+        );
+        let (_, s, _) = wait_for_status(
+            lab,
+            "healthy without node5",
+            Duration::from_secs(60),
+            |c, _, _| c == 0,
+        );
+        assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
+        assert!(!s.to_string().contains("node5"), "{s:#}");
+        assert_eq!(
+            postmaster_starts(&members),
+            before,
+            "a member restarted while node5 left"
+        );
+    });
+}
+
+/// `restart` of one replica restarts it alone; `reinit` reinitialises it;
+/// `reinit` of the leader is refused, naming why; healthy afterwards.
+#[test]
+fn s06_restart_and_reinit_of_one_replica() {
+    LAB.run(|d| {
+        let lab = &d.lab;
+        let members = MEMBERS;
+        let s = status(lab).1;
+        let replica = streaming_replicas(&s)[0].clone();
+        let before = postmaster_starts(&members);
+        let out = run_ok("restart", lab, &[&replica]);
+        assert!(out.contains(&format!("{replica} restarted")), "{out}");
+        let after = postmaster_starts(&members);
+        for m in members {
+            assert_eq!(
+                before[m] != after[m],
+                m == replica,
+                "{m}: {before:?} -> {after:?}"
+            );
+        }
+        let out = run_ok("reinit", lab, &[&replica]);
+        assert!(out.contains(&format!("{replica} reinitialized")), "{out}");
+        let refused = run("reinit", lab, &[&leader_of(&s)]);
+        assert!(
+            text(&refused).contains("is the leader"),
+            "{}",
+            text(&refused)
+        );
+        wait_for_status(
+            lab,
+            "healthy after reinit",
+            Duration::from_secs(60),
+            |c, _, _| c == 0,
+        );
+    });
+}
+
+/// A replica's host crashes: status is degraded and names it in one line;
+/// after it is back and a crash of the leader's host, status shows the new
+/// leader.
+#[test]
+fn s07_status_degraded_by_a_crashed_replica_then_new_leader() {
+    LAB.run(|d| {
+        let lab = &d.lab;
+        let s = status(lab).1;
+        let leader = leader_of(&s);
+        let replica = streaming_replicas(&s)[0].clone();
+        pgdeploy_ok(&["lab", "kill", &replica]);
+        let (code, _, reason) =
+            wait_for_status(lab, "degraded", Duration::from_secs(60), |c, _, err| {
+                c != 0 && err.contains(&replica)
+            });
+        println!(
+            "status with {replica} down (exit {code}): {}",
+            reason.trim()
+        );
+        assert_eq!(reason.trim().lines().count(), 1, "{reason}");
+        pgdeploy_ok(&["lab", "start", &replica]);
+        wait_for_status(lab, "healthy again", Duration::from_secs(120), |c, _, _| {
+            c == 0
+        });
+        pgdeploy_ok(&["lab", "kill", &leader]);
+        let (_, s, _) = wait_for_status(lab, "a new leader", Duration::from_secs(90), |_, s, _| {
+            !leader_of(s).is_empty() && leader_of(s) != leader
+        });
+        println!(
+            "after the crash of {leader}: status shows leader {}",
+            leader_of(&s)
+        );
+        pgdeploy_ok(&["lab", "start", &leader]);
+    });
 }

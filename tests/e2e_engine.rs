@@ -1,17 +1,55 @@
-//! End-to-end tests of the engine on the lab's real hosts. One test runs the
-//! scenarios one after another, since they share the lab.
+//! End-to-end tests of the engine on the lab's real hosts (node5-7 of a
+//! 7-host lab), one test per scenario.
+//!
+//! The scenarios share one lab, brought up by the first one that runs
+//! (see `Suite` in tests/common); the lab stays up for the next file.
+//! Names start `sNN_` because libtest runs them in name order: phase 1 on
+//! fresh hosts first, phase 2 (modules whose objects phase 1 makes) next,
+//! then the scenarios that need phase 1 applied. Those ask the fixture for
+//! it (`ensure_phase1`), so each also runs alone.
 
 mod common;
 
 use common::*;
 
-#[test]
-fn engine_on_the_lab() {
-    require_lab_prerequisites();
+const SCENARIOS: [&str; 11] = [
+    "s01_check_predicts_apply_exactly_on_fresh_hosts",
+    "s02_check_predicts_apply_exactly_for_phase2",
+    "s03_facts_of_a_lab_host",
+    "s04_drift_is_planned_and_repaired",
+    "s05_progress_bars_on_a_terminal",
+    "s06_a_change_keeps_the_probes_it_cannot_affect",
+    "s07_waits_are_not_probed_ahead_while_a_host_changes",
+    "s08_slow_host_does_not_hold_up_others",
+    "s09_unreachable_host_does_not_stop_others",
+    "s10_bad_input_names_file_and_line",
+    "s11_sshd_lockout_is_caught_by_a_new_connection",
+];
+
+static LAB: Suite<EngineLab> = Suite::new(&SCENARIOS, set_up, keep_lab::<EngineLab>);
+
+struct EngineLab {
+    inventory: String,
+    /// Whether node5-6 hold what the phase 1 playbook makes.
+    phase1: bool,
+    /// Whether a scenario changed node5-7 since they were cleaned (s01
+    /// wants fresh hosts).
+    touched: bool,
+}
+
+fn set_up() -> EngineLab {
     lab_up(7);
-    let inventory = lab_inventory();
-    let inventory = inventory.to_str().expect("utf8 path");
-    // Start from hosts that have not seen these fixtures.
+    let inventory = lab_inventory().to_str().expect("utf8 path").to_string();
+    clean_hosts();
+    EngineLab {
+        inventory,
+        phase1: false,
+        touched: false,
+    }
+}
+
+/// Start from hosts that have not seen these fixtures.
+fn clean_hosts() {
     for host in ["node5", "node6", "node7"] {
         ssh(
             host,
@@ -21,38 +59,151 @@ fn engine_on_the_lab() {
              userdel pgde2e 2>/dev/null; groupdel pgde2e 2>/dev/null; systemctl daemon-reload; true",
         );
     }
+}
 
-    check_predicts_apply_exactly(inventory, "engine/phase1.yaml");
+impl EngineLab {
+    /// Phase 1 applied on node5-6 (by s01, or here for a scenario run
+    /// without it).
+    fn ensure_phase1(&mut self) {
+        if !self.phase1 {
+            pgdeploy_ok(&[
+                "apply",
+                "-i",
+                &self.inventory,
+                &fixture("engine/phase1.yaml"),
+            ]);
+            self.phase1 = true;
+            self.touched = true;
+        }
+    }
+
+    /// Fresh hosts for s01 (cleaned again if a scenario ran before it).
+    fn ensure_fresh(&mut self) {
+        if self.touched {
+            clean_hosts();
+            self.phase1 = false;
+            self.touched = false;
+        }
+    }
+}
+
+/// Every scenario listed in SCENARIOS is a test of this file, and back.
+#[test]
+fn scenarios_are_listed() {
     assert_eq!(
-        ssh("node5", "cat /etc/pgd-e2e-registered").trim(),
-        "node5",
-        "a registered result reaches a later task"
+        tests_in(file!(), "scenarios_are_listed"),
+        SCENARIOS.map(String::from).to_vec()
     );
-    assert!(
-        ssh("node5", "test -f /opt/pgd-e2e-handler-ran && echo yes").contains("yes"),
-        "the notified handler ran"
-    );
-    check_predicts_apply_exactly(inventory, "engine/phase2.yaml");
-    assert_eq!(ssh("node6", "systemctl is-active pgd-e2e").trim(), "active");
-    let ufw = ssh("node6", "ufw status verbose");
-    assert!(
-        ufw.contains("Status: active") && ufw.contains("Default: reject (incoming)"),
-        "{ufw}"
-    );
+}
 
-    let facts = json(&pgdeploy_ok(&["facts", "-i", inventory, "node5"]));
-    assert_eq!(facts["hostname"], "node5", "{facts}");
-    assert_eq!(facts["default_ipv4"], address("node5"), "{facts}");
-    assert_eq!(facts["os_codename"], "bookworm", "{facts}");
+/// On fresh hosts, `--check` of phase 1 changes nothing and predicts
+/// exactly what apply does; a second apply changes nothing; a registered
+/// result reaches a later task and the notified handler ran.
+#[test]
+fn s01_check_predicts_apply_exactly_on_fresh_hosts() {
+    LAB.run(|lab| {
+        lab.ensure_fresh();
+        lab.touched = true;
+        check_predicts_apply_exactly(&lab.inventory, "engine/phase1.yaml");
+        lab.phase1 = true;
+        assert_eq!(
+            ssh("node5", "cat /etc/pgd-e2e-registered").trim(),
+            "node5",
+            "a registered result reaches a later task"
+        );
+        assert!(
+            ssh("node5", "test -f /opt/pgd-e2e-handler-ran && echo yes").contains("yes"),
+            "the notified handler ran"
+        );
+    });
+}
 
-    drift_is_planned_and_repaired(inventory);
-    progress_bars_on_a_terminal(inventory);
-    a_change_keeps_the_probes_it_cannot_affect(inventory);
-    waits_are_not_probed_ahead_while_a_host_changes(inventory);
-    slow_host_does_not_hold_up_others(inventory);
-    unreachable_host_does_not_stop_others();
-    bad_input_names_file_and_line(inventory);
-    sshd_lockout_is_caught_by_a_new_connection(inventory);
+/// Phase 2 (a unit file, the ufw package: objects phase 1 makes): `--check`
+/// predicts apply exactly; the service is active, ufw on and rejecting.
+#[test]
+fn s02_check_predicts_apply_exactly_for_phase2() {
+    LAB.run(|lab| {
+        lab.ensure_phase1();
+        check_predicts_apply_exactly(&lab.inventory, "engine/phase2.yaml");
+        assert_eq!(ssh("node6", "systemctl is-active pgd-e2e").trim(), "active");
+        let ufw = ssh("node6", "ufw status verbose");
+        assert!(
+            ufw.contains("Status: active") && ufw.contains("Default: reject (incoming)"),
+            "{ufw}"
+        );
+    });
+}
+
+/// `pgdeploy facts` reports the host's name, address and release.
+#[test]
+fn s03_facts_of_a_lab_host() {
+    LAB.run(|lab| {
+        let facts = json(&pgdeploy_ok(&["facts", "-i", &lab.inventory, "node5"]));
+        assert_eq!(facts["hostname"], "node5", "{facts}");
+        assert_eq!(facts["default_ipv4"], address("node5"), "{facts}");
+        assert_eq!(facts["os_codename"], "bookworm", "{facts}");
+    });
+}
+
+#[test]
+fn s04_drift_is_planned_and_repaired() {
+    LAB.run(|lab| {
+        lab.ensure_phase1();
+        drift_is_planned_and_repaired(&lab.inventory);
+    });
+}
+
+#[test]
+fn s05_progress_bars_on_a_terminal() {
+    LAB.run(|lab| {
+        lab.ensure_phase1();
+        progress_bars_on_a_terminal(&lab.inventory);
+    });
+}
+
+#[test]
+fn s06_a_change_keeps_the_probes_it_cannot_affect() {
+    LAB.run(|lab| {
+        lab.touched = true;
+        a_change_keeps_the_probes_it_cannot_affect(&lab.inventory);
+    });
+}
+
+#[test]
+fn s07_waits_are_not_probed_ahead_while_a_host_changes() {
+    LAB.run(|lab| {
+        lab.touched = true;
+        waits_are_not_probed_ahead_while_a_host_changes(&lab.inventory);
+    });
+}
+
+#[test]
+fn s08_slow_host_does_not_hold_up_others() {
+    LAB.run(|lab| {
+        lab.touched = true;
+        slow_host_does_not_hold_up_others(&lab.inventory);
+    });
+}
+
+#[test]
+fn s09_unreachable_host_does_not_stop_others() {
+    LAB.run(|lab| {
+        lab.touched = true;
+        unreachable_host_does_not_stop_others();
+    });
+}
+
+#[test]
+fn s10_bad_input_names_file_and_line() {
+    LAB.run(|lab| bad_input_names_file_and_line(&lab.inventory));
+}
+
+#[test]
+fn s11_sshd_lockout_is_caught_by_a_new_connection() {
+    LAB.run(|lab| {
+        lab.touched = true;
+        sshd_lockout_is_caught_by_a_new_connection(&lab.inventory);
+    });
 }
 
 /// An sshd change that `sshd -t` accepts but that locks the deploy user

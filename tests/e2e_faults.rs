@@ -1,13 +1,19 @@
-//! Faults in the middle of a run on the lab's real hosts, one test,
-//! scenarios in order: a host killed during an apply, a host isolated
-//! during an apply, Ctrl-C during an apply (each run is started in the
-//! background, broken during its 12 s slow step, and must end on its own
-//! with the other hosts finished, exit 1 and a recap naming the broken host;
-//! a re-run after the host is back converges); the SSH connection dropped
-//! during a large upload (twice: the session's sshd killed, then the whole
-//! session with the upload's own shell); the apt lock held by another
-//! process (waited for with a live message, then released; then held past
-//! the timeout); a full disk on one host. The lab is left down.
+//! Faults in the middle of a run on the lab's real hosts, one test per
+//! scenario: a host killed during an apply, a host isolated during an
+//! apply, Ctrl-C during an apply (each run is started in the background,
+//! broken during its 12 s slow step, and must end on its own with the
+//! other hosts finished, exit 1 and a recap naming the broken host; a
+//! re-run after the host is back converges); the SSH connection dropped
+//! during a large upload (the session's sshd killed; the whole session
+//! with the upload's own shell); the apt lock held by another process
+//! (waited for with a live message, then released; held past the
+//! timeout); a full disk on one host.
+//!
+//! The scenarios share one 4-host lab and a playbook folder, made by the
+//! first one that runs (see `Suite` in tests/common); each scenario sets up
+//! its own hosts' state, so each also runs alone. Names start `sNN_` to keep
+//! the order they were written in (libtest runs them in name order). The
+//! last one to finish takes the lab down.
 
 mod common;
 
@@ -72,35 +78,95 @@ fn lab(args: &[&str]) {
     pgdeploy_ok(&[&["lab"], args].concat());
 }
 
-#[test]
-fn faults_mid_run() {
-    require_lab_prerequisites();
+const SCENARIOS: [&str; 8] = [
+    "s01_host_killed_mid_run_others_finish",
+    "s02_host_isolated_mid_run_others_finish",
+    "s03_ctrl_c_mid_run_ends_the_step_and_starts_no_other",
+    "s04_upload_cut_off_by_killing_sshd",
+    "s05_upload_cut_off_by_killing_the_whole_session",
+    "s06_apt_lock_waited_for_with_a_live_message",
+    "s07_apt_lock_held_past_the_timeout_fails_that_host_only",
+    "s08_disk_full_on_one_host",
+];
+
+static LAB: Suite<FaultsLab> = Suite::new(&SCENARIOS, set_up, lab_down::<FaultsLab>);
+
+struct FaultsLab {
+    inventory: String,
+    work: Workdir,
+}
+
+fn set_up() -> FaultsLab {
     lab_up(4);
-    let inventory = lab_inventory();
-    let inventory = inventory.to_str().expect("utf8 path");
+    FaultsLab {
+        inventory: lab_inventory().to_str().expect("utf8 path").to_string(),
+        work: Workdir::new(),
+    }
+}
 
-    fault_mid_run(
-        inventory,
-        "host killed",
-        "node2",
-        &["kill", "node2"],
-        &["start", "node2"],
+/// Every scenario listed in SCENARIOS is a test of this file, and back.
+#[test]
+fn scenarios_are_listed() {
+    assert_eq!(
+        tests_in(file!(), "scenarios_are_listed"),
+        SCENARIOS.map(String::from).to_vec()
     );
-    fault_mid_run(
-        inventory,
-        "host isolated",
-        "node3",
-        &["isolate", "node3"],
-        &["heal", "node3"],
-    );
-    interrupted(inventory);
-    let work = Workdir::new();
-    upload_cut_off(inventory, &work, Cut::SshdOnly);
-    upload_cut_off(inventory, &work, Cut::WholeSession);
-    apt_lock_held(inventory, &work);
-    disk_full(inventory, &work);
+}
 
-    lab(&["down"]);
+#[test]
+fn s01_host_killed_mid_run_others_finish() {
+    LAB.run(|lab| {
+        fault_mid_run(
+            &lab.inventory,
+            "host killed",
+            "node2",
+            &["kill", "node2"],
+            &["start", "node2"],
+        );
+    });
+}
+
+#[test]
+fn s02_host_isolated_mid_run_others_finish() {
+    LAB.run(|lab| {
+        fault_mid_run(
+            &lab.inventory,
+            "host isolated",
+            "node3",
+            &["isolate", "node3"],
+            &["heal", "node3"],
+        );
+    });
+}
+
+#[test]
+fn s03_ctrl_c_mid_run_ends_the_step_and_starts_no_other() {
+    LAB.run(|lab| interrupted(&lab.inventory));
+}
+
+#[test]
+fn s04_upload_cut_off_by_killing_sshd() {
+    LAB.run(|lab| upload_cut_off(&lab.inventory, &lab.work, Cut::SshdOnly));
+}
+
+#[test]
+fn s05_upload_cut_off_by_killing_the_whole_session() {
+    LAB.run(|lab| upload_cut_off(&lab.inventory, &lab.work, Cut::WholeSession));
+}
+
+#[test]
+fn s06_apt_lock_waited_for_with_a_live_message() {
+    LAB.run(|lab| apt_lock_waited_for(&lab.inventory, &lab.work));
+}
+
+#[test]
+fn s07_apt_lock_held_past_the_timeout_fails_that_host_only() {
+    LAB.run(|lab| apt_lock_held_past_timeout(&lab.inventory, &lab.work));
+}
+
+#[test]
+fn s08_disk_full_on_one_host() {
+    LAB.run(|lab| disk_full(&lab.inventory, &lab.work));
 }
 
 /// Starts the slow playbook, runs `fault` during its slow step, waits for
@@ -188,7 +254,9 @@ struct Workdir(std::path::PathBuf);
 
 impl Workdir {
     fn new() -> Workdir {
-        let dir = std::env::temp_dir().join(format!("pgd-faults-{}", std::process::id()));
+        // One per lab instance (not per process): a run of some scenarios
+        // only, which keeps its state, leaves at most this one behind.
+        let dir = std::env::temp_dir().join(format!("pgd-faults-{}", lab_instance()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("work dir");
         Workdir(dir)
@@ -589,9 +657,8 @@ const APT_TASKS: &str =
 
 /// Another process holds the apt lock on node2: the run waits with a live
 /// message naming the host, the lock, the process and the time waited, and
-/// goes on when it is released; held past `lock_timeout`, the task fails
-/// naming the lock and the process, and the other hosts are done.
-fn apt_lock_held(inventory: &str, work: &Workdir) {
+/// goes on when it is released.
+fn apt_lock_waited_for(inventory: &str, work: &Workdir) {
     let playbook = work.playbook("apt", APT_TASKS);
     let (holder, run) = apply_while_apt_locked(inventory, &playbook, 120);
     let first = run.wait_for_line(Duration::from_secs(90), |l| {
@@ -631,8 +698,12 @@ fn apt_lock_held(inventory: &str, work: &Workdir) {
     assert!(ssh_output("node2", "dpkg -s tree >/dev/null 2>&1")
         .status
         .success());
+}
 
-    // Held past the timeout: a clear failure on node2 only.
+/// The apt lock held past `lock_timeout`: the task fails on node2 naming
+/// the lock and the process; the other hosts are done; a re-run converges.
+fn apt_lock_held_past_timeout(inventory: &str, work: &Workdir) {
+    let playbook = work.playbook("apt", APT_TASKS);
     let (holder, run) = apply_while_apt_locked(inventory, &playbook, 8);
     let (code, all) = run.finish("apt lock held past the timeout");
     release_apt_lock("node2");

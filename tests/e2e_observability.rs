@@ -1,7 +1,14 @@
 //! End-to-end test of the monitoring roles on fresh lab hosts: the HA stack
 //! with node5 in a `monitoring` group, Prometheus scraping every exporter,
 //! the alert rules checked by promtool, and alerts firing for a crashed
-//! leader and a stopped replica. One test, scenarios in order.
+//! leader and a stopped replica.
+//!
+//! One test per scenario; they share one 5-host lab and one fresh deploy,
+//! made by the first scenario that runs (see `Suite` in tests/common).
+//! Names start `sNN_` because libtest runs them in name order: the healthy
+//! cluster's checks (no alert firing) must come before the crash, whose
+//! failover alert stays for its 10 minute window. The last one to finish
+//! takes the lab down.
 
 mod common;
 
@@ -219,240 +226,313 @@ fn can_connect(from: &str, to: &str, port: u16) -> bool {
     .success()
 }
 
-#[test]
-fn prometheus_scrapes_the_cluster_and_alerts_on_failures() {
-    require_lab_prerequisites();
+const SCENARIOS: [&str; 7] = [
+    "s01_monitoring_password_required_before_any_host",
+    "s02_fresh_deploy_keeps_the_exporter_password_private",
+    "s03_alert_rules_pass_promtool",
+    "s04_every_target_up_and_no_alert_on_a_healthy_cluster",
+    "s05_scrape_ports_open_to_the_monitoring_host_only",
+    "s06_leader_crash_fires_the_no_leader_alert",
+    "s07_stopped_replica_fires_the_replica_alert",
+];
+
+static LAB: Suite<ObservabilityLab> = Suite::new(&SCENARIOS, set_up, lab_down::<ObservabilityLab>);
+
+struct ObservabilityLab {
+    /// The inventory with node5 in the `monitoring` group.
+    inventory: PathBuf,
+    /// The fresh deploy's output.
+    fresh: Output,
+}
+
+fn set_up() -> ObservabilityLab {
     pgdeploy_ok(&["lab", "down"]);
     lab_up(5);
     let inventory = monitoring_inventory();
-
-    // 0. With a monitoring group the exporter's password is required: a clear error before any host
-    // is contacted.
-    let inventory_arg = inventory.to_string_lossy().into_owned();
-    let missing = pgdeploy(&[
-        "validate",
-        "-i",
-        &inventory_arg,
-        "-e",
-        "postgres_superuser_password=x",
-        "-e",
-        "postgres_replication_password=y",
-    ]);
-    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
-    assert!(
-        text(&missing).contains("roles/monitoring/tasks.yaml:")
-            && text(&missing).contains("`postgres_monitoring_password` is undefined"),
-        "{}",
-        text(&missing)
-    );
-
-    // 1. A fresh deploy of the stack with node5 as the monitoring host.
     let started = Instant::now();
-    let out = apply(&inventory);
-    assert!(out.status.success(), "fresh apply failed:\n{}", text(&out));
+    let fresh = apply(&inventory);
+    assert!(
+        fresh.status.success(),
+        "fresh apply failed:\n{}",
+        text(&fresh)
+    );
     println!(
         "fresh deploy with monitoring: {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    for secret in [
-        SUPERUSER_PASSWORD,
-        REPLICATION_PASSWORD,
-        MONITORING_PASSWORD,
-    ] {
-        assert!(!text(&out).contains(secret), "a secret was printed");
-    }
-    let secret_file = ssh(
-        "node1",
-        "stat -c '%a %U' /etc/prometheus/postgres-exporter.password",
-    );
-    assert_eq!(
-        secret_file.trim(),
-        "600 prometheus",
-        "the exporter's password file"
-    );
+    ObservabilityLab { inventory, fresh }
+}
 
-    // 2. The installed rules pass promtool; promtool does reject a broken rule.
-    let rules = ssh(
-        MONITOR,
-        "promtool check rules /etc/prometheus/rules/pgdeploy.yml 2>&1",
-    );
-    assert!(rules.contains("SUCCESS"), "{rules}");
-    let config = ssh(
-        MONITOR,
-        "promtool check config /etc/prometheus/prometheus.yml 2>&1",
-    );
-    assert!(config.contains("SUCCESS"), "{config}");
-    let broken = ssh_output(
-        MONITOR,
-        "printf 'groups:\\n- name: x\\n  rules:\\n  - alert: Broken\\n    expr: sum(up\\n' > /tmp/broken.yml && promtool check rules /tmp/broken.yml",
-    );
-    assert!(!broken.status.success(), "promtool accepted a broken rule");
-    // The rules' logic, on synthetic series (tests/fixtures/prometheus/rules-test.yml): every alert,
-    // including those this test cannot provoke on the lab (lag, etcd, HAProxy, backups, disk).
-    let cases = std::fs::read_to_string(fixture("prometheus/rules-test.yml")).expect("fixture");
-    ssh(
-        MONITOR,
-        &format!(
-            "mkdir -p /tmp/rules-test && cp /etc/prometheus/rules/pgdeploy.yml /tmp/rules-test/ && cat > /tmp/rules-test/rules-test.yml <<'CASES'\n{cases}CASES\n"
-        ),
-    );
-    let unit = ssh_output(
-        MONITOR,
-        "cd /tmp/rules-test && promtool test rules rules-test.yml 2>&1",
-    );
-    assert!(
-        unit.status.success(),
-        "promtool test rules:\n{}",
-        text(&unit)
-    );
-    let installed = ssh(MONITOR, "cat /etc/prometheus/rules/pgdeploy.yml");
-    for alert in [
-        "PostgresNoLeader",
-        "PostgresFailover",
-        "PostgresReplicaNotStreaming",
-        "PostgresReplicationLagHigh",
-        "EtcdNoQuorum",
-        "HAProxyNoReadWriteBackend",
-        "PgBackRestBackupTooOld",
-        "DiskNearlyFull",
-    ] {
-        assert!(
-            installed.contains(&format!("alert: {alert}\n")),
-            "{alert} missing"
-        );
-    }
-
-    // 3. Every target is up: node exporter on 5 hosts, PostgreSQL exporter,
-    // Patroni, HAProxy and etcd on the 3 members, and Prometheus itself.
-    let targets = wait_for_targets_up(5 + 3 * 4 + 1);
-    for job in [
-        "node",
-        "postgres",
-        "patroni",
-        "haproxy",
-        "etcd",
-        "prometheus",
-    ] {
-        assert!(
-            targets.iter().any(|(j, _)| j == job),
-            "no {job} target: {targets:?}"
-        );
-    }
-    // Values behind the alerts are really scraped.
+/// Every scenario listed in SCENARIOS is a test of this file, and back.
+#[test]
+fn scenarios_are_listed() {
     assert_eq!(
-        query("patroni_primary == 1").len(),
-        1,
-        "one leader in the metrics"
+        tests_in(file!(), "scenarios_are_listed"),
+        SCENARIOS.map(String::from).to_vec()
     );
-    wait_for_streaming_replicas(Duration::from_secs(60));
-    assert_eq!(
-        query("haproxy_backend_active_servers{proxy=\"postgres_rw\"} == 1").len(),
-        3
-    );
-    assert_eq!(query("etcd_server_has_leader == 1").len(), 3);
-    assert_eq!(
-        query("pgbackrest_backup_last_completed_timestamp_seconds{type=\"full\"} > 0").len(),
-        1,
-        "the backup host's textfile metric"
-    );
-    // A healthy cluster fires none of the cluster alerts.
-    std::thread::sleep(Duration::from_secs(12));
-    let quiet = alerts();
-    for name in [
-        "PostgresNoLeader",
-        "PostgresFailover",
-        "PostgresReplicaNotStreaming",
-        "EtcdNoQuorum",
-        "HAProxyNoReadWriteBackend",
-        "PgBackRestBackupTooOld",
-        "PgBackRestNoBackupInfo",
-        "ScrapeTargetDown",
-    ] {
-        assert!(
-            !quiet.iter().any(|a| a.0 == name),
-            "{name} on a healthy cluster: {quiet:?}"
-        );
-    }
+}
 
-    // The scrape ports are open to the monitoring host only.
-    for (host, port) in [
-        ("node1", 9100),
-        ("node1", 9187),
-        ("node1", 8008),
-        ("node1", 8405),
-        ("node1", 2379),
-        ("node4", 9100),
-    ] {
+/// With a monitoring group the exporter's password is required: a clear
+/// error (exit 2, naming the role's file) from `validate`, which contacts
+/// no host.
+#[test]
+fn s01_monitoring_password_required_before_any_host() {
+    LAB.run(|lab| {
+        let inventory_arg = lab.inventory.to_string_lossy().into_owned();
+        let missing = pgdeploy(&[
+            "validate",
+            "-i",
+            &inventory_arg,
+            "-e",
+            "postgres_superuser_password=x",
+            "-e",
+            "postgres_replication_password=y",
+        ]);
+        assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
         assert!(
-            can_connect(MONITOR, host, port),
-            "{MONITOR} cannot reach {host}:{port}"
+            text(&missing).contains("roles/monitoring/tasks.yaml:")
+                && text(&missing).contains("`postgres_monitoring_password` is undefined"),
+            "{}",
+            text(&missing)
         );
-    }
-    for port in [9100, 9187, 8405] {
-        assert!(
-            !can_connect("node4", "node1", port),
-            "node4 reached node1:{port}"
-        );
-    }
+    });
+}
 
-    // 4. A hard crash of the leader's host: the no-leader or failover alert fires.
-    let old_leader = patroni_leader("node1");
-    let survivor = MEMBERS
-        .into_iter()
-        .find(|h| *h != old_leader)
-        .expect("a survivor");
-    pgdeploy_ok(&["lab", "kill", &old_leader]);
-    let crashed = Instant::now();
-    let seen = wait_for_alert(
-        crashed,
-        Duration::from_secs(180),
-        &[
+/// The fresh deploy with node5 as the monitoring host prints no secret;
+/// the exporter's password file is 0600 and Prometheus's.
+#[test]
+fn s02_fresh_deploy_keeps_the_exporter_password_private() {
+    LAB.run(|lab| {
+        for secret in [
+            SUPERUSER_PASSWORD,
+            REPLICATION_PASSWORD,
+            MONITORING_PASSWORD,
+        ] {
+            assert!(!text(&lab.fresh).contains(secret), "a secret was printed");
+        }
+        let secret_file = ssh(
+            "node1",
+            "stat -c '%a %U' /etc/prometheus/postgres-exporter.password",
+        );
+        assert_eq!(
+            secret_file.trim(),
+            "600 prometheus",
+            "the exporter's password file"
+        );
+    });
+}
+
+/// The installed rules and config pass promtool; promtool does reject a
+/// broken rule; the rules' own unit tests pass; every alert is installed.
+#[test]
+fn s03_alert_rules_pass_promtool() {
+    LAB.run(|_| {
+        let rules = ssh(
+            MONITOR,
+            "promtool check rules /etc/prometheus/rules/pgdeploy.yml 2>&1",
+        );
+        assert!(rules.contains("SUCCESS"), "{rules}");
+        let config = ssh(
+            MONITOR,
+            "promtool check config /etc/prometheus/prometheus.yml 2>&1",
+        );
+        assert!(config.contains("SUCCESS"), "{config}");
+        let broken = ssh_output(
+            MONITOR,
+            "printf 'groups:\\n- name: x\\n  rules:\\n  - alert: Broken\\n    expr: sum(up\\n' > /tmp/broken.yml && promtool check rules /tmp/broken.yml",
+        );
+        assert!(!broken.status.success(), "promtool accepted a broken rule");
+        // The rules' logic, on synthetic series (tests/fixtures/prometheus/rules-test.yml): every alert,
+        // including those this test cannot provoke on the lab (lag, etcd, HAProxy, backups, disk).
+        let cases = std::fs::read_to_string(fixture("prometheus/rules-test.yml")).expect("fixture");
+        ssh(
+            MONITOR,
+            &format!(
+                "mkdir -p /tmp/rules-test && cp /etc/prometheus/rules/pgdeploy.yml /tmp/rules-test/ && cat > /tmp/rules-test/rules-test.yml <<'CASES'\n{cases}CASES\n"
+            ),
+        );
+        let unit = ssh_output(
+            MONITOR,
+            "cd /tmp/rules-test && promtool test rules rules-test.yml 2>&1",
+        );
+        assert!(
+            unit.status.success(),
+            "promtool test rules:\n{}",
+            text(&unit)
+        );
+        let installed = ssh(MONITOR, "cat /etc/prometheus/rules/pgdeploy.yml");
+        for alert in [
             "PostgresNoLeader",
             "PostgresFailover",
-            "ScrapeTargetDown",
+            "PostgresReplicaNotStreaming",
+            "PostgresReplicationLagHigh",
+            "EtcdNoQuorum",
             "HAProxyNoReadWriteBackend",
-        ],
-        |a| a.1 == "firing" && a.0 == "PostgresFailover",
-    );
-    for (alert, secs) in &seen {
-        println!("leader crash ({old_leader}): {alert} at {secs:.1}s");
-    }
-    assert!(
-        seen.iter()
-            .any(|(k, _)| k.starts_with("PostgresNoLeader firing")),
-        "the no-leader alert did not fire between the crash and the promotion: {seen:?}"
-    );
-    let new_leader = patroni_leader(survivor);
-    assert_ne!(new_leader, old_leader);
+            "PgBackRestBackupTooOld",
+            "DiskNearlyFull",
+        ] {
+            assert!(
+                installed.contains(&format!("alert: {alert}\n")),
+                "{alert} missing"
+            );
+        }
+    });
+}
 
-    // The old leader comes back as a replica.
-    pgdeploy_ok(&["lab", "start", &old_leader]);
-    wait_for_streaming_replicas(Duration::from_secs(150));
-    wait_until_gone("PostgresReplicaNotStreaming", Duration::from_secs(60));
+/// Every target is up: node exporter on 5 hosts, PostgreSQL exporter,
+/// Patroni, HAProxy and etcd on the 3 members, and Prometheus itself; the
+/// values behind the alerts are really scraped; a healthy cluster fires
+/// none of the cluster alerts.
+#[test]
+fn s04_every_target_up_and_no_alert_on_a_healthy_cluster() {
+    LAB.run(|_| {
+        let targets = wait_for_targets_up(5 + 3 * 4 + 1);
+        for job in [
+            "node",
+            "postgres",
+            "patroni",
+            "haproxy",
+            "etcd",
+            "prometheus",
+        ] {
+            assert!(
+                targets.iter().any(|(j, _)| j == job),
+                "no {job} target: {targets:?}"
+            );
+        }
+        // Values behind the alerts are really scraped.
+        assert_eq!(
+            query("patroni_primary == 1").len(),
+            1,
+            "one leader in the metrics"
+        );
+        wait_for_streaming_replicas(Duration::from_secs(60));
+        assert_eq!(
+            query("haproxy_backend_active_servers{proxy=\"postgres_rw\"} == 1").len(),
+            3
+        );
+        assert_eq!(query("etcd_server_has_leader == 1").len(), 3);
+        assert_eq!(
+            query("pgbackrest_backup_last_completed_timestamp_seconds{type=\"full\"} > 0").len(),
+            1,
+            "the backup host's textfile metric"
+        );
+        // A healthy cluster fires none of the cluster alerts.
+        std::thread::sleep(Duration::from_secs(12));
+        let quiet = alerts();
+        for name in [
+            "PostgresNoLeader",
+            "PostgresFailover",
+            "PostgresReplicaNotStreaming",
+            "EtcdNoQuorum",
+            "HAProxyNoReadWriteBackend",
+            "PgBackRestBackupTooOld",
+            "PgBackRestNoBackupInfo",
+            "ScrapeTargetDown",
+        ] {
+            assert!(
+                !quiet.iter().any(|a| a.0 == name),
+                "{name} on a healthy cluster: {quiet:?}"
+            );
+        }
+    });
+}
 
-    // 5. A replica's Patroni (and its PostgreSQL) stopped: the replica alert fires for it.
-    let replica = MEMBERS
-        .into_iter()
-        .find(|h| *h != new_leader)
-        .expect("a replica");
-    ssh(replica, "systemctl stop patroni");
-    let stopped = Instant::now();
-    let seen = wait_for_alert(
-        stopped,
-        Duration::from_secs(120),
-        &["PostgresReplicaNotStreaming"],
-        |a| a.1 == "firing" && a.0 == "PostgresReplicaNotStreaming" && a.2 == replica,
-    );
-    for (alert, secs) in &seen {
-        println!("replica stop ({replica}): {alert} at {secs:.1}s");
-    }
-    ssh(replica, "systemctl start patroni");
-    let restarted = Instant::now();
-    wait_until_gone("PostgresReplicaNotStreaming", Duration::from_secs(120));
-    println!(
-        "replica alert resolved {:.1}s after restarting patroni on {replica}",
-        restarted.elapsed().as_secs_f64()
-    );
+/// The scrape ports are open to the monitoring host, not to node4.
+#[test]
+fn s05_scrape_ports_open_to_the_monitoring_host_only() {
+    LAB.run(|_| {
+        for (host, port) in [
+            ("node1", 9100),
+            ("node1", 9187),
+            ("node1", 8008),
+            ("node1", 8405),
+            ("node1", 2379),
+            ("node4", 9100),
+        ] {
+            assert!(
+                can_connect(MONITOR, host, port),
+                "{MONITOR} cannot reach {host}:{port}"
+            );
+        }
+        for port in [9100, 9187, 8405] {
+            assert!(
+                !can_connect("node4", "node1", port),
+                "node4 reached node1:{port}"
+            );
+        }
+    });
+}
 
-    pgdeploy_ok(&["lab", "down"]);
+/// A hard crash of the leader's host: the no-leader alert fires before the
+/// failover alert; a survivor leads; the old leader comes back as a
+/// streaming replica and the replica alert clears.
+#[test]
+fn s06_leader_crash_fires_the_no_leader_alert() {
+    LAB.run(|_| {
+        let old_leader = patroni_leader("node1");
+        let survivor = MEMBERS
+            .into_iter()
+            .find(|h| *h != old_leader)
+            .expect("a survivor");
+        pgdeploy_ok(&["lab", "kill", &old_leader]);
+        let crashed = Instant::now();
+        let seen = wait_for_alert(
+            crashed,
+            Duration::from_secs(180),
+            &[
+                "PostgresNoLeader",
+                "PostgresFailover",
+                "ScrapeTargetDown",
+                "HAProxyNoReadWriteBackend",
+            ],
+            |a| a.1 == "firing" && a.0 == "PostgresFailover",
+        );
+        for (alert, secs) in &seen {
+            println!("leader crash ({old_leader}): {alert} at {secs:.1}s");
+        }
+        assert!(
+            seen.iter()
+                .any(|(k, _)| k.starts_with("PostgresNoLeader firing")),
+            "the no-leader alert did not fire between the crash and the promotion: {seen:?}"
+        );
+        let new_leader = patroni_leader(survivor);
+        assert_ne!(new_leader, old_leader);
+
+        // The old leader comes back as a replica.
+        pgdeploy_ok(&["lab", "start", &old_leader]);
+        wait_for_streaming_replicas(Duration::from_secs(150));
+        wait_until_gone("PostgresReplicaNotStreaming", Duration::from_secs(60));
+    });
+}
+
+/// A replica's Patroni (and its PostgreSQL) stopped: the replica alert
+/// fires for that host, and clears once Patroni runs again.
+#[test]
+fn s07_stopped_replica_fires_the_replica_alert() {
+    LAB.run(|_| {
+        let leader = patroni_leader("node1");
+        let replica = MEMBERS
+            .into_iter()
+            .find(|h| *h != leader)
+            .expect("a replica");
+        ssh(replica, "systemctl stop patroni");
+        let stopped = Instant::now();
+        let seen = wait_for_alert(
+            stopped,
+            Duration::from_secs(120),
+            &["PostgresReplicaNotStreaming"],
+            |a| a.1 == "firing" && a.0 == "PostgresReplicaNotStreaming" && a.2 == replica,
+        );
+        for (alert, secs) in &seen {
+            println!("replica stop ({replica}): {alert} at {secs:.1}s");
+        }
+        ssh(replica, "systemctl start patroni");
+        let restarted = Instant::now();
+        wait_until_gone("PostgresReplicaNotStreaming", Duration::from_secs(120));
+        println!(
+            "replica alert resolved {:.1}s after restarting patroni on {replica}",
+            restarted.elapsed().as_secs_f64()
+        );
+    });
 }

@@ -4,8 +4,14 @@
 //! fingerprints), and the real stack (site playbook on node1-4) deployed
 //! from an age-encrypted secrets file: no password in any output stream,
 //! every file holding one is 0600/0640 and owned by its service's user, and
-//! the firewall proven from node5, a lab host in no group. The lab is left
-//! down.
+//! the firewall proven from node5, a lab host in no group.
+//!
+//! One test per scenario; they share one 5-host lab, brought up (and
+//! node1-2 cleaned) by the first one that runs (see `Suite` in
+//! tests/common). Names start `sNN_` to keep the order they were written
+//! in (libtest runs them in name order): the small playbooks first, the
+//! site playbook (which hardens SSH) last. The last one to finish takes
+//! the lab down.
 
 mod common;
 
@@ -15,25 +21,61 @@ use common::*;
 
 const SECRET: &str = "e2e-Secret-q7Lw2x9K";
 
-#[test]
-fn security_on_the_lab() {
-    require_lab_prerequisites();
+const SCENARIOS: [&str; 5] = [
+    "s01_no_shell_injection_through_variables",
+    "s02_secrets_never_printed",
+    "s03_unknown_host_key_refused",
+    "s04_changed_host_key_refused_naming_both_fingerprints",
+    "s05_stack_from_encrypted_secrets",
+];
+
+static LAB: Suite<String> = Suite::new(&SCENARIOS, set_up, lab_down::<String>);
+
+/// The lab (5 hosts) with node1-2 free of this file's leftovers; the
+/// inventory's path.
+fn set_up() -> String {
     lab_up(5);
-    let inventory = lab_inventory();
-    let inventory = inventory.to_str().expect("utf8 path");
     for host in ["node1", "node2"] {
         ssh(
             host,
             "rm -rf /opt/pgd-inj /opt/pgd-sec /tmp/pwned* /pwned* /root/pwned* /home/admin/pwned*",
         );
     }
+    lab_inventory().to_str().expect("utf8 path").to_string()
+}
 
-    no_shell_injection(inventory);
-    secrets_never_printed(inventory);
-    unknown_host_key_refused(inventory);
-    changed_host_key_refused(inventory);
-    stack_from_encrypted_secrets(inventory);
-    pgdeploy_ok(&["lab", "down"]);
+/// Every scenario listed in SCENARIOS is a test of this file, and back.
+#[test]
+fn scenarios_are_listed() {
+    assert_eq!(
+        tests_in(file!(), "scenarios_are_listed"),
+        SCENARIOS.map(String::from).to_vec()
+    );
+}
+
+#[test]
+fn s01_no_shell_injection_through_variables() {
+    LAB.run(|inventory| no_shell_injection(inventory));
+}
+
+#[test]
+fn s02_secrets_never_printed() {
+    LAB.run(|inventory| secrets_never_printed(inventory));
+}
+
+#[test]
+fn s03_unknown_host_key_refused() {
+    LAB.run(|inventory| unknown_host_key_refused(inventory));
+}
+
+#[test]
+fn s04_changed_host_key_refused_naming_both_fingerprints() {
+    LAB.run(|inventory| changed_host_key_refused(inventory));
+}
+
+#[test]
+fn s05_stack_from_encrypted_secrets() {
+    LAB.run(|inventory| stack_from_encrypted_secrets(inventory));
 }
 
 /// Every place a payload could run: files named pwned* anywhere on the

@@ -2,8 +2,11 @@
 //! binary against the lab's real hosts.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -184,13 +187,270 @@ pub fn fixture(rel: &str) -> String {
         .into_owned()
 }
 
-/// Whether the machine can run the lab (root, nspawn). The end-to-end tests
-/// need it; `.ci/run` installs everything.
-pub fn require_lab_prerequisites() {
-    assert!(
-        Path::new("/usr/bin/systemd-nspawn").exists(),
-        "the end-to-end tests need the lab: run as root with systemd-container, debootstrap and nftables installed (see .ci/run)"
+/// The programs the lab runs and the Debian packages holding them
+/// (docs/lab.md, "Prerequisites"; `scripts/setup` installs them).
+const LAB_TOOLS: [(&str, &str); 5] = [
+    ("systemd-nspawn", "systemd-container"),
+    ("debootstrap", "debootstrap"),
+    ("nft", "nftables"),
+    ("ssh", "openssh-client"),
+    ("ip", "iproute2"),
+];
+
+/// Whether this process runs as root (effective uid 0, from /proc).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `program` is in PATH or in one of root's sbin folders (a
+/// non-root PATH often lacks them).
+fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|dir| dir.join(program).is_file())
+}
+
+/// What keeps the lab from running on this machine, or None when it can
+/// run: not root, and the Debian packages whose programs are missing.
+pub fn lab_missing() -> Option<String> {
+    let mut missing = Vec::new();
+    if !is_root() {
+        missing.push("not running as root".to_string());
+    }
+    let packages: Vec<&str> = LAB_TOOLS
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if !packages.is_empty() {
+        missing.push(format!("missing {}", packages.join(", ")));
+    }
+    (!missing.is_empty()).then(|| missing.join("; "))
+}
+
+/// `FILE::TEST` of the running test (libtest names each test's thread
+/// after the test).
+pub fn test_name() -> String {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    format!("{}::{name}", env!("CARGO_CRATE_NAME"))
+}
+
+/// Whether an end-to-end test can run here. When it cannot (no root, or
+/// the lab's packages missing: a contributor's `cargo test --workspace`),
+/// prints one line naming what the test needs and returns false; the test
+/// then returns without failing. The line goes straight to stderr, past
+/// libtest's capture, so it shows in a normal run.
+pub fn lab_available() -> bool {
+    let Some(why) = lab_missing() else {
+        return true;
+    };
+    let line = format!(
+        "skipped: {} needs root and the lab (systemd-container, debootstrap, nftables; run scripts/setup as root): {why}\n",
+        test_name()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    false
+}
+
+/// The lab and deploy that the scenarios of one test file share.
+///
+/// Each scenario is a `#[test]` that calls [`Suite::run`]. The first one
+/// to run calls `setup` (bring the lab up, deploy) and keeps what it
+/// returns; the others reuse it. A scenario run alone
+/// (`cargo test --test e2e_stack failover`) still works: it is the first,
+/// so it sets the lab up. Scenarios hold the suite's lock while they run,
+/// so they never interleave on the lab, whatever `--test-threads` says.
+///
+/// libtest runs a binary's tests in name order (with `--test-threads=1`,
+/// as CI does), not in source order: the scenarios are named `sNN_...` so
+/// that the order they were written for is the order they run in. A
+/// scenario that needs what an earlier one left (a parameter rolled out, a
+/// host grown) asks the fixture for it, which does it if it was not done.
+///
+/// When every scenario listed in `scenarios` has run (passed or failed),
+/// the last one drops the state and calls `teardown` (e.g. `lab down`). A
+/// run of a subset leaves the lab up for a closer look (`pgdeploy lab
+/// down` ends it). Without the lab, every scenario prints one line and
+/// returns.
+pub struct Suite<S> {
+    scenarios: &'static [&'static str],
+    setup: fn() -> S,
+    teardown: fn(Option<S>) -> Result<(), String>,
+    slot: Mutex<Slot<S>>,
+    finished: Mutex<Vec<&'static str>>,
+}
+
+enum Slot<S> {
+    Empty,
+    Ready(S),
+    Failed(String),
+}
+
+impl<S> Suite<S> {
+    pub const fn new(
+        scenarios: &'static [&'static str],
+        setup: fn() -> S,
+        teardown: fn(Option<S>) -> Result<(), String>,
+    ) -> Self {
+        Suite {
+            scenarios,
+            setup,
+            teardown,
+            slot: Mutex::new(Slot::Empty),
+            finished: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs the calling test's scenario on the shared lab (set up first if
+    /// no scenario did yet). Without the lab, prints why and returns.
+    pub fn run(&self, scenario: impl FnOnce(&mut S)) {
+        if !lab_available() {
+            return;
+        }
+        let name = test_name();
+        let short = name.rsplit("::").next().unwrap_or_default();
+        let listed = self
+            .scenarios
+            .iter()
+            .find(|s| **s == short)
+            .unwrap_or_else(|| {
+                panic!("{name} is not in its file's SCENARIOS list: add it, so the last scenario knows when to tear the lab down")
+            });
+        // Dropped last (after the lock below is released), also when the scenario panics.
+        let _done = Done {
+            suite: self,
+            name: listed,
+        };
+        // A scenario that failed poisons the lock; the next ones still run.
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*slot, Slot::Empty) {
+            let started = Instant::now();
+            match catch_unwind(AssertUnwindSafe(self.setup)) {
+                Ok(state) => {
+                    println!(
+                        "shared set-up of {}: {:.1}s",
+                        env!("CARGO_CRATE_NAME"),
+                        started.elapsed().as_secs_f64()
+                    );
+                    *slot = Slot::Ready(state);
+                }
+                Err(panic) => {
+                    *slot = Slot::Failed(panic_text(&*panic));
+                    resume_unwind(panic);
+                }
+            }
+        }
+        match &mut *slot {
+            Slot::Ready(state) => scenario(state),
+            Slot::Failed(why) => panic!(
+                "the lab set-up this file's scenarios share failed in an earlier test (not set up again): {why}"
+            ),
+            Slot::Empty => unreachable!("set up above"),
+        }
+    }
+}
+
+/// Records a scenario as finished; the last one tears the lab down.
+struct Done<'a, S> {
+    suite: &'a Suite<S>,
+    name: &'static str,
+}
+
+impl<S> Drop for Done<'_, S> {
+    fn drop(&mut self) {
+        let suite = self.suite;
+        let all_ran = {
+            let mut finished = suite
+                .finished
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !finished.contains(&self.name) {
+                finished.push(self.name);
+            }
+            finished.len() == suite.scenarios.len()
+        };
+        if !all_ran {
+            return;
+        }
+        let state = std::mem::replace(
+            &mut *suite.slot.lock().unwrap_or_else(PoisonError::into_inner),
+            Slot::Empty,
+        );
+        let state = match state {
+            Slot::Ready(state) => Some(state),
+            Slot::Empty | Slot::Failed(_) => None,
+        };
+        if let Err(e) = (suite.teardown)(state) {
+            // A panic while this scenario's own panic unwinds would abort the whole binary.
+            if std::thread::panicking() {
+                eprintln!("tearing the lab down failed: {e}");
+            } else {
+                panic!("tearing the lab down failed: {e}");
+            }
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
+/// Teardown of a suite that leaves the machine as it found it: drops the
+/// state (its temporary folders), then `pgdeploy lab down`. It does not
+/// panic (it may run while a failed scenario unwinds).
+pub fn lab_down<S>(state: Option<S>) -> Result<(), String> {
+    drop(state);
+    let out = pgdeploy(&["lab", "down"]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text(&out))
+    }
+}
+
+/// Teardown of a suite whose lab stays up for the next file (only the
+/// state is dropped).
+pub fn keep_lab<S>(state: Option<S>) -> Result<(), String> {
+    drop(state);
+    Ok(())
+}
+
+/// The names of the `#[test]` functions in `file` (a path from the
+/// repository root, as `file!()` gives it), except `except`.
+pub fn tests_in(file: &str, except: &str) -> Vec<String> {
+    let source = std::fs::read_to_string(root().join(file)).expect("the test's source");
+    let mut names = Vec::new();
+    let mut lines = source.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[test]" {
+            let name = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("fn "))
+                .and_then(|l| l.split('(').next())
+                .unwrap_or_else(|| panic!("{file}: #[test] not followed by `fn NAME(`"));
+            if name != except {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names.sort();
+    names
 }
 
 /// `patronictl list` as seen from a lab host.
