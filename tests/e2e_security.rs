@@ -595,5 +595,30 @@ fn stack_from_encrypted_secrets(lab_inventory: &str) {
         "firewall: node5 (no group) reaches none of {} (PostgreSQL, Patroni, etcd client and peer on node1-3) but HAProxy {haproxy}; members reach each other's 5432, 8008, 2379, 2380",
         blocked.len()
     );
+
+    // Day-2 commands read secrets.age as apply does: no -e. A switchover
+    // checkpoints the leader over SQL as the superuser first; without the
+    // password it would say "checkpoint ... skipped (... not set)".
+    let switchover = pgdeploy_with_identity(identity, &["switchover", "-i", inventory]);
+    assert!(switchover.status.success(), "{}", text(&switchover));
+    let said = text(&switchover);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("checkpoint on ") && l.ends_with(": done")),
+        "the switchover ran its checkpoint with the password from secrets.age:\n{said}"
+    );
+    assert!(!said.contains(contract_password_var()), "{said}");
+    for password in &passwords {
+        assert!(
+            !said.contains(password.as_str()),
+            "switchover printed a password"
+        );
+    }
+    println!("switchover without -e: the superuser's password came from secrets.age");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The variable that names the superuser's password (the stack contract's).
+fn contract_password_var() -> &'static str {
+    pgdeploy_stack::contract::SUPERUSER_PASSWORD.name
 }

@@ -165,6 +165,9 @@ mod tests {
 
     #[test]
     fn converges_locally() {
+        if !crate::testing::root_or_skip("group::converges_locally") {
+            return;
+        }
         let name = format!("pgdt{}", std::process::id() % 100000);
         let r = build("group", json!({"name": name, "system": true})).expect("valid");
         converge(r.as_ref());

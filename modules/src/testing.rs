@@ -107,3 +107,23 @@ pub(crate) fn converge(resource: &dyn Resource) -> Plan {
     assert!(again.is_empty(), "not idempotent: second plan {again:#?}");
     plan
 }
+
+/// Whether this process runs as root. Tests that create users, groups or
+/// root-owned files locally print one line and return without it, so a
+/// contributor's `cargo test` passes; CI runs them as root.
+pub(crate) fn root_or_skip(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        eprintln!(
+            "skipped: {test} needs root (it changes users, groups or file owners on this machine)"
+        );
+    }
+    root
+}

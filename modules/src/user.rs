@@ -386,6 +386,9 @@ mod tests {
 
     #[test]
     fn converges_locally() {
+        if !crate::testing::root_or_skip("user::converges_locally") {
+            return;
+        }
         let id = std::process::id() % 100000;
         let (user, group) = (format!("pgdu{id}"), format!("pgdg{id}"));
         converge(
