@@ -104,6 +104,13 @@ pub fn shortened(text: &str) -> String {
     }
 }
 
+/// A contract variable the inventory lacks or gives wrongly.
+impl From<contract::VarError> for ClusterError {
+    fn from(e: contract::VarError) -> Self {
+        ClusterError::Input(e.to_string())
+    }
+}
+
 /// One Patroni member as `GET /cluster` lists it.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 pub struct PatroniMember {
@@ -252,9 +259,7 @@ impl Cluster {
 
     /// A port of the contract; missing or malformed is an input error.
     pub fn port(&self, host: &str, var: Var) -> Result<u16, ClusterError> {
-        self.stack
-            .port(host, var)
-            .map_err(|e| ClusterError::Input(e.to_string()))
+        Ok(self.stack.port(host, var)?)
     }
 
     /// The hosts of an inventory group (empty when it does not exist).
@@ -533,15 +538,12 @@ impl Cluster {
     /// to its loopback) and returns the rows as text columns.
     pub async fn query(&self, host: &str, sql: &str) -> Result<Vec<Vec<String>>, ClusterError> {
         let sql_err = sql_error(host);
-        let input = |e: contract::VarError| ClusterError::Input(e.to_string());
         let password = self
             .stack
-            .required_string(host, contract::SUPERUSER_PASSWORD)
-            .map_err(input)?;
+            .required_string(host, contract::SUPERUSER_PASSWORD)?;
         let user = self
             .stack
-            .required_string(host, contract::PATRONI_SUPERUSER)
-            .map_err(input)?;
+            .required_string(host, contract::PATRONI_SUPERUSER)?;
         let port = self.port(host, contract::POSTGRES_PORT)?;
         let tls = self.tls.clone().map_err(&sql_err)?;
         let session = self.session(host).await?;

@@ -346,8 +346,7 @@ pub async fn remove_stale_etcd_members(
         if cluster.inventory().host(&name).is_some() {
             let data_dir = cluster
                 .stack()
-                .required_string(&name, contract::ETCD_DATA_DIR)
-                .map_err(|e| ClusterError::Input(e.to_string()))?;
+                .required_string(&name, contract::ETCD_DATA_DIR)?;
             let script = format!(
                 "set -- {}\n{}",
                 pgdeploy_text::quote(&data_dir),
