@@ -848,13 +848,9 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
     )
     .and_then(json_str)
     .map(PathBuf::from);
-    let become_root = match pick(vars, "pgdeploy_become", "ansible_become") {
-        Some(Json::Bool(b)) => *b,
-        // Ansible's boolean words (pgdeploy_text::truthy); anything else is false.
-        Some(Json::String(s)) => pgdeploy_text::truthy(s).unwrap_or(false),
-        Some(Json::Number(n)) => n.as_u64() == Some(1),
-        _ => false,
-    };
+    let become_root = pick(vars, "pgdeploy_become", "ansible_become")
+        .and_then(json_truthy)
+        .unwrap_or(false);
     let known_hosts = vars
         .get("pgdeploy_known_hosts")
         .and_then(json_str)
@@ -885,6 +881,19 @@ pub fn valid_address(text: &str) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
+}
+
+/// A variable's value as a boolean, by the one rule: a boolean, the
+/// integer 1 (any other number is false), or Ansible's words
+/// ([`pgdeploy_text::truthy`]); `None` for anything else (unset, null, an
+/// unknown word), which the caller gives its default.
+pub fn json_truthy(value: &Json) -> Option<bool> {
+    match value {
+        Json::Bool(b) => Some(*b),
+        Json::Number(n) => Some(n.as_u64() == Some(1)),
+        Json::String(s) => pgdeploy_text::truthy(s),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

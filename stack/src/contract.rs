@@ -10,7 +10,7 @@
 
 use std::net::Ipv4Addr;
 
-use pgdeploy_engine::inventory::{Inventory, Vars};
+use pgdeploy_engine::inventory::{json_truthy, Inventory, Vars};
 use pgdeploy_engine::playbook::Playbook;
 use pgdeploy_engine::resolve::role_defaults;
 use pgdeploy_engine::scope::host_var;
@@ -217,15 +217,13 @@ impl Stack {
             .ok_or_else(|| error(format!("{value} is not a port")))
     }
 
-    /// A boolean variable, with Ansible's words ([`pgdeploy_text::truthy`]);
-    /// `default` when unset.
+    /// A boolean variable by the one rule ([`json_truthy`]); `default` when
+    /// unset or not a boolean.
     pub fn flag(&self, host: &str, var: Var, default: bool) -> bool {
-        match self.var(host, var) {
-            Some(Json::Bool(b)) => b,
-            Some(Json::Number(n)) => n.as_u64() == Some(1),
-            Some(Json::String(s)) => pgdeploy_text::truthy(&s).unwrap_or(default),
-            _ => default,
-        }
+        self.var(host, var)
+            .as_ref()
+            .and_then(json_truthy)
+            .unwrap_or(default)
     }
 
     /// Topologies that deploy but cannot work as an HA cluster, as warnings
