@@ -150,6 +150,11 @@ impl Templater {
             .trim_start_matches("{{")
             .trim_end_matches("}}")
             .trim();
+        Ok(self.eval(expr, vars)?.is_true())
+    }
+
+    /// The value of one expression; undefined is an error.
+    fn eval(&self, expr: &str, vars: &Value) -> Result<Value, TemplateError> {
         let compiled = self
             .env
             .compile_expression(expr)
@@ -160,7 +165,7 @@ impl Templater {
         if value.is_undefined() {
             return Err(TemplateError::plain(format!("`{expr}` is undefined"), true));
         }
-        Ok(value.is_true())
+        Ok(value)
     }
 
     /// Renders every string inside a JSON value.
@@ -187,16 +192,7 @@ impl Templater {
             return Ok(Json::String(s.to_string()));
         }
         if let Some(expr) = single_expression(s) {
-            let compiled = self
-                .env
-                .compile_expression(expr)
-                .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
-            let value = compiled
-                .eval(vars.clone())
-                .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
-            if value.is_undefined() {
-                return Err(TemplateError::plain(format!("`{expr}` is undefined"), true));
-            }
+            let value = self.eval(expr, vars)?;
             return serde_json::to_value(&value)
                 .map_err(|e| TemplateError::plain(format!("`{expr}`: {e}"), false));
         }
