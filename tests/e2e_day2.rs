@@ -415,14 +415,7 @@ impl Day2Lab {
     }
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 /// `status` on a healthy cluster: exit 0 and everything in the JSON (3
 /// members, 2 streaming, 3 healthy etcd, HAProxy's rw backend on the

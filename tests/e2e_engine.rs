@@ -87,14 +87,7 @@ impl EngineLab {
     }
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 /// On fresh hosts, `--check` of phase 1 changes nothing and predicts
 /// exactly what apply does; a second apply changes nothing; a registered

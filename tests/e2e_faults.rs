@@ -104,14 +104,7 @@ fn set_up() -> FaultsLab {
     }
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 #[test]
 fn s01_host_killed_mid_run_others_finish() {

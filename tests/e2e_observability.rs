@@ -263,14 +263,7 @@ fn set_up() -> ObservabilityLab {
     ObservabilityLab { inventory, fresh }
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 /// With a monitoring group the exporter's password is required: a clear
 /// error (exit 2, naming the role's file) from `validate`, which contacts

@@ -301,14 +301,7 @@ fn leader_and_replicas() -> (String, Vec<&'static str>) {
     (leader, replicas)
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 /// A fresh deploy records each host's results beside the inventory
 /// (nothing failed, something changed on each), without secrets.

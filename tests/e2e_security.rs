@@ -44,14 +44,7 @@ fn set_up() -> String {
     lab_inventory().to_str().expect("utf8 path").to_string()
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 #[test]
 fn s01_no_shell_injection_through_variables() {

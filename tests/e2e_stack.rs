@@ -147,14 +147,7 @@ fn ufw_rules(host: &str) -> Vec<String> {
     rules
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 /// The fresh deploy succeeds without printing a secret, leaves no packaged
 /// default cluster, and gives one Patroni leader, two running replicas and

@@ -178,14 +178,7 @@ fn other_ca_on(host: &str) {
     );
 }
 
-/// Every scenario listed in SCENARIOS is a test of this file, and back.
-#[test]
-fn scenarios_are_listed() {
-    assert_eq!(
-        tests_in(file!(), "scenarios_are_listed"),
-        SCENARIOS.map(String::from).to_vec()
-    );
-}
+scenarios_are_listed!();
 
 /// validate creates nothing: no CA before the first apply.
 #[test]

@@ -129,21 +129,7 @@ mod tests {
 
     use super::*;
     use crate::inventory::Inventory;
-
-    fn result(status: TaskStatus, changes: Vec<Change>, handler: bool) -> TaskResult {
-        TaskResult {
-            host: "node1".into(),
-            task: "t".into(),
-            role: Some("r".into()),
-            handler,
-            status,
-            changes,
-            message: None,
-            duration: Duration::ZERO,
-            started: Duration::ZERO,
-            waited: Duration::ZERO,
-        }
-    }
+    use crate::report::tests::result;
 
     fn report(hosts: Vec<HostReport>) -> RunReport {
         RunReport {

@@ -445,10 +445,11 @@ impl Masker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn result(status: TaskStatus, changes: Vec<Change>, handler: bool) -> TaskResult {
+    /// A result of task `t` of role `r` on node1 (the markdown tests use it too).
+    pub(crate) fn result(status: TaskStatus, changes: Vec<Change>, handler: bool) -> TaskResult {
         TaskResult {
             host: "node1".into(),
             task: "t".into(),

@@ -431,6 +431,21 @@ pub fn keep_lab<S>(state: Option<S>) -> Result<(), String> {
     Ok(())
 }
 
+/// The test that every scenario listed in the file's `SCENARIOS` is one of
+/// its `#[test]`s, and back (needs no lab).
+#[macro_export]
+macro_rules! scenarios_are_listed {
+    () => {
+        #[test]
+        fn scenarios_are_listed() {
+            assert_eq!(
+                common::tests_in(file!(), "scenarios_are_listed"),
+                SCENARIOS.map(String::from).to_vec()
+            );
+        }
+    };
+}
+
 /// The names of the `#[test]` functions in `file` (a path from the
 /// repository root, as `file!()` gives it), except `except`.
 pub fn tests_in(file: &str, except: &str) -> Vec<String> {
