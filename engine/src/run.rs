@@ -393,7 +393,7 @@ impl Run {
             node,
             undecided_when_runs: ahead,
         };
-        let contexts = Contexts_ {
+        let contexts = TaskContexts {
             templater: &self.templater,
             node,
             run_id: &self.run_id,
@@ -846,13 +846,13 @@ impl Default for HostState {
 
 /// Module contexts of one task: templates and files from its role,
 /// rendered with an item's variables.
-struct Contexts_<'a> {
+struct TaskContexts<'a> {
     templater: &'a Templater,
     node: &'a TaskNode,
     run_id: &'a str,
 }
 
-impl Contexts for Contexts_<'_> {
+impl Contexts for TaskContexts<'_> {
     fn with_vars<'v>(&'v self, vars: &'v Value) -> Box<dyn pgdeploy_modules::Context + 'v> {
         Box::new(ModuleContext {
             templater: self.templater,
