@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -89,28 +88,7 @@ fn apply(extra: &[&str]) -> std::process::Output {
 }
 
 fn psql(port: u16, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            &lab_vip(),
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-Atc",
-            sql,
-        ])
-        .env("PGPASSWORD", SUPERUSER_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "3")
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    vip_psql(port, SUPERUSER_PASSWORD, sql, Duration::from_secs(60))
 }
 
 /// Waits until the leader (through the VIP's read-write port) sees `n`
@@ -259,6 +237,7 @@ fn s03_firewall_admits_exactly_the_intended_peers() {
             format!("22/tcp {subnet} ssh admin"),
             format!("22/tcp {n4} ssh pgbackrest"),
             format!("5000,5001,7000/tcp {subnet} haproxy"),
+            format!("5002/tcp {subnet} haproxy sync"),
         ];
         for member in [&n1, &n2, &n3] {
             db_rules.push(format!("5432,8008/tcp {member} postgres patroni"));

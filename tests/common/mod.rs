@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -491,4 +491,23 @@ pub fn secret_args(superuser: &str, replication: &str) -> Vec<String> {
         "-e".into(),
         format!("postgres_replication_password={replication}"),
     ]
+}
+
+/// `sql` as the superuser on a fresh connection through the lab's VIP and
+/// HAProxy `port`; stdout or the error. The whole call ends after `limit`
+/// (coreutils `timeout`), so a connection stuck on a dead host fails.
+pub fn vip_psql(port: u16, password: &str, sql: &str, limit: Duration) -> Result<String, String> {
+    let out = Command::new("timeout")
+        .arg(format!("{}", limit.as_secs_f64()))
+        .args(["psql", "-h", &lab_vip(), "-p", &port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres", "-Atc", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
 }
