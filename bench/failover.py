@@ -203,6 +203,12 @@ class Writer:
 
 
 def rejoin(host):
+    """Boots a crashed or stopped host again (after a poweroff, once it is down)."""
+    deadline = time.monotonic() + 120
+    while not re.search(rf"^{host}\s+\S+\s+stopped", pgdeploy("lab", "status"), re.M):
+        if time.monotonic() > deadline:
+            raise BenchError(f"{host} did not stop within 120 s")
+        time.sleep(2)
     pgdeploy("lab", "start", host)
 
 

@@ -64,7 +64,7 @@ fn psql(port: u16, sql: &str) -> Result<String, String> {
 }
 
 /// The member a connection through `port` lands on, and whether it is in
-/// recovery: `ADDRESS t|f`.
+/// recovery: `ADDRESS true|false`.
 fn landed_on(port: u16) -> Result<String, String> {
     psql(
         port,
