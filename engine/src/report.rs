@@ -485,6 +485,26 @@ impl Masker {
         };
         for host in &inventory.hosts {
             collect(&host.vars);
+            // A secret written as a template is masked as rendered too.
+            let mut rendered: serde_json::Map<String, Json> = host
+                .vars
+                .iter()
+                .filter(|(_, v)| v.as_str().is_some_and(|s| s.contains("{{")))
+                .filter_map(|(name, _)| {
+                    let value = crate::scope::host_var(
+                        inventory,
+                        &serde_json::Map::new(),
+                        extra,
+                        &host.name,
+                        name,
+                    )?;
+                    Some((name.clone(), value))
+                })
+                .collect();
+            if let Some(listed) = host.vars.get("pgdeploy_secret_vars") {
+                rendered.insert("pgdeploy_secret_vars".into(), listed.clone());
+            }
+            collect(&rendered);
         }
         collect(extra);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -616,6 +636,17 @@ pub(crate) mod tests {
         assert_eq!(m.mask("password=s3cr3t-pass;"), "password=***;");
         assert!(is_secret_name("postgres_superuser_password"));
         assert!(!is_secret_name("ansible_ssh_private_key_file"));
+    }
+
+    #[test]
+    fn a_secret_written_as_a_template_is_masked_as_rendered() {
+        let inventory = Inventory::parse(
+            "all:\n  vars: {base: s3cr3t-base, db_password: '{{ base }}-x'}\n  hosts:\n    a: {}\n",
+            std::path::Path::new("inv.yaml"),
+        )
+        .expect("inventory");
+        let m = Masker::new(&inventory, &serde_json::Map::new());
+        assert_eq!(m.mask("pw=s3cr3t-base-x;"), "pw=***;");
     }
 
     #[test]

@@ -386,6 +386,7 @@ impl Run {
             Value::from_pairs(placeholders.collect::<Vec<_>>()),
         ]);
         scope::node_vars(
+            &self.templater,
             &self.inventory,
             &self.resolved,
             &self.globals,
