@@ -3,8 +3,9 @@
 //!
 //! The scenarios share one lab, brought up by the first one that runs
 //! (see `Suite` in tests/common); the lab stays up for the next file.
-//! Names start `sNN_` because libtest runs them in name order: phase 1 on
-//! fresh hosts first, phase 2 (modules whose objects phase 1 makes) next,
+//! Names start `sNN_` because libtest runs them in name order: the site
+//! playbook's plan on fresh hosts first (it changes nothing), phase 1 on
+//! fresh hosts next, phase 2 (modules whose objects phase 1 makes) next,
 //! then the scenarios that need phase 1 applied. Those ask the fixture for
 //! it (`ensure_phase1`), so each also runs alone.
 
@@ -12,18 +13,19 @@ mod common;
 
 use common::*;
 
-const SCENARIOS: [&str; 11] = [
-    "s01_check_predicts_apply_exactly_on_fresh_hosts",
-    "s02_check_predicts_apply_exactly_for_phase2",
-    "s03_facts_of_a_lab_host",
-    "s04_drift_is_planned_and_repaired",
-    "s05_progress_bars_on_a_terminal",
-    "s06_a_change_keeps_the_probes_it_cannot_affect",
-    "s07_waits_are_not_probed_ahead_while_a_host_changes",
-    "s08_slow_host_does_not_hold_up_others",
-    "s09_unreachable_host_does_not_stop_others",
-    "s10_bad_input_names_file_and_line",
-    "s11_sshd_lockout_is_caught_by_a_new_connection",
+const SCENARIOS: [&str; 12] = [
+    "s01_site_plan_on_fresh_hosts_shows_known_after_apply",
+    "s02_check_predicts_apply_exactly_on_fresh_hosts",
+    "s03_check_predicts_apply_exactly_for_phase2",
+    "s04_facts_of_a_lab_host",
+    "s05_drift_is_planned_and_repaired",
+    "s06_progress_bars_on_a_terminal",
+    "s07_a_change_keeps_the_probes_it_cannot_affect",
+    "s08_waits_are_not_probed_ahead_while_a_host_changes",
+    "s09_slow_host_does_not_hold_up_others",
+    "s10_unreachable_host_does_not_stop_others",
+    "s11_bad_input_names_file_and_line",
+    "s12_sshd_lockout_is_caught_by_a_new_connection",
 ];
 
 static LAB: Suite<EngineLab> = Suite::new(&SCENARIOS, set_up, keep_lab::<EngineLab>);
@@ -89,11 +91,80 @@ impl EngineLab {
 
 scenarios_are_listed!();
 
+/// `plan` of the whole site playbook on fresh hosts is a preview, not a
+/// failure: the tasks whose probes read what an earlier pending change
+/// makes (a file the `ufw` package brings, a user a package creates) are
+/// "known after apply", counted in the summary, and `--detailed-exitcode`
+/// gives 2. The hosts stay fresh (a plan changes nothing) for s02.
+#[test]
+fn s01_site_plan_on_fresh_hosts_shows_known_after_apply() {
+    LAB.run(|lab| {
+        lab.ensure_fresh();
+        let dir = tempfile::tempdir().expect("tmp");
+        let inventory = dir.path().join("site.yaml");
+        let lab_vars = std::fs::read_to_string(&lab.inventory).expect("the lab's inventory");
+        let vars: String = lab_vars
+            .lines()
+            .skip_while(|l| l.trim() != "vars:")
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let hosts: String = ["node5", "node6", "node7"]
+            .iter()
+            .map(|h| format!("    {h}: {{ansible_host: {}}}\n", address(h)))
+            .collect();
+        std::fs::write(
+            &inventory,
+            format!(
+                "all:\n  vars:\n{vars}  hosts:\n{hosts}  children:\n    \
+                 etcd: {{hosts: {{node5: {{}}, node6: {{}}, node7: {{}}}}}}\n    \
+                 postgres: {{hosts: {{node5: {{}}, node6: {{}}}}}}\n    \
+                 balancers: {{hosts: {{node5: {{}}, node6: {{}}}}}}\n    \
+                 backup: {{hosts: {{node7: {{}}}}}}\n"
+            ),
+        )
+        .expect("write the inventory");
+        let inventory = inventory.to_str().expect("utf8");
+        let started = std::time::Instant::now();
+        let mut args = vec!["plan", "-i", inventory, "--detailed-exitcode"];
+        let secrets = secret_args("e2e-Super-plan1", "e2e-Repl-plan1");
+        args.extend(secrets.iter().map(String::as_str));
+        let plan = pgdeploy(&args);
+        println!(
+            "site plan on fresh hosts: {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let out = text(&plan);
+        assert_eq!(
+            plan.status.code(),
+            Some(2),
+            "changes pending, no failure:\n{out}"
+        );
+        assert!(!out.contains("FAILED"), "a task failed:\n{out}");
+        let marked: Vec<&str> = out.lines().filter(|l| l.starts_with("  ? ")).collect();
+        assert!(
+            marked
+                .iter()
+                .any(|l| l.contains("(known after apply: ") && l.contains("; depends on `")),
+            "no task known after apply with its reason:\n{out}"
+        );
+        let summary = out
+            .lines()
+            .rfind(|l| l.starts_with("checked in "))
+            .unwrap_or_else(|| panic!("no summary line:\n{out}"));
+        assert!(
+            summary.contains(&format!(", {} known after apply", marked.len())),
+            "the summary counts every `?`: {summary}"
+        );
+    });
+}
+
 /// On fresh hosts, `--check` of phase 1 changes nothing and predicts
 /// exactly what apply does; a second apply changes nothing; a registered
 /// result reaches a later task and the notified handler ran.
 #[test]
-fn s01_check_predicts_apply_exactly_on_fresh_hosts() {
+fn s02_check_predicts_apply_exactly_on_fresh_hosts() {
     LAB.run(|lab| {
         lab.ensure_fresh();
         lab.touched = true;
@@ -114,7 +185,7 @@ fn s01_check_predicts_apply_exactly_on_fresh_hosts() {
 /// Phase 2 (a unit file, the ufw package: objects phase 1 makes): `--check`
 /// predicts apply exactly; the service is active, ufw on and rejecting.
 #[test]
-fn s02_check_predicts_apply_exactly_for_phase2() {
+fn s03_check_predicts_apply_exactly_for_phase2() {
     LAB.run(|lab| {
         lab.ensure_phase1();
         check_predicts_apply_exactly(&lab.inventory, "engine/phase2.yaml");
@@ -129,7 +200,7 @@ fn s02_check_predicts_apply_exactly_for_phase2() {
 
 /// `pgdeploy facts` reports the host's name, address and release.
 #[test]
-fn s03_facts_of_a_lab_host() {
+fn s04_facts_of_a_lab_host() {
     LAB.run(|lab| {
         let facts = json(&pgdeploy_ok(&["facts", "-i", &lab.inventory, "node5"]));
         assert_eq!(facts["hostname"], "node5", "{facts}");
@@ -139,7 +210,7 @@ fn s03_facts_of_a_lab_host() {
 }
 
 #[test]
-fn s04_drift_is_planned_and_repaired() {
+fn s05_drift_is_planned_and_repaired() {
     LAB.run(|lab| {
         lab.ensure_phase1();
         drift_is_planned_and_repaired(&lab.inventory);
@@ -147,7 +218,7 @@ fn s04_drift_is_planned_and_repaired() {
 }
 
 #[test]
-fn s05_progress_bars_on_a_terminal() {
+fn s06_progress_bars_on_a_terminal() {
     LAB.run(|lab| {
         lab.ensure_phase1();
         progress_bars_on_a_terminal(&lab.inventory);
@@ -155,7 +226,7 @@ fn s05_progress_bars_on_a_terminal() {
 }
 
 #[test]
-fn s06_a_change_keeps_the_probes_it_cannot_affect() {
+fn s07_a_change_keeps_the_probes_it_cannot_affect() {
     LAB.run(|lab| {
         lab.touched = true;
         a_change_keeps_the_probes_it_cannot_affect(&lab.inventory);
@@ -163,7 +234,7 @@ fn s06_a_change_keeps_the_probes_it_cannot_affect() {
 }
 
 #[test]
-fn s07_waits_are_not_probed_ahead_while_a_host_changes() {
+fn s08_waits_are_not_probed_ahead_while_a_host_changes() {
     LAB.run(|lab| {
         lab.touched = true;
         waits_are_not_probed_ahead_while_a_host_changes(&lab.inventory);
@@ -171,7 +242,7 @@ fn s07_waits_are_not_probed_ahead_while_a_host_changes() {
 }
 
 #[test]
-fn s08_slow_host_does_not_hold_up_others() {
+fn s09_slow_host_does_not_hold_up_others() {
     LAB.run(|lab| {
         lab.touched = true;
         slow_host_does_not_hold_up_others(&lab.inventory);
@@ -179,7 +250,7 @@ fn s08_slow_host_does_not_hold_up_others() {
 }
 
 #[test]
-fn s09_unreachable_host_does_not_stop_others() {
+fn s10_unreachable_host_does_not_stop_others() {
     LAB.run(|lab| {
         lab.touched = true;
         unreachable_host_does_not_stop_others();
@@ -187,12 +258,12 @@ fn s09_unreachable_host_does_not_stop_others() {
 }
 
 #[test]
-fn s10_bad_input_names_file_and_line() {
+fn s11_bad_input_names_file_and_line() {
     LAB.run(|lab| bad_input_names_file_and_line(&lab.inventory));
 }
 
 #[test]
-fn s11_sshd_lockout_is_caught_by_a_new_connection() {
+fn s12_sshd_lockout_is_caught_by_a_new_connection() {
     LAB.run(|lab| {
         lab.touched = true;
         sshd_lockout_is_caught_by_a_new_connection(&lab.inventory);

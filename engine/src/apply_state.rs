@@ -177,6 +177,7 @@ mod tests {
             status,
             changes: Vec::new(),
             message: message.map(String::from),
+            depends_on: None,
             duration: Duration::ZERO,
             started: Duration::ZERO,
             waited: Duration::ZERO,

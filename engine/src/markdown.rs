@@ -42,8 +42,7 @@ pub fn live_section(section: &LiveSection, masker: &Masker) -> String {
 /// One host's heading and its changes; nothing for a host with nothing to
 /// change that was reached and failed nothing.
 fn host_section(out: &mut String, host: &HostReport) {
-    let changed = host.results.iter().any(|r| !r.changes.is_empty());
-    if !changed && host.unreachable.is_none() && host.recap().failed == 0 {
+    if !host.in_plan() {
         return;
     }
     let _ = writeln!(out, "#### {}\n", code(&host.host));
@@ -59,6 +58,9 @@ fn host_section(out: &mut String, host: &HostReport) {
             let message = result.message.as_deref().unwrap_or("failed");
             out.push('\n');
             fenced(out, "  ", "text", message);
+        }
+        if let Some(line) = result.known_after_apply_line() {
+            let _ = writeln!(out, "- {}", code(&format!("? {line}")));
         }
     }
     out.push('\n');
@@ -231,6 +233,19 @@ mod tests {
         );
         assert!(
             md.contains("#### `node2`\n\n- **unreachable**: `connection refused`\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_task_known_after_apply_is_listed_with_its_reason() {
+        let mut unknown = result(TaskStatus::KnownAfterApply, vec![], false);
+        unknown.message = Some("/etc/x does not exist".into());
+        unknown.depends_on = Some("r / package x".into());
+        let md = plan(&report(vec![host("node1", vec![unknown])]), &masker());
+        assert!(md.contains("1 known after apply**"), "{md}");
+        assert!(
+            md.contains("#### `node1`\n\n- ``? r / t (known after apply: /etc/x does not exist; depends on `r / package x`)``\n"),
             "{md}"
         );
     }

@@ -103,7 +103,7 @@ impl Observer for Progress {
 
     fn task_finished(&self, result: &TaskResult) {
         let show = match result.status {
-            TaskStatus::Changed | TaskStatus::Failed => true,
+            TaskStatus::Changed | TaskStatus::Failed | TaskStatus::KnownAfterApply => true,
             TaskStatus::Ok | TaskStatus::Skipped => self.verbose,
         };
         if show {
@@ -112,9 +112,14 @@ impl Observer for Progress {
                 TaskStatus::Changed => "changed",
                 TaskStatus::Failed => "FAILED",
                 TaskStatus::Skipped => "skipped",
+                TaskStatus::KnownAfterApply => "known after apply",
             };
             let mut text = format!("{} | {status} | {}", result.host, task_label(result));
-            if result.status == TaskStatus::Failed || self.verbose {
+            if matches!(
+                result.status,
+                TaskStatus::Failed | TaskStatus::KnownAfterApply
+            ) || self.verbose
+            {
                 if let Some(message) = &result.message {
                     text.push_str(&format!(": {message}"));
                 }
@@ -166,6 +171,7 @@ mod tests {
             status,
             changes: Vec::new(),
             message: message.map(str::to_string),
+            depends_on: None,
             duration: Duration::ZERO,
             started: Duration::ZERO,
             waited: Duration::ZERO,

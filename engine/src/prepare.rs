@@ -47,12 +47,13 @@ pub enum PrepareError {
 }
 
 impl PrepareError {
-    /// Whether the cause is an undefined variable (validate reports only
-    /// these from templates: other failures may come from placeholders).
+    /// Whether the cause is an undefined variable or a variable whose own
+    /// template fails (validate reports only these from templates: other
+    /// failures may come from placeholders).
     pub fn undefined(&self) -> bool {
         match self {
-            PrepareError::When { error, .. } => error.undefined,
-            PrepareError::Loop(e) | PrepareError::Params(e) => e.undefined,
+            PrepareError::When { error, .. } => error.undefined || error.var.is_some(),
+            PrepareError::Loop(e) | PrepareError::Params(e) => e.undefined || e.var.is_some(),
             _ => false,
         }
     }

@@ -24,6 +24,10 @@ pub enum TaskStatus {
     Failed,
     /// Not run (tags, `when`, or an earlier failure).
     Skipped,
+    /// Check mode: what it would do is known only after apply (its probe
+    /// reads what an earlier pending change would make).
+    #[serde(rename = "known_after_apply")]
+    KnownAfterApply,
 }
 
 /// The result of one task on one host.
@@ -42,9 +46,13 @@ pub struct TaskResult {
     pub status: TaskStatus,
     /// The changes made (or planned).
     pub changes: Vec<Change>,
-    /// Why it failed or was skipped.
+    /// Why it failed, was skipped or is known only after apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For a task known only after apply: the earlier task (`role /
+    /// task`) whose pending change it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<String>,
     /// How long it took (after its `after:` waits).
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
@@ -93,6 +101,8 @@ pub struct Recap {
     pub failed: usize,
     /// Tasks skipped.
     pub skipped: usize,
+    /// Tasks known only after apply (check mode).
+    pub known_after_apply: usize,
     /// Whether the host was unreachable.
     pub unreachable: bool,
 }
@@ -124,6 +134,7 @@ impl HostReport {
             changed: count(TaskStatus::Changed),
             failed: count(TaskStatus::Failed),
             skipped: count(TaskStatus::Skipped),
+            known_after_apply: count(TaskStatus::KnownAfterApply),
             unreachable: self.unreachable.is_some(),
         }
     }
@@ -159,12 +170,14 @@ pub struct PlanSummary {
     pub run: usize,
     /// Of which handlers.
     pub handlers: usize,
+    /// Tasks whose changes are known only after apply (`?`).
+    pub known_after_apply: usize,
 }
 
 impl PlanSummary {
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
-        self.create + self.update + self.remove + self.run == 0
+        self.create + self.update + self.remove + self.run + self.known_after_apply == 0
     }
 }
 
@@ -185,6 +198,9 @@ impl RunReport {
             ..Default::default()
         };
         for result in self.hosts.iter().flat_map(|h| &h.results) {
+            if result.status == TaskStatus::KnownAfterApply {
+                s.known_after_apply += 1;
+            }
             for change in &result.changes {
                 match change.kind {
                     ChangeKind::Create => s.create += 1,
@@ -206,12 +222,7 @@ impl RunReport {
     pub fn plan_text(&self, with_diffs: bool) -> String {
         let mut out = String::new();
         for host in &self.hosts {
-            let changed: Vec<&TaskResult> = host
-                .results
-                .iter()
-                .filter(|r| !r.changes.is_empty())
-                .collect();
-            if changed.is_empty() && host.unreachable.is_none() && host.recap().failed == 0 {
+            if !host.in_plan() {
                 continue;
             }
             let _ = writeln!(out, "{}:", host.host);
@@ -252,6 +263,9 @@ impl RunReport {
                         result.message.as_deref().unwrap_or("failed")
                     );
                 }
+                if let Some(line) = result.known_after_apply_line() {
+                    let _ = writeln!(out, "  ? {line}");
+                }
             }
         }
         let _ = writeln!(out, "{}", self.summary_line());
@@ -287,6 +301,9 @@ impl RunReport {
             s.handlers,
             if s.handlers == 1 { "" } else { "s" }
         );
+        if s.known_after_apply > 0 {
+            let _ = write!(line, ", {} known after apply", s.known_after_apply);
+        }
         line
     }
 
@@ -306,6 +323,13 @@ impl RunReport {
                 r.skipped,
                 u8::from(r.unreachable)
             );
+            if r.known_after_apply > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {:width$}  known after apply={}",
+                    "", r.known_after_apply
+                );
+            }
             if let Some(reason) = &host.unreachable {
                 let _ = writeln!(out, "  {:width$}  unreachable: {reason}", "");
             }
@@ -372,9 +396,45 @@ impl RunReport {
 
 /// `role / task` or just `task`.
 pub fn task_label(result: &TaskResult) -> String {
-    match &result.role {
-        Some(role) => format!("{role} / {}", result.task),
-        None => result.task.clone(),
+    role_task(result.role.as_deref(), &result.task)
+}
+
+/// `role / task`, or just `task` without a role.
+pub fn role_task(role: Option<&str>, task: &str) -> String {
+    match role {
+        Some(role) => format!("{role} / {task}"),
+        None => task.to_string(),
+    }
+}
+
+impl HostReport {
+    /// Whether the plan shows the host: it has changes, tasks known only
+    /// after apply, failures, or it was unreachable.
+    pub fn in_plan(&self) -> bool {
+        self.unreachable.is_some()
+            || self.results.iter().any(|r| {
+                !r.changes.is_empty()
+                    || matches!(r.status, TaskStatus::Failed | TaskStatus::KnownAfterApply)
+            })
+    }
+}
+
+impl TaskResult {
+    /// For a task known only after apply: `role / task (known after apply:
+    /// REASON; after `role / task`)`.
+    pub fn known_after_apply_line(&self) -> Option<String> {
+        if self.status != TaskStatus::KnownAfterApply {
+            return None;
+        }
+        let mut line = format!("{} (known after apply", task_label(self));
+        if let Some(reason) = &self.message {
+            let _ = write!(line, ": {reason}");
+        }
+        if let Some(after) = &self.depends_on {
+            let _ = write!(line, "; depends on `{after}`");
+        }
+        line.push(')');
+        Some(line)
     }
 }
 
@@ -425,6 +485,26 @@ impl Masker {
         };
         for host in &inventory.hosts {
             collect(&host.vars);
+            // A secret written as a template is masked as rendered too.
+            let mut rendered: serde_json::Map<String, Json> = host
+                .vars
+                .iter()
+                .filter(|(_, v)| v.as_str().is_some_and(|s| s.contains("{{")))
+                .filter_map(|(name, _)| {
+                    let value = crate::scope::host_var(
+                        inventory,
+                        &serde_json::Map::new(),
+                        extra,
+                        &host.name,
+                        name,
+                    )?;
+                    Some((name.clone(), value))
+                })
+                .collect();
+            if let Some(listed) = host.vars.get("pgdeploy_secret_vars") {
+                rendered.insert("pgdeploy_secret_vars".into(), listed.clone());
+            }
+            collect(&rendered);
         }
         collect(extra);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -458,6 +538,7 @@ pub(crate) mod tests {
             status,
             changes,
             message: None,
+            depends_on: None,
             duration: Duration::ZERO,
             started: Duration::ZERO,
             waited: Duration::ZERO,
@@ -515,6 +596,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn known_after_apply_is_shown_and_counted_as_pending() {
+        let mut unknown = result(TaskStatus::KnownAfterApply, vec![], false);
+        unknown.message = Some("/etc/ufw/sysctl.conf does not exist".into());
+        unknown.depends_on = Some("r / ufw package".into());
+        let r = report(vec![unknown]);
+        let text = r.plan_text(false);
+        assert!(
+            text.contains("  ? r / t (known after apply: /etc/ufw/sysctl.conf does not exist; depends on `r / ufw package`)"),
+            "{text}"
+        );
+        assert!(
+            !r.summary().is_empty(),
+            "pending: plan --detailed-exitcode gives 2"
+        );
+        assert_eq!(
+            r.summary_line(),
+            "1 host: 0 to create, 0 to change, 0 to remove, 0 handlers to run, 1 known after apply"
+        );
+        assert!(r.success(), "not a failure");
+        assert_eq!(r.hosts[0].recap().known_after_apply, 1);
+    }
+
+    #[test]
     fn nothing_to_do_says_so() {
         let r = report(vec![result(TaskStatus::Ok, vec![], false)]);
         assert_eq!(
@@ -532,6 +636,17 @@ pub(crate) mod tests {
         assert_eq!(m.mask("password=s3cr3t-pass;"), "password=***;");
         assert!(is_secret_name("postgres_superuser_password"));
         assert!(!is_secret_name("ansible_ssh_private_key_file"));
+    }
+
+    #[test]
+    fn a_secret_written_as_a_template_is_masked_as_rendered() {
+        let inventory = Inventory::parse(
+            "all:\n  vars: {base: s3cr3t-base, db_password: '{{ base }}-x'}\n  hosts:\n    a: {}\n",
+            std::path::Path::new("inv.yaml"),
+        )
+        .expect("inventory");
+        let m = Masker::new(&inventory, &serde_json::Map::new());
+        assert_eq!(m.mask("pw=s3cr3t-base-x;"), "pw=***;");
     }
 
     #[test]
@@ -574,6 +689,9 @@ pub(crate) mod tests {
         let mut failed = result(TaskStatus::Failed, vec![], false);
         failed.message = Some("exit 1".into());
         failed.role = None;
+        let mut unknown = result(TaskStatus::KnownAfterApply, vec![], false);
+        unknown.message = Some("/etc/x does not exist".into());
+        unknown.depends_on = Some("r / package x".into());
         let mut update = Change::new(ChangeKind::Update, "file /etc/x").diff("-a\n+b\n");
         update.before = Some("0644".into());
         update.after = Some("0600".into());
@@ -585,6 +703,7 @@ pub(crate) mod tests {
             ),
             result(TaskStatus::Skipped, vec![], true),
             failed,
+            unknown,
         ]);
         let mut down = HostReport::new("node2");
         down.unreachable = Some("connection refused".into());
@@ -620,6 +739,8 @@ pub(crate) mod tests {
             ("/hosts/1", "unreachable"),
             ("/hosts/0/results/0", "waited_ms"),
             ("/hosts/0/results/0", "role"),
+            ("/hosts/0/results/3", "depends_on"),
+            ("/summary", "known_after_apply"),
             ("/hosts/0/results/0/changes/0", "diff"),
         ] {
             assert!(

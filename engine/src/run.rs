@@ -7,6 +7,7 @@
 //! actions.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::prepare::{Contexts, Item, Prep, PrepareError, Prepared};
 use crate::report::{HostReport, RunReport, TaskResult, TaskStatus};
 use crate::resolve::{Resolved, TaskNode};
 use crate::scope::{self, HostValues};
-use crate::template::Templater;
+use crate::template::{Templater, Unknown};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -274,7 +275,10 @@ impl Run {
         report: &mut HostReport,
     ) -> Option<String> {
         let ok = result.status != TaskStatus::Failed || node.task.ignore_errors;
-        if result.status == TaskStatus::Changed {
+        if matches!(
+            result.status,
+            TaskStatus::Changed | TaskStatus::KnownAfterApply
+        ) {
             state.notified.extend(node.notifies.iter().copied());
         }
         let stopped = (!ok).then(|| format!("not run: `{}` failed", node.task.name));
@@ -362,10 +366,27 @@ impl Run {
         Session::connect(&target, &options).await
     }
 
-    /// The variables a node sees.
-    fn vars_for(&self, node: &TaskNode, state: &HostState, item: Option<&Json>) -> Value {
+    /// The variables a node sees. A result registered by a task that is
+    /// known only after apply is a placeholder ([`Unknown`]) that raises
+    /// its flag in `unknown` when read.
+    fn vars_for(
+        &self,
+        node: &TaskNode,
+        state: &HostState,
+        unknown: &UnknownReads,
+        item: Option<&Json>,
+    ) -> Value {
         let item = item.map(crate::template::value);
+        let placeholders = unknown
+            .0
+            .iter()
+            .map(|(name, _, used)| (name.clone(), Unknown::value(used)));
+        let registered = minijinja::value::merge_maps([
+            crate::template::value(&state.registered),
+            Value::from_pairs(placeholders.collect::<Vec<_>>()),
+        ]);
         scope::node_vars(
+            &self.templater,
             &self.inventory,
             &self.resolved,
             &self.globals,
@@ -373,7 +394,7 @@ impl Run {
             node,
             HostValues {
                 facts: crate::template::value(&state.facts),
-                registered: crate::template::value(&state.registered),
+                registered,
                 item: item.as_ref(),
             },
         )
@@ -387,6 +408,7 @@ impl Run {
         node: &TaskNode,
         state: &HostState,
         ahead: bool,
+        unknown: &UnknownReads,
     ) -> Result<Prepared, PrepareError> {
         let prep = Prep {
             templater: &self.templater,
@@ -398,7 +420,7 @@ impl Run {
             node,
             run_id: &self.run_id,
         };
-        prep.prepare(|item| self.vars_for(node, state, item), &contexts)
+        prep.prepare(|item| self.vars_for(node, state, unknown, item), &contexts)
     }
 
     async fn task(
@@ -412,7 +434,14 @@ impl Run {
         if !node.selected {
             return TaskResult::skipped(node, "tags".into());
         }
-        let items = match self.prepare(node, state, false) {
+        let unknown = UnknownReads::of(state);
+        let prepared = self.prepare(node, state, false, &unknown);
+        if let Some((name, by)) = unknown.read() {
+            // What the task does depends on a result only apply will give.
+            let reason = format!("reads `{name}`, the result of `{by}`, known after apply");
+            return self.known_after_apply(node, state, reason, by, None);
+        }
+        let items = match prepared {
             Ok(Prepared::Items(items)) => items,
             Ok(Prepared::Skipped { condition }) => {
                 self.register(
@@ -426,6 +455,7 @@ impl Run {
         };
         let mut changes: Vec<Change> = Vec::new();
         let mut per_item = Vec::new();
+        let mut unknown_item = None;
         for Item { item, resource, .. } in items {
             let outcome = match resource {
                 Ok(resource) => {
@@ -435,9 +465,12 @@ impl Run {
                 Err(e) => Err((TaskError::from(e), Vec::new())),
             };
             match outcome {
-                Ok((result, item_changes)) => {
+                Ok(ItemDone::Planned(result, item_changes)) => {
                     per_item.push(result);
                     changes.extend(item_changes);
+                }
+                Ok(ItemDone::KnownAfterApply { reason, depends_on }) => {
+                    unknown_item.get_or_insert((reason, depends_on));
                 }
                 Err((error, item_changes)) => {
                     // What earlier items (and this one, up to its failing
@@ -448,6 +481,9 @@ impl Run {
                     return failed;
                 }
             }
+        }
+        if let Some((reason, depends_on)) = unknown_item {
+            return self.known_after_apply(node, state, reason, depends_on, Some(changes));
         }
         let changed = !changes.is_empty();
         let mut registered = per_item.first().cloned().unwrap_or_else(|| json!({}));
@@ -476,7 +512,7 @@ impl Run {
         progress: &(dyn Fn(&str) + Send + Sync),
         resource: &dyn Resource,
         item: Option<Json>,
-    ) -> Result<(Json, Vec<Change>), (TaskError, Vec<Change>)> {
+    ) -> Result<ItemDone, (TaskError, Vec<Change>)> {
         let script = resource.probe();
         if !state
             .probes
@@ -492,9 +528,32 @@ impl Run {
             .get(&(script, node.become_root))
             .map(|cached| cached.answer.clone())
             .unwrap_or_default();
-        let plan = resource
-            .plan(&probe)
-            .map_err(|e| (TaskError::Plan(e), Vec::new()))?;
+        let plan = match resource.plan(&probe) {
+            Ok(plan) => plan,
+            Err(error) => {
+                // In check mode, an earlier pending change this probe reads
+                // (a package that brings the file, a user, ...) explains the
+                // failure: apply will probe again after making it.
+                let explained = self.options.check.then(|| state.explains(resource));
+                let Some(depends_on) = explained.flatten() else {
+                    return Err((TaskError::Plan(error), Vec::new()));
+                };
+                state.pending.push(PendingChange {
+                    label: node_label(node),
+                    writes: resource.writes(),
+                });
+                return Ok(ItemDone::KnownAfterApply {
+                    reason: error.to_string(),
+                    depends_on,
+                });
+            }
+        };
+        if self.options.check && !plan.changes.is_empty() {
+            state.pending.push(PendingChange {
+                label: node_label(node),
+                writes: resource.writes(),
+            });
+        }
         let outcome = if self.options.check {
             ItemOutcome {
                 rc: 0,
@@ -524,11 +583,42 @@ impl Run {
             "stderr": stderr.trim_end(),
             "item": item,
         });
-        Ok((result, plan.changes))
+        Ok(ItemDone::Planned(result, plan.changes))
+    }
+
+    /// A task that only apply can plan (check mode): reported with its
+    /// reason and the pending task it depends on; its registered result is
+    /// a placeholder, so the tasks that read it are known after apply too,
+    /// and what it may write counts as pending.
+    fn known_after_apply(
+        &self,
+        node: &TaskNode,
+        state: &mut HostState,
+        reason: String,
+        depends_on: String,
+        changes: Option<Vec<Change>>,
+    ) -> TaskResult {
+        if let Some(name) = &node.task.register {
+            state.registered.remove(name);
+            state
+                .unknown_registered
+                .insert(name.clone(), node_label(node));
+        }
+        state.pending.push(PendingChange {
+            label: node_label(node),
+            writes: Footprint::Everything,
+        });
+        TaskResult {
+            message: Some(reason),
+            depends_on: Some(depends_on),
+            changes: changes.unwrap_or_default(),
+            ..TaskResult::base(node, TaskStatus::KnownAfterApply)
+        }
     }
 
     fn register(&self, node: &TaskNode, state: &mut HostState, value: Json) {
         if let Some(name) = &node.task.register {
+            state.unknown_registered.remove(name);
             state.registered.insert(name.clone(), value);
         }
     }
@@ -562,9 +652,13 @@ impl Run {
             }
             // A task whose loop or parameters cannot be rendered yet is left
             // for its own batch.
-            let Ok(Prepared::Items(items)) = self.prepare(next, state, true) else {
+            let unknown = UnknownReads::of(state);
+            let Ok(Prepared::Items(items)) = self.prepare(next, state, true, &unknown) else {
                 continue;
             };
+            if unknown.read().is_some() {
+                continue;
+            }
             for item in items {
                 if scripts.len() >= budget {
                     break 'tasks;
@@ -780,6 +874,57 @@ struct CachedProbe {
     reads: Footprint,
 }
 
+/// `role / task` of a node, as the report names it.
+fn node_label(node: &TaskNode) -> String {
+    crate::report::role_task(node.role.as_deref(), &node.task.name)
+}
+
+/// How an item ended without failing.
+enum ItemDone {
+    /// Probed and planned (and applied unless checking): its registered
+    /// result and changes.
+    Planned(Json, Vec<Change>),
+    /// Check mode: its probe's answer cannot be planned from until an
+    /// earlier pending change is made.
+    KnownAfterApply {
+        /// Why it cannot be planned now (the module's error).
+        reason: String,
+        /// The earlier task whose pending change explains it.
+        depends_on: String,
+    },
+}
+
+/// A change planned earlier on the host in check mode: what its actions
+/// would write.
+struct PendingChange {
+    label: String,
+    writes: Footprint,
+}
+
+/// The results registered by tasks known only after apply, as
+/// placeholders: (variable, task that registers it, raised when read).
+struct UnknownReads(Vec<(String, String, Arc<AtomicBool>)>);
+
+impl UnknownReads {
+    fn of(state: &HostState) -> Self {
+        Self(
+            state
+                .unknown_registered
+                .iter()
+                .map(|(name, by)| (name.clone(), by.clone(), Arc::default()))
+                .collect(),
+        )
+    }
+
+    /// The first placeholder read: its variable and the task registering it.
+    fn read(&self) -> Option<(String, String)> {
+        self.0
+            .iter()
+            .find(|(_, _, used)| used.load(Ordering::Relaxed))
+            .map(|(name, by, _)| (name.clone(), by.clone()))
+    }
+}
+
 struct ItemOutcome {
     rc: i32,
     stdout: String,
@@ -828,6 +973,24 @@ struct HostState {
     /// task that ran none, back up to a whole batch (a converged run keeps
     /// it whole throughout; file edits keep it too).
     reach: usize,
+    /// Check mode: the changes planned so far, in order.
+    pending: Vec<PendingChange>,
+    /// Check mode: registered variables whose value only apply will know,
+    /// with the task that registers them.
+    unknown_registered: std::collections::BTreeMap<String, String>,
+}
+
+impl HostState {
+    /// The latest pending change that can alter what `resource`'s probe
+    /// reads, by its task's label.
+    fn explains(&self, resource: &dyn Resource) -> Option<String> {
+        let reads = resource.reads();
+        self.pending
+            .iter()
+            .rev()
+            .find(|p| p.writes.affects(&reads))
+            .map(|p| p.label.clone())
+    }
 }
 
 impl Default for HostState {
@@ -840,6 +1003,8 @@ impl Default for HostState {
             unbounded_actions: 0,
             probe_round_trips: 0,
             reach: MAX_BATCH,
+            pending: Vec::new(),
+            unknown_registered: Default::default(),
         }
     }
 }
@@ -944,6 +1109,7 @@ impl TaskResult {
             status,
             changes: Vec::new(),
             message: None,
+            depends_on: None,
             duration: Duration::ZERO,
             started: Duration::ZERO,
             waited: Duration::ZERO,
@@ -1018,6 +1184,68 @@ mod tests {
         );
         assert_eq!(answers[2].stdout, "");
         assert_eq!(answers[3].stdout, "\n\n@@pgdeploy-probe 0 err\n");
+    }
+
+    /// A resource whose probe reads `0`.
+    struct Reads(Footprint);
+
+    impl Resource for Reads {
+        fn probe(&self) -> String {
+            String::new()
+        }
+        fn plan(&self, _: &ProbeOutput) -> Result<Plan, ModuleError> {
+            Ok(Plan::none())
+        }
+        fn reads(&self) -> Footprint {
+            self.0.clone()
+        }
+    }
+
+    fn pending(label: &str, writes: Footprint) -> PendingChange {
+        PendingChange {
+            label: label.into(),
+            writes,
+        }
+    }
+
+    #[test]
+    fn only_a_pending_change_to_what_a_probe_reads_explains_its_failure() {
+        let mut state = HostState::default();
+        let probe = Reads(Footprint::path("/etc/ufw/sysctl.conf"));
+        assert_eq!(state.explains(&probe), None, "nothing pending: a failure");
+        state
+            .pending
+            .push(pending("r / motd", Footprint::path("/etc/motd")));
+        assert_eq!(state.explains(&probe), None, "an unrelated file");
+        state
+            .pending
+            .push(pending("r / ufw package", Footprint::Everything));
+        state
+            .pending
+            .push(pending("r / issue", Footprint::path("/etc/issue")));
+        assert_eq!(
+            state.explains(&probe).as_deref(),
+            Some("r / ufw package"),
+            "the latest change that may write the file"
+        );
+    }
+
+    #[test]
+    fn reading_a_result_known_after_apply_is_noticed() {
+        let mut state = HostState::default();
+        state
+            .unknown_registered
+            .insert("join".into(), "r / join".into());
+        let t = Templater::new();
+        let unknown = UnknownReads::of(&state);
+        let vars = Value::from_pairs([("join", Unknown::value(&unknown.0[0].2))]);
+        assert!(t.condition("1 == 1", &vars).expect("true"));
+        assert_eq!(unknown.read(), None, "not read");
+        let _ = t.condition("join.changed", &vars);
+        assert_eq!(
+            unknown.read(),
+            Some(("join".to_string(), "r / join".to_string()))
+        );
     }
 
     #[test]

@@ -1,11 +1,211 @@
 //! The variables a task sees, composed in precedence order (see
 //! [`crate::inventory`] for the full order).
 
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::Value;
-use serde_json::{json, Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::inventory::{Inventory, Vars};
 use crate::resolve::{Resolved, TaskNode};
+use crate::template::Templater;
+
+/// Why a variable whose value is a template cannot be rendered. It is
+/// raised where the variable is used, so an unused one never fails.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VarError {
+    /// Variables whose values refer to each other in a circle.
+    #[error("variables refer to each other in a cycle: {} ({})", chain.join(" -> "), origins(chain, files))]
+    Cycle {
+        /// The variables, the first one again at the end (`x -> y -> x`).
+        chain: Vec<String>,
+        /// Where each variable of the cycle is set, by name.
+        files: BTreeMap<String, String>,
+    },
+    /// A variable's template failed (an undefined name, a bad filter...).
+    #[error("variable `{name}` (set in {file}): {message}")]
+    Render {
+        /// The variable.
+        name: String,
+        /// Where it is set.
+        file: String,
+        /// Why its template failed.
+        message: String,
+        /// Whether the cause is an undefined variable.
+        undefined: bool,
+    },
+}
+
+fn origins(chain: &[String], files: &BTreeMap<String, String>) -> String {
+    let mut seen = HashSet::new();
+    chain
+        .iter()
+        .filter(|n| seen.insert(n.as_str()))
+        .map(|n| format!("`{n}` in {}", files.get(n).map_or("?", String::as_str)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One layer of variables and where they are set (a file, `-e`).
+pub struct Layer<'a> {
+    /// The values.
+    pub vars: &'a Vars,
+    /// Where they are set, for errors.
+    pub origin: String,
+}
+
+/// The values among `layers` (lowest precedence first) that hold a
+/// template, as a map that renders each when it is read (as Ansible does),
+/// against `scope` (the whole scope the variables are used in, this map
+/// merged over it), so a value may read another, recursively; `None` when
+/// no value holds a template. Reading a value that cannot be rendered (a
+/// cycle, an undefined name) fails with its [`VarError`]; an unused one
+/// never fails. Names in `shadowed` (registered results, specials) are left
+/// alone.
+pub fn render_templated(
+    templater: &Templater,
+    layers: &[Layer<'_>],
+    scope: &Value,
+    shadowed: &dyn Fn(&str) -> bool,
+) -> Option<Value> {
+    let mut templated = BTreeMap::new();
+    for layer in layers {
+        for (name, value) in layer.vars {
+            templated.insert(name.clone(), (value.clone(), layer.origin.clone()));
+        }
+    }
+    templated.retain(|name, (value, _)| has_template(value) && !shadowed(name));
+    if templated.is_empty() {
+        return None;
+    }
+    Some(Value::from_object(Lazy {
+        templater: templater.clone(),
+        scope: scope.clone(),
+        templated,
+        state: Mutex::default(),
+    }))
+}
+
+/// Whether a value holds a template anywhere.
+fn has_template(value: &Json) -> bool {
+    match value {
+        Json::String(s) => s.contains("{{") || s.contains("{%"),
+        Json::Array(items) => items.iter().any(has_template),
+        Json::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// Every string inside a value.
+pub fn strings(value: &Json, out: &mut Vec<String>) {
+    match value {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Json::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The templated variables of one scope, rendered when read.
+#[derive(Debug)]
+struct Lazy {
+    templater: Templater,
+    scope: Value,
+    /// Value as written and where it is set, by name.
+    templated: BTreeMap<String, (Json, String)>,
+    state: Mutex<LazyState>,
+}
+
+#[derive(Debug, Default)]
+struct LazyState {
+    /// What each variable rendered to, once read.
+    done: BTreeMap<String, Result<Json, VarError>>,
+    /// The variables being rendered, outermost first.
+    stack: Vec<String>,
+}
+
+impl Lazy {
+    fn state(&self) -> std::sync::MutexGuard<'_, LazyState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn render(self: &Arc<Self>, name: &str) -> Result<Json, VarError> {
+        let (value, origin) = &self.templated[name];
+        {
+            let mut state = self.state();
+            if let Some(done) = state.done.get(name) {
+                return done.clone();
+            }
+            if let Some(at) = state.stack.iter().position(|n| n == name) {
+                let mut chain = state.stack[at..].to_vec();
+                chain.push(name.to_string());
+                let files = chain
+                    .iter()
+                    .map(|n| (n.clone(), self.templated[n].1.clone()))
+                    .collect();
+                return Err(VarError::Cycle { chain, files });
+            }
+            state.stack.push(name.to_string());
+        }
+        let vars = minijinja::value::merge_maps([
+            self.scope.clone(),
+            Value::from_dyn_object(self.clone()),
+        ]);
+        let rendered = self
+            .templater
+            .render_json(value, &vars)
+            .map_err(|e| match e.var {
+                Some(inner) => *inner,
+                None => VarError::Render {
+                    name: name.to_string(),
+                    file: origin.clone(),
+                    message: e.message,
+                    undefined: e.undefined,
+                },
+            });
+        let mut state = self.state();
+        state.stack.pop();
+        state.done.insert(name.to_string(), rendered.clone());
+        rendered
+    }
+}
+
+impl Object for Lazy {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        if !self.templated.contains_key(name) {
+            return None;
+        }
+        Some(match self.render(name) {
+            Ok(json) => crate::template::value(&json),
+            Err(error) => crate::template::invalid(error),
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.templated
+                .keys()
+                .map(|k| Value::from(k.as_str()))
+                .collect(),
+        )
+    }
+}
+
+/// The templater used where no run provides one (the day-2 commands'
+/// [`host_var`]).
+fn shared_templater() -> &'static Templater {
+    static TEMPLATER: OnceLock<Templater> = OnceLock::new();
+    TEMPLATER.get_or_init(Templater::new)
+}
 
 /// Values only known on the host: facts, registered results, loop item.
 pub struct HostValues<'a> {
@@ -18,8 +218,14 @@ pub struct HostValues<'a> {
 }
 
 /// `groups` and `hostvars` (inventory vars of every host, with `address`).
+///
+/// A host's values that hold templates are rendered when read, against
+/// that host's inventory vars ([`render_templated`]), as Ansible renders
+/// `hostvars[host]`.
 pub fn globals(inventory: &Inventory) -> Value {
-    let mut hostvars = Map::new();
+    let groups = crate::template::value(&inventory.groups_json());
+    let origin = inventory_origin(inventory);
+    let mut hostvars = Vec::new();
     for host in &inventory.hosts {
         let mut vars = host.vars.clone();
         vars.insert(
@@ -27,9 +233,34 @@ pub fn globals(inventory: &Inventory) -> Value {
             Json::from(host.connection.address.clone()),
         );
         vars.insert("inventory_hostname".into(), Json::from(host.name.clone()));
-        hostvars.insert(host.name.clone(), Json::Object(vars));
+        let own = crate::template::value(&vars);
+        let layers = [Layer {
+            vars: &host.vars,
+            origin: origin.clone(),
+        }];
+        let scope = minijinja::value::merge_maps([
+            Value::from_pairs([("groups", groups.clone())]),
+            Value::from_pairs([("group_names", crate::template::value(&host.groups))]),
+            own.clone(),
+        ]);
+        let seen = match render_templated(shared_templater(), &layers, &scope, &|_| false) {
+            Some(overlay) => minijinja::value::merge_maps([own, overlay]),
+            None => own,
+        };
+        hostvars.push((host.name.clone(), seen));
     }
-    crate::template::value(&json!({"groups": inventory.groups_json(), "hostvars": hostvars}))
+    Value::from_pairs([
+        ("groups", groups),
+        ("hostvars", Value::from_pairs(hostvars)),
+    ])
+}
+
+/// Where inventory vars are set, for errors.
+fn inventory_origin(inventory: &Inventory) -> String {
+    format!(
+        "the inventory {} (or its group_vars/host_vars)",
+        inventory.path.display()
+    )
 }
 
 /// A variable as the host `host` sees it outside any task (the day-2
@@ -37,7 +268,61 @@ pub fn globals(inventory: &Inventory) -> Value {
 /// vars (host, then its groups, as [`Inventory`] merged them), then role
 /// defaults ([`crate::resolve::role_defaults`], play order). The same order
 /// as [`node_vars`] without play, task and registered vars. Null is unset.
+///
+/// A value that holds a template is rendered against the same host's
+/// scope ([`render_templated`]); one that cannot be rendered is given as
+/// written (see [`host_var_rendered`] for the error).
 pub fn host_var(
+    inventory: &Inventory,
+    defaults: &Vars,
+    extra: &Vars,
+    host: &str,
+    name: &str,
+) -> Option<Json> {
+    match host_var_rendered(inventory, defaults, extra, host, name) {
+        Ok(value) => value,
+        Err(_) => raw_host_var(inventory, defaults, extra, host, name),
+    }
+}
+
+/// [`host_var`], or why its template cannot be rendered.
+pub fn host_var_rendered(
+    inventory: &Inventory,
+    defaults: &Vars,
+    extra: &Vars,
+    host: &str,
+    name: &str,
+) -> Result<Option<Json>, VarError> {
+    let Some(raw) = raw_host_var(inventory, defaults, extra, host, name) else {
+        return Ok(None);
+    };
+    if !has_template(&raw) {
+        return Ok(Some(raw));
+    }
+    let no_vars = Vars::new();
+    let host_vars = inventory.host(host).map_or(&no_vars, |h| &h.vars);
+    let layers = host_layers(inventory, defaults, host_vars, extra);
+    let groups = inventory
+        .host(host)
+        .map(|h| h.groups.clone())
+        .unwrap_or_default();
+    let scope = minijinja::value::merge_maps([
+        globals(inventory),
+        Value::from_pairs([
+            ("inventory_hostname", Value::from(host)),
+            ("group_names", crate::template::value(&groups)),
+        ]),
+        merged(&layers),
+    ]);
+    let rendered = render_templated(shared_templater(), &layers, &scope, &|_| false)
+        .and_then(|overlay| overlay.get_attr(name).ok())
+        .unwrap_or(Value::UNDEFINED);
+    crate::template::to_json(&rendered).map(Some)
+}
+
+/// A variable as written: the first layer that sets it to something else
+/// than null.
+fn raw_host_var(
     inventory: &Inventory,
     defaults: &Vars,
     extra: &Vars,
@@ -52,10 +337,40 @@ pub fn host_var(
         .cloned()
 }
 
+/// The layers a host sees outside any task, lowest first: role defaults,
+/// its inventory vars, extra vars.
+fn host_layers<'a>(
+    inventory: &Inventory,
+    defaults: &'a Vars,
+    host_vars: &'a Vars,
+    extra: &'a Vars,
+) -> Vec<Layer<'a>> {
+    vec![
+        Layer {
+            vars: defaults,
+            origin: "a role's defaults.yaml".into(),
+        },
+        Layer {
+            vars: host_vars,
+            origin: inventory_origin(inventory),
+        },
+        Layer {
+            vars: extra,
+            origin: "-e (or secrets.age)".into(),
+        },
+    ]
+}
+
+/// The layers merged into one map, the last winning.
+fn merged(layers: &[Layer<'_>]) -> Value {
+    minijinja::value::merge_maps(layers.iter().map(|l| crate::template::value(l.vars)))
+}
+
 /// The merged variables for `node`: extra vars, then host values and
 /// specials, registered results, task vars, play and role-reference vars,
 /// host (inventory) vars, role defaults, and `groups`/`hostvars`.
 pub fn node_vars(
+    templater: &Templater,
     inventory: &Inventory,
     resolved: &Resolved,
     globals: &Value,
@@ -75,9 +390,11 @@ pub fn node_vars(
     if let Some(item) = values.item {
         special.push(("item", item.clone()));
     }
+    let specials: Vec<&str> = special.iter().map(|(k, _)| *k).collect();
+    let registered = values.registered.clone();
     // minijinja 3's merge_maps looks keys up from the last map to the first:
     // lowest precedence first.
-    minijinja::value::merge_maps([
+    let all = minijinja::value::merge_maps([
         globals.clone(),
         crate::template::value(&*resolved.defaults),
         host.map(|h| crate::template::value(&h.vars))
@@ -87,7 +404,36 @@ pub fn node_vars(
         values.registered,
         Value::from_pairs(special),
         crate::template::value(extra),
-    ])
+    ]);
+    let no_vars = Vars::new();
+    let mut layers = host_layers(
+        inventory,
+        &resolved.defaults,
+        host.map_or(&no_vars, |h| &h.vars),
+        extra,
+    );
+    let playbook = "the playbook (play, role or task vars)".to_string();
+    layers.insert(
+        2,
+        Layer {
+            vars: &node.task.vars,
+            origin: playbook.clone(),
+        },
+    );
+    layers.insert(
+        2,
+        Layer {
+            vars: &node.scope_vars,
+            origin: playbook,
+        },
+    );
+    let shadowed = |name: &str| {
+        specials.contains(&name) || registered.get_attr(name).is_ok_and(|v| !v.is_undefined())
+    };
+    match render_templated(templater, &layers, &all, &shadowed) {
+        Some(overlay) => minijinja::value::merge_maps([all, overlay]),
+        None => all,
+    }
 }
 
 #[cfg(test)]
@@ -95,48 +441,143 @@ mod tests {
     use super::*;
     use crate::playbook::Playbook;
     use crate::resolve::Selection;
+    use serde_json::json;
 
-    #[test]
-    fn extra_vars_beat_host_vars_which_beat_role_defaults() {
+    /// An inventory, a one-task playbook and role `r` with `defaults` in a
+    /// temporary folder, resolved.
+    fn fixture(
+        inventory: &str,
+        defaults: &str,
+        task_vars: &str,
+    ) -> (tempfile::TempDir, Inventory, Resolved) {
         let dir = tempfile::tempdir().expect("tmp");
-        std::fs::write(
-            dir.path().join("inv.yaml"),
-            "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1, from_host: host, both: host}\n",
-        )
-        .expect("inventory");
+        std::fs::write(dir.path().join("inv.yaml"), inventory).expect("inventory");
         std::fs::write(dir.path().join("site.yaml"), "- hosts: a\n  roles: [r]\n")
             .expect("playbook");
         let role = dir.path().join("roles/r");
         std::fs::create_dir_all(&role).expect("mkdir");
         std::fs::write(
             role.join("tasks.yaml"),
-            "- name: t\n  command: {cmd: 'true'}\n",
+            format!("- name: t\n  command: {{cmd: 'true'}}\n  vars: {task_vars}\n"),
         )
         .expect("tasks");
-        std::fs::write(
-            role.join("defaults.yaml"),
-            "from_default: default\nfrom_host: default\nboth: default\nfrom_extra: default\n",
-        )
-        .expect("defaults");
+        std::fs::write(role.join("defaults.yaml"), defaults).expect("defaults");
         let inventory = Inventory::load(&dir.path().join("inv.yaml")).expect("inventory");
         let playbook = Playbook::load(&dir.path().join("site.yaml")).expect("playbook");
         let resolved =
             Resolved::build(&inventory, &playbook, &Selection::default()).expect("resolves");
-        let mut extra = Vars::new();
-        extra.insert("from_extra".into(), Json::from("extra"));
-        extra.insert("both".into(), Json::from("extra"));
-        let vars = node_vars(
-            &inventory,
-            &resolved,
-            &globals(&inventory),
-            &extra,
+        (dir, inventory, resolved)
+    }
+
+    fn vars_of(inventory: &Inventory, resolved: &Resolved, extra: &Vars) -> Value {
+        node_vars(
+            &Templater::new(),
+            inventory,
+            resolved,
+            &globals(inventory),
+            extra,
             &resolved.nodes[0],
             HostValues {
-                facts: Value::UNDEFINED,
+                facts: crate::template::value(&json!({"cpus": 2})),
                 registered: Value::from_pairs(Vec::<(String, Value)>::new()),
                 item: None,
             },
+        )
+    }
+
+    #[test]
+    fn templated_values_render_when_used_at_every_level() {
+        let (_dir, inventory, resolved) = fixture(
+            "all:\n  vars: {base: 5, x: '{{ base }}-suffix'}\n  hosts:\n    a: {ansible_host: 10.0.0.1, data_dir: '/var/lib/postgresql/{{ pg_version }}/main'}\n",
+            "pg_version: 15\nfrom_default: '{{ x }}/{{ inventory_hostname }}/{{ facts.cpus }}'\nbroken_but_unused: '{{ nope }}'\n",
+            "{from_task: '{{ from_default | upper }}', port: '{{ base + 1 }}'}",
         );
+        let vars = vars_of(&inventory, &resolved, &Vars::new());
+        let t = Templater::new();
+        let render = |s: &str| t.render(s, &vars).expect(s);
+        assert_eq!(render("{{ x }}"), "5-suffix", "inventory var");
+        assert_eq!(
+            render("{{ hostvars['a'].x }}"),
+            "5-suffix",
+            "hostvars, in that host's scope"
+        );
+        assert_eq!(
+            render("{{ data_dir }}"),
+            "/var/lib/postgresql/15/main",
+            "host var from a default"
+        );
+        assert_eq!(
+            render("{{ from_default }}"),
+            "5-suffix/a/2",
+            "role default, recursively, with specials and facts"
+        );
+        assert_eq!(render("{{ from_task }}"), "5-SUFFIX/A/2", "task var");
+        assert_eq!(
+            t.render_json(&json!("{{ port }}"), &vars).expect("port"),
+            json!(6),
+            "one expression keeps its type"
+        );
+
+        let mut extra = Vars::new();
+        extra.insert("base".into(), json!(7));
+        let vars = vars_of(&inventory, &resolved, &extra);
+        assert_eq!(
+            t.render("{{ x }}", &vars).expect("x"),
+            "7-suffix",
+            "-e is seen by the templates that read it"
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_a_typed_error_naming_its_variables_and_files() {
+        let t = Templater::new();
+        let (_dir, inventory, resolved) = fixture(
+            "all:\n  vars: {a: '{{ b }}', b: 'x{{ a }}', c: '{{ c }}'}\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n",
+            "d: 1\n",
+            "{}",
+        );
+        let vars = vars_of(&inventory, &resolved, &Vars::new());
+        let err = t.render("see {{ b }}", &vars).expect_err("a cycle");
+        match err.var.as_deref() {
+            Some(VarError::Cycle { chain, files }) => {
+                assert_eq!(chain, &["b", "a", "b"], "from the variable read first");
+                assert!(files["b"].contains("inv.yaml"), "{files:?}");
+            }
+            other => panic!("not a cycle: {other:?}"),
+        }
+        assert!(err.message.contains("b -> a -> b"), "{}", err.message);
+        assert!(err.message.contains("inv.yaml"), "{}", err.message);
+        let err = t.render_json(&json!("{{ c }}"), &vars).expect_err("itself");
+        assert!(err.message.contains("c -> c"), "{}", err.message);
+        assert_eq!(t.render("{{ d }}", &vars).expect("unrelated"), "1");
+    }
+
+    #[test]
+    fn the_day2_resolver_renders_templated_values_too() {
+        let (_dir, inventory, resolved) = fixture(
+            "all:\n  vars: {base_port: 5433, postgres_port: '{{ base_port }}', where: '{{ inventory_hostname }}:{{ postgres_port }}', loop_a: '{{ loop_b }}', loop_b: '{{ loop_a }}'}\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n",
+            "d: 1\n",
+            "{}",
+        );
+        let get = |name: &str| host_var(&inventory, &resolved.defaults, &Vars::new(), "a", name);
+        assert_eq!(get("postgres_port"), Some(json!(5433)));
+        assert_eq!(get("where"), Some(json!("a:5433")));
+        let err = host_var_rendered(&inventory, &resolved.defaults, &Vars::new(), "a", "loop_a")
+            .expect_err("a cycle");
+        assert!(matches!(err, VarError::Cycle { .. }), "{err}");
+    }
+
+    #[test]
+    fn extra_vars_beat_host_vars_which_beat_role_defaults() {
+        let (_dir, inventory, resolved) = fixture(
+            "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1, from_host: host, both: host}\n",
+            "from_default: default\nfrom_host: default\nboth: default\nfrom_extra: default\n",
+            "{}",
+        );
+        let mut extra = Vars::new();
+        extra.insert("from_extra".into(), Json::from("extra"));
+        extra.insert("both".into(), Json::from("extra"));
+        let vars = vars_of(&inventory, &resolved, &extra);
         let get = |k: &str| vars.get_attr(k).expect(k).to_string();
         assert_eq!(get("from_default"), "default");
         assert_eq!(get("from_host"), "host");

@@ -24,10 +24,32 @@ pub struct TemplateError {
     /// 1-based line and column of the fault in the template's source, when
     /// known.
     pub location: Option<(u32, u32)>,
+    /// When the fault is a variable whose own template cannot be rendered
+    /// (a cycle, an undefined name in it): that error.
+    pub var: Option<Box<crate::scope::VarError>>,
 }
 
 impl TemplateError {
     fn from_minijinja(err: &minijinja::Error, source: &str) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cause {
+            if let Some(var) = e.downcast_ref::<crate::scope::VarError>() {
+                let undefined = matches!(
+                    var,
+                    crate::scope::VarError::Render {
+                        undefined: true,
+                        ..
+                    }
+                );
+                return Self {
+                    message: var.to_string(),
+                    undefined,
+                    location: None,
+                    var: Some(Box::new(var.clone())),
+                };
+            }
+            cause = e.source();
+        }
         let undefined = err.kind() == ErrorKind::UndefinedError;
         let mut message = match err.detail() {
             Some(detail) => format!("{}: {detail}", err.kind()),
@@ -65,6 +87,7 @@ impl TemplateError {
             message,
             undefined,
             location,
+            var: None,
         }
     }
 
@@ -74,13 +97,16 @@ impl TemplateError {
             message,
             undefined,
             location: None,
+            var: None,
         }
     }
 }
 
-/// The shared templating environment (filters, strict undefined).
+/// The shared templating environment (filters, strict undefined); a clone
+/// shares it.
+#[derive(Clone, Debug)]
 pub struct Templater {
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
 }
 
 impl Default for Templater {
@@ -117,7 +143,7 @@ impl Templater {
                 None => container.get_item(&key),
             },
         );
-        Self { env }
+        Self { env: Arc::new(env) }
     }
 
     /// Renders a template text.
@@ -141,6 +167,24 @@ impl Templater {
             .template_from_str(source)
             .map(|_| ())
             .map_err(|e| TemplateError::from_minijinja(&e, source))
+    }
+
+    /// The top-level names a template reads (not those it sets itself);
+    /// none when its syntax is wrong.
+    pub fn names(&self, source: &str) -> std::collections::HashSet<String> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Default::default();
+        }
+        self.env
+            .template_from_str(source)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default()
+    }
+
+    /// Whether `name` is one of minijinja's global functions (`range`,
+    /// `dict`, `namespace`, ...), which are no variables.
+    pub fn is_global(&self, name: &str) -> bool {
+        self.env.globals().any(|(n, _)| n == name)
     }
 
     /// Evaluates a `when` condition.
@@ -198,6 +242,31 @@ impl Templater {
         }
         self.render(s, vars).map(Json::String)
     }
+}
+
+/// A value that fails, with `error`, wherever a template reads it.
+pub fn invalid(error: crate::scope::VarError) -> Value {
+    let message = error.to_string();
+    Value::from(minijinja::Error::new(ErrorKind::InvalidOperation, message).with_source(error))
+}
+
+/// A template value as JSON; the error an invalid value carries.
+pub fn to_json(value: &Value) -> Result<Json, crate::scope::VarError> {
+    if value.is_undefined() {
+        return Ok(Json::Null);
+    }
+    let checked =
+        Environment::new().render_str("{{ v }}", minijinja::context! {v => value.clone()});
+    if let Err(e) = checked {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = cause {
+            if let Some(var) = err.downcast_ref::<crate::scope::VarError>() {
+                return Err(var.clone());
+            }
+            cause = err.source();
+        }
+    }
+    Ok(serde_json::to_value(value).unwrap_or(Json::Null))
 }
 
 /// Converts anything serializable into a template value.

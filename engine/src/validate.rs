@@ -266,7 +266,9 @@ fn check_nodes(
             registered: registered.clone(),
             item: item.as_ref(),
         };
-        let vars = scope::node_vars(inventory, resolved, &globals, extra, node, values);
+        let vars = scope::node_vars(
+            templater, inventory, resolved, &globals, extra, node, values,
+        );
         if let Some(role) = node.role.as_ref().and_then(|r| playbook.roles.get(r)) {
             if required_checked.insert((node.host.clone(), role.name.clone())) {
                 for (var, pos) in &role.required_vars {
@@ -284,13 +286,14 @@ fn check_nodes(
             node,
             undecided_when_runs: false,
         };
+        let found_before = errors.len();
         match prep.skipped_by(&vars) {
             Ok(Some(_)) => continue,
             Err(PrepareError::When {
                 condition,
                 pos,
                 error,
-            }) if error.undefined => errors.push(InputError::at(
+            }) if error.undefined || error.var.is_some() => errors.push(InputError::at(
                 &pos,
                 format!(
                     "host `{}`: `when: {condition}`: {error}{}",
@@ -303,15 +306,17 @@ fn check_nodes(
         check_loop(node, &prep, &vars, &placeholder_used, errors);
         placeholder_used.store(false, Ordering::Relaxed);
         match prep.params(&vars) {
-            Err(PrepareError::Params(e)) if e.undefined => errors.push(InputError::at(
-                &node.task.params.pos,
-                format!(
-                    "host `{}`, task `{}`: {e}{}",
-                    node.host,
-                    node.task.name,
-                    var_suggestion(&e, &vars)
-                ),
-            )),
+            Err(PrepareError::Params(e)) if e.undefined || e.var.is_some() => {
+                errors.push(InputError::at(
+                    &node.task.params.pos,
+                    format!(
+                        "host `{}`, task `{}`: {e}{}",
+                        node.host,
+                        node.task.name,
+                        var_suggestion(&e, &vars)
+                    ),
+                ))
+            }
             Ok(params) => {
                 if !placeholder_used.load(Ordering::Relaxed) {
                     check_resource(node, &prep, &params, errors);
@@ -320,12 +325,84 @@ fn check_nodes(
             }
             Err(_) => {}
         }
+        if errors.len() == found_before {
+            check_names(node, &vars, templater, errors);
+        }
     }
+}
+
+/// Every name an expression of the task reads must be defined, whatever
+/// the expression does with it: rendering reports `{{ nope }}`, but
+/// `{{ my-var }}` (read as `my - var`) fails as a type error only on a host.
+fn check_names(node: &TaskNode, vars: &Value, templater: &Templater, errors: &mut Vec<InputError>) {
+    let mut sources: Vec<(String, &crate::yaml::Pos)> = node
+        .task
+        .when
+        .iter()
+        .map(|(condition, pos)| {
+            let bare = condition
+                .trim()
+                .trim_start_matches("{{")
+                .trim_end_matches("}}");
+            (format!("{{{{ {bare} }}}}"), pos)
+        })
+        .collect();
+    for node_value in node.task.loop_items.iter().chain([&node.task.params]) {
+        let mut strings = Vec::new();
+        scope::strings(&node_value.to_json(), &mut strings);
+        sources.extend(strings.into_iter().map(|s| (s, &node_value.pos)));
+    }
+    let defined = |name: &str| vars.get_attr(name).is_ok_and(|v| !v.is_undefined());
+    let mut reported = HashSet::new();
+    for (source, pos) in sources {
+        let mut names: Vec<String> = templater.names(&source).into_iter().collect();
+        names.sort();
+        for name in names {
+            if defined(&name) || templater.is_global(&name) || !reported.insert(name.clone()) {
+                continue;
+            }
+            let hint = hyphen_hint(&source, &name, &defined).unwrap_or_else(|| {
+                let known: Vec<String> = vars
+                    .try_iter()
+                    .map(|keys| keys.filter_map(|k| k.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                suggestion(&name, known.iter().map(String::as_str))
+            });
+            errors.push(InputError::at(
+                pos,
+                format!(
+                    "host `{}`, task `{}`: `{name}` is undefined{hint}",
+                    node.host, node.task.name
+                ),
+            ));
+        }
+    }
+}
+
+/// " (`my-var` reads as `my - var`; did you mean `my_var`?)" when `name` is
+/// part of a word with hyphens in `source` whose underscored spelling is a
+/// defined variable.
+fn hyphen_hint(source: &str, name: &str, defined: &dyn Fn(&str) -> bool) -> Option<String> {
+    source
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .filter(|word| word.contains('-') && word.split('-').any(|part| part == name))
+        .map(|word| word.trim_matches('-'))
+        .find(|word| defined(&word.replace('-', "_")))
+        .map(|word| {
+            format!(
+                " (`{word}` reads as `{}`; did you mean `{}`?)",
+                word.replace('-', " - "),
+                word.replace('-', "_")
+            )
+        })
 }
 
 /// " (did you mean `x`?)" when an undefined variable's name is close to a
 /// variable that exists.
 fn var_suggestion(e: &TemplateError, vars: &Value) -> String {
+    if e.var.is_some() {
+        return String::new(); // about a variable's own template: it exists
+    }
     let Some(name) = e
         .message
         .split('`')
