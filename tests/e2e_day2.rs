@@ -779,6 +779,7 @@ fn show_everywhere(name: &str) -> BTreeMap<String, String> {
 #[test]
 fn s07_dynamic_configuration_reaches_the_running_cluster() {
     LAB.run(|d| {
+        let scenario = Instant::now();
         d.ensure_params();
         let lab = &d.lab;
         let refused = run("apply", lab, &["-e", "patroni_retry_timeout=100"]);
@@ -861,6 +862,7 @@ fn s07_dynamic_configuration_reaches_the_running_cluster() {
             after,
             "the second apply restarted a member"
         );
+        println!("s07: {:.1}s", scenario.elapsed().as_secs_f64());
     });
 }
 
@@ -871,6 +873,7 @@ fn s07_dynamic_configuration_reaches_the_running_cluster() {
 #[test]
 fn s08_etcd_down_on_every_member_the_primary_stays_writable() {
     LAB.run(|d| {
+        let scenario = Instant::now();
         d.ensure_table();
         let lab = &d.lab;
         let config = dcs_config("node1");
@@ -923,6 +926,7 @@ fn s08_etcd_down_on_every_member_the_primary_stays_writable() {
         );
         println!("healthy {:.1}s after etcd started", started.elapsed().as_secs_f64());
         assert_eq!(leader_of(&s), leader);
+        println!("s08: {:.1}s", scenario.elapsed().as_secs_f64());
     });
 }
 

@@ -142,7 +142,7 @@ pub enum DynamicError {
         retry_timeout: i64,
     },
     /// A parameter Patroni sets itself.
-    #[error("postgres_parameters sets `{name}`, which Patroni always sets itself: remove it")]
+    #[error("`{name}` is set (postgres_parameters or patroni_cluster_parameters), but Patroni always sets it itself: remove it")]
     PatroniOwns {
         /// The parameter.
         name: String,
@@ -309,28 +309,29 @@ pub fn desired(stack: &Stack, host: &str) -> Result<Dynamic, DynamicError> {
 /// Patroni 3.0.2's checks of a DCS parameter (it ignores a value that
 /// fails them).
 fn check_parameter(name: &str, value: &Json) -> Result<(), DynamicError> {
+    if PATRONI_OWNS.contains(&name) {
+        return Err(DynamicError::PatroniOwns { name: name.into() });
+    }
     if let Some((_, min)) = PARAMETER_MINIMA.iter().find(|(n, _)| *n == name) {
-        if !integer(value).is_some_and(|n| n >= *min) {
+        if integer(value).is_none_or(|n| n < *min) {
             return Err(invalid(name, value, format!("an integer ≥ {min}")));
         }
     }
+    let text = shown(value);
     match name {
-        "wal_level" => {
-            let level = shown(value).to_ascii_lowercase();
-            if !["replica", "logical", "hot_standby"].contains(&level.as_str()) {
-                return Err(invalid(name, value, "replica or logical"));
-            }
+        "wal_level"
+            if !["replica", "logical", "hot_standby"]
+                .contains(&text.to_ascii_lowercase().as_str()) =>
+        {
+            Err(invalid(name, value, "replica or logical"))
         }
-        "wal_keep_size" => {
-            if !rolling::size_bytes(&shown(value), "MB")
-                .is_some_and(|b| b >= 16.0 * 1024.0 * 1024.0)
-            {
-                return Err(invalid(name, value, "at least 16MB (a size such as 1GB)"));
-            }
+        "wal_keep_size"
+            if rolling::size_bytes(&text, "MB").is_none_or(|b| b < 16.0 * 1024.0 * 1024.0) =>
+        {
+            Err(invalid(name, value, "at least 16MB (a size such as 1GB)"))
         }
-        _ => {}
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The dynamic configuration of the cluster: every postgres member must
@@ -793,7 +794,7 @@ mod tests {
             let want = desired(&stack, "a").expect("desired");
             let mut vars: Map<String, Json> = role_defaults(&playbook).into_iter().collect();
             vars.extend(inventory.host("a").expect("a").vars.clone());
-            vars.extend(extra.into_iter());
+            vars.extend(extra);
             vars.insert("facts".into(), json!({"memory_mb": 4096, "cpus": 2}));
             vars.insert("inventory_hostname".into(), json!("a"));
             vars.insert("hostvars".into(), json!({"a": {"address": "10.0.0.1"}}));
