@@ -3,14 +3,16 @@
 //! for a parameter change, each under a client writing through the VIP
 //! (longest gap printed, no acknowledged write lost), growing the cluster
 //! by a fifth host and shrinking it again without restarting the others,
-//! restart and reinit of a member.
+//! restart and reinit of a member, Patroni's dynamic configuration changed
+//! on the running cluster, an etcd outage on every member (failsafe mode).
 //!
 //! One test per scenario; they share one 5-host lab and one fresh deploy,
 //! made by the first scenario that runs (see `Suite` in tests/common).
 //! Names start `sNN_` because libtest runs them in name order, which is
 //! the story they tell: a switchover, a parameter rolled out, a host grown
 //! then shrunk (with that parameter in force), a member restarted and
-//! reinitialised, then host crashes. A scenario that needs an earlier
+//! reinitialised, a dynamic setting changed, etcd stopped everywhere, then
+//! host crashes. A scenario that needs an earlier
 //! one's result (the parameter rolled out, node5 grown) asks the fixture
 //! for it, which does it when it was not done, so each scenario also runs
 //! alone. The last one to finish takes the lab down.
@@ -299,14 +301,16 @@ fn inventory_with_postgres(dir: &Path, members: &[&str], name: &str) -> PathBuf 
     path
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 9] = [
     "s01_status_of_a_healthy_cluster",
     "s02_switchover_under_writes_loses_nothing",
     "s03_parameter_change_rolls_out_restarting_each_member_once",
     "s04_grow_by_a_host_without_restarting_the_others",
     "s05_shrink_by_a_host_without_restarting_the_others",
     "s06_restart_and_reinit_of_one_replica",
-    "s07_status_degraded_by_a_crashed_replica_then_new_leader",
+    "s07_dynamic_configuration_reaches_the_running_cluster",
+    "s08_etcd_down_on_every_member_the_primary_stays_writable",
+    "s09_status_degraded_by_a_crashed_replica_then_new_leader",
 ];
 
 static LAB: Suite<Day2Lab> = Suite::new(&SCENARIOS, set_up, lab_down::<Day2Lab>);
@@ -741,11 +745,196 @@ fn s06_restart_and_reinit_of_one_replica() {
     });
 }
 
+/// Patroni's dynamic configuration as `member`'s REST API serves it.
+fn dcs_config(member: &str) -> Value {
+    let body = ssh(
+        member,
+        "curl -s --cacert /etc/pgdeploy/tls/ca.crt https://127.0.0.1:8008/config",
+    );
+    serde_json::from_str(&body).expect("Patroni GET /config")
+}
+
+/// `SHOW name` on every member, through its local socket.
+fn show_everywhere(name: &str) -> BTreeMap<String, String> {
+    MEMBERS
+        .iter()
+        .map(|m| {
+            let out = ssh(
+                m,
+                &format!("runuser -u postgres -- psql -Atc 'show {name}'"),
+            );
+            (m.to_string(), out.trim().to_string())
+        })
+        .collect()
+}
+
+/// A cluster-wide parameter and a DCS setting on the running cluster:
+/// a combination Patroni rejects is refused before anything runs;
+/// `wal_keep_size` (set in the DCS) is the role's value on every member;
+/// plan shows `max_connections 100 → 150 (restart)` and the new
+/// `loop_wait` as dynamic changes; apply PATCHes them, restarts each member
+/// exactly once, and then `SHOW max_connections` is 150 everywhere and
+/// every member's `GET /config` has the new loop_wait; the next plan is
+/// clean and the next apply restarts nobody.
+#[test]
+fn s07_dynamic_configuration_reaches_the_running_cluster() {
+    LAB.run(|d| {
+        let scenario = Instant::now();
+        d.ensure_params();
+        let lab = &d.lab;
+        let refused = run("apply", lab, &["-e", "patroni_retry_timeout=100"]);
+        assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+        assert!(
+            text(&refused).contains("exceeds `patroni_ttl`")
+                && text(&refused).contains("nothing was applied"),
+            "{}",
+            text(&refused)
+        );
+        let defaults = pgdeploy_engine::yaml::load(&root().join("roles/patroni/defaults.yaml"))
+            .expect("patroni defaults")
+            .to_json();
+        let keep = defaults["patroni_cluster_parameters"]["wal_keep_size"]
+            .as_str()
+            .expect("the role's wal_keep_size")
+            .to_string();
+        for (m, v) in show_everywhere("wal_keep_size") {
+            assert_eq!(v, keep, "{m}: wal_keep_size");
+        }
+        let live = dcs_config("node1");
+        let loop_wait = live["loop_wait"].as_i64().expect("loop_wait");
+        let new_loop_wait = loop_wait - 1;
+        let max_connections = show_everywhere("max_connections")["node1"].clone();
+        let loop_arg = format!("patroni_loop_wait={new_loop_wait}");
+        let args = [
+            "-e",
+            d.params_arg.as_str(),
+            "-e",
+            "postgres_max_connections=150",
+            "-e",
+            loop_arg.as_str(),
+        ];
+        let plan = text(&run("plan", lab, &args));
+        for line in [
+            format!("~ patroni dynamic config: max_connections {max_connections} → 150 (restart)"),
+            format!("~ patroni dynamic config: loop_wait {loop_wait} → {new_loop_wait}"),
+        ] {
+            assert!(
+                plan.lines().any(|l| l.trim() == line),
+                "no `{line}` in:\n{plan}"
+            );
+        }
+        let before = postmaster_starts(&MEMBERS);
+        let started = Instant::now();
+        let out = run_ok("apply", lab, &args);
+        println!(
+            "apply with the dynamic change: {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let steps: Vec<&str> = out.lines().filter(|l| l.starts_with('[')).collect();
+        println!("{}", steps.join("\n"));
+        let after = postmaster_starts(&MEMBERS);
+        for m in MEMBERS {
+            assert_ne!(before[m], after[m], "{m} was not restarted");
+            let restarts = steps
+                .iter()
+                .filter(|l| {
+                    l.contains(&format!("] restart {m} "))
+                        || l.contains(&format!("switchover {m} -> "))
+                })
+                .count();
+            assert_eq!(restarts, 1, "{m} restarted {restarts} times");
+            assert_eq!(
+                dcs_config(m)["loop_wait"].as_i64(),
+                Some(new_loop_wait),
+                "{m}: GET /config"
+            );
+        }
+        for (m, v) in show_everywhere("max_connections") {
+            assert_eq!(v, "150", "{m}: max_connections");
+        }
+        assert!(out.contains("parameters in force: "), "{out}");
+        let plan = run("plan", lab, &[&args[..], &["--detailed-exitcode"]].concat());
+        assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+        let again = run_ok("apply", lab, &args);
+        assert!(!again.contains("rolling restart"), "{again}");
+        assert_eq!(
+            postmaster_starts(&MEMBERS),
+            after,
+            "the second apply restarted a member"
+        );
+        println!("s07: {:.1}s", scenario.elapsed().as_secs_f64());
+    });
+}
+
+/// failsafe_mode (on by default): etcd stopped on every etcd host, the
+/// leader stays primary and writes through the VIP go on past the leader
+/// key's TTL while every member's REST API answers; with etcd started again
+/// the cluster is healthy.
+#[test]
+fn s08_etcd_down_on_every_member_the_primary_stays_writable() {
+    LAB.run(|d| {
+        let scenario = Instant::now();
+        d.ensure_table();
+        let lab = &d.lab;
+        let config = dcs_config("node1");
+        assert_eq!(config["failsafe_mode"], true, "{config:#}");
+        let ttl = config["ttl"].as_u64().expect("ttl");
+        let leader = leader_of(&status(lab).1);
+        let writer = Writer::start(2_000_000);
+        std::thread::sleep(Duration::from_secs(2));
+        for h in MEMBERS {
+            ssh(h, "systemctl stop etcd");
+        }
+        // Beyond the leader key's TTL: without failsafe the leader demotes.
+        std::thread::sleep(Duration::from_secs(ttl + 10));
+        let health: Vec<(&str, String)> = MEMBERS
+            .iter()
+            .map(|m| {
+                let code = ssh(
+                    m,
+                    "curl -s -o /dev/null -w '%{http_code}' --cacert /etc/pgdeploy/tls/ca.crt https://127.0.0.1:8008/health",
+                );
+                (*m, code)
+            })
+            .collect();
+        let primary = ssh(
+            &leader,
+            "runuser -u postgres -- psql -Atc 'select pg_is_in_recovery()'",
+        );
+        let (gap, acked) = writer.finish();
+        println!(
+            "etcd down for {}s: longest gap in acknowledged writes {:.3}s, {} writes",
+            ttl + 10,
+            gap.as_secs_f64(),
+            acked.len()
+        );
+        for h in MEMBERS {
+            ssh(h, "systemctl start --no-block etcd");
+        }
+        for (m, code) in health {
+            assert_eq!(code, "200", "{m}: Patroni /health with etcd down");
+        }
+        assert_eq!(primary.trim(), "f", "{leader} is no longer primary");
+        assert!(gap < Duration::from_secs(5), "writes stopped for {gap:?}");
+        assert_no_write_lost(&acked, "etcd outage");
+        let started = Instant::now();
+        let (_, s, _) = wait_for_status(
+            lab,
+            "healthy with etcd back",
+            Duration::from_secs(120),
+            |c, _, _| c == 0,
+        );
+        println!("healthy {:.1}s after etcd started", started.elapsed().as_secs_f64());
+        assert_eq!(leader_of(&s), leader);
+        println!("s08: {:.1}s", scenario.elapsed().as_secs_f64());
+    });
+}
+
 /// A replica's host crashes: status is degraded and names it in one line;
 /// after it is back and a crash of the leader's host, status shows the new
 /// leader.
 #[test]
-fn s07_status_degraded_by_a_crashed_replica_then_new_leader() {
+fn s09_status_degraded_by_a_crashed_replica_then_new_leader() {
     LAB.run(|d| {
         let lab = &d.lab;
         let s = status(lab).1;

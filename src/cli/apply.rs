@@ -56,7 +56,7 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
     let inputs = load_inputs(inputs_args, &checking)?;
     let vars = with_ca(ca_vars(&inputs_args.inventory, MissingCa::Create)?, &user);
     let stack = stack_of(&inputs, &vars);
-    warn_topology(&stack);
+    warn_topology(&stack)?;
     let masker = Masker::new(&inputs.inventory, &vars);
     // With JSON output, `plan` prints the report only: the live sections are
     // for people (Markdown too: they follow the plan, as text blocks).

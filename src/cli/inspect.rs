@@ -16,7 +16,7 @@ pub fn validate(args: &InputArgs) -> ExitCode {
         let user = user_vars(&args.inventory, args.secrets.as_deref(), &args.extra_vars)?;
         let vars = with_ca(ca_vars(&args.inventory, MissingCa::Ephemeral)?, &user);
         let loaded = load_inputs(args, &vars)?;
-        warn_topology(&stack_of(&loaded, &vars));
+        warn_topology(&stack_of(&loaded, &vars))?;
         println!(
             "ok: {} hosts, {} plays, {} roles, {} tasks",
             loaded.inventory.hosts.len(),

@@ -136,9 +136,12 @@ pub fn stack_of(inputs: &Inputs, vars: &Vars) -> Stack {
     Stack::new(inputs.inventory.clone(), &inputs.playbook, vars.clone())
 }
 
-/// Prints the stack's topology warnings on stderr.
-pub fn warn_topology(stack: &Stack) {
+/// Prints the stack's topology warnings on stderr; refuses (exit 2) a
+/// dynamic configuration Patroni would reject, before any host changes.
+pub fn warn_topology(stack: &Stack) -> Result<(), ExitCode> {
     for warning in stack.topology_warnings() {
         eprintln!("warning: {warning}");
     }
+    pgdeploy_stack::cluster::dynamic::check(stack)
+        .map_err(|e| fail(EXIT_BAD_INPUT, format!("{e}; nothing was applied")))
 }

@@ -11,6 +11,7 @@
 //! switchover, restart and reinit, and [`rolling`] restarts members for
 //! restart-only parameter changes, replicas first and the leader last.
 
+pub mod dynamic;
 pub mod ops;
 pub mod page;
 pub mod rolling;
@@ -81,6 +82,9 @@ pub enum ClusterError {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// The dynamic configuration is refused, or not in force after apply.
+    #[error("{0}")]
+    Dynamic(#[from] dynamic::DynamicError),
     /// A service answered, but not in the form pgdeploy reads.
     #[error("{host}: {service}: could not parse the answer ({reason}): {answer}")]
     Unparsable {
@@ -521,12 +525,21 @@ impl Cluster {
 
     /// The cluster as the first reachable postgres member's Patroni sees it.
     pub async fn patroni_cluster(&self) -> Result<(String, PatroniCluster), ClusterError> {
+        self.patroni_any("/cluster").await
+    }
+
+    /// `GET path` on the first postgres member whose Patroni answers: that
+    /// member and the answer.
+    pub async fn patroni_any<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(String, T), ClusterError> {
         let mut last = ClusterError::Input(format!(
             "the inventory's `{}` group is empty",
             Group::Postgres.name()
         ));
         for host in self.group(Group::Postgres) {
-            match self.patroni_get::<PatroniCluster>(&host, "/cluster").await {
+            match self.patroni_get::<T>(&host, path).await {
                 Ok(c) => return Ok((host, c)),
                 Err(e) => last = e,
             }

@@ -88,6 +88,28 @@ vars! {
     REPLICATION_PASSWORD = "postgres_replication_password" in "postgres";
     /// PostgreSQL's port on each member.
     POSTGRES_PORT = "postgres_port" in "postgres";
+    /// Patroni's leader key TTL (seconds; DCS setting).
+    PATRONI_TTL = "patroni_ttl" in "patroni";
+    /// Patroni's loop (seconds; DCS setting).
+    PATRONI_LOOP_WAIT = "patroni_loop_wait" in "patroni";
+    /// Patroni's DCS and PostgreSQL retry timeout (seconds; DCS setting).
+    PATRONI_RETRY_TIMEOUT = "patroni_retry_timeout" in "patroni";
+    /// Lag (bytes) beyond which a replica may not take over (DCS setting).
+    PATRONI_MAXIMUM_LAG_ON_FAILOVER = "patroni_maximum_lag_on_failover" in "patroni";
+    /// Synchronous replication (DCS setting).
+    PATRONI_SYNCHRONOUS_MODE = "patroni_synchronous_mode" in "patroni";
+    /// No writes without a synchronous standby (DCS setting).
+    PATRONI_SYNCHRONOUS_MODE_STRICT = "patroni_synchronous_mode_strict" in "patroni";
+    /// How many synchronous standbys (DCS setting).
+    PATRONI_SYNCHRONOUS_NODE_COUNT = "patroni_synchronous_node_count" in "patroni";
+    /// The leader keeps its role through a DCS outage (DCS setting).
+    PATRONI_FAILSAFE_MODE = "patroni_failsafe_mode" in "patroni";
+    /// Cluster-wide PostgreSQL parameters, set in the DCS.
+    PATRONI_CLUSTER_PARAMETERS = "patroni_cluster_parameters" in "patroni";
+    /// The parameters Patroni takes from the DCS only.
+    PATRONI_DCS_PARAMETERS = "patroni_dcs_parameters" in "patroni";
+    /// max_connections (a DCS parameter).
+    POSTGRES_MAX_CONNECTIONS = "postgres_max_connections" in "postgres";
     /// The PostgreSQL parameters the inventory sets.
     POSTGRES_PARAMETERS = "postgres_parameters" in "postgres";
     /// etcd's client port.

@@ -2,11 +2,13 @@
 //! cluster (parameters that need a reload or a restart, members that left
 //! their group); `apply`, after its tasks, takes out members that left the
 //! `postgres` group, then those that left the `etcd` group, then rolls
-//! restart-only parameter changes out (see [`rolling`]).
+//! the dynamic configuration to Patroni ([`dynamic`]), then rolls
+//! restart-only parameter changes out (see [`rolling`]) and checks every
+//! managed parameter is in force on every member.
 
 use pgdeploy_engine::live::{BoxFuture, LiveError, LiveSection, LiveSystem, Tell};
 
-use crate::cluster::{rolling, Cluster, ClusterError};
+use crate::cluster::{dynamic, rolling, Cluster, ClusterError};
 use crate::contract::Stack;
 
 /// Replication lag (MB) a replica may have when the roll-out switches over.
@@ -31,7 +33,11 @@ impl Rollout {
             .await
             .map(|changes| changes.iter().map(ToString::to_string).collect());
         let members = rolling::stale_members_plan(&self.cluster).await;
+        let dynamic = dynamic::changes(&self.cluster)
+            .await
+            .map(|(_, changes)| changes.iter().map(ToString::to_string).collect());
         vec![
+            section("Patroni dynamic configuration", dynamic),
             section("PostgreSQL parameters", parameters),
             section("Cluster members to take out", members),
         ]
@@ -47,10 +53,21 @@ impl Rollout {
         if !removed.is_empty() {
             tell(&format!("etcd members removed: {}", removed.join(", ")));
         }
+        let patched = dynamic::apply(cluster, tell).await?;
+        if !patched.is_empty() {
+            tell(&format!(
+                "patroni dynamic config: {} change(s) taken by every member",
+                patched.len()
+            ));
+        }
         let restarted = rolling::converge(cluster, MAX_LAG_MB, tell).await?;
         if !restarted.is_empty() {
             tell(&format!("rolling restart done: {}", restarted.join(", ")));
         }
+        let checked = dynamic::verify(cluster).await?;
+        tell(&format!(
+            "parameters in force: {checked} checked with SHOW on every member"
+        ));
         Ok(())
     }
 }

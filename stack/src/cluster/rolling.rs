@@ -98,6 +98,20 @@ fn unit_factor(unit: &str) -> Option<f64> {
     Some(scale * base)
 }
 
+/// A size such as `1GB` in bytes; a bare number is in `default_unit`.
+pub fn size_bytes(text: &str, default_unit: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = match unit.trim() {
+        "" => default_unit,
+        u => u,
+    };
+    Some(number.parse::<f64>().ok()? * unit_factor(unit)?)
+}
+
 fn as_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" | "t" | "y" => Some(true),
@@ -136,14 +150,24 @@ pub fn same_value(desired: &str, setting: &str, unit: &str, vartype: &str) -> bo
     }
 }
 
-/// The desired parameters of `member` that differ from its live values.
+/// The desired parameters of `member` (`postgres_parameters`) that differ
+/// from its live values.
 pub async fn member_changes(
     cluster: &Cluster,
     member: &str,
 ) -> Result<Vec<ParamChange>, ClusterError> {
-    let Some(Json::Object(desired)) = cluster.var(member, contract::POSTGRES_PARAMETERS) else {
-        return Ok(Vec::new());
-    };
+    match cluster.var(member, contract::POSTGRES_PARAMETERS) {
+        Some(Json::Object(desired)) => differences(cluster, member, &desired).await,
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The parameters of `desired` whose live value on `member` differs.
+pub async fn differences(
+    cluster: &Cluster,
+    member: &str,
+    desired: &serde_json::Map<String, Json>,
+) -> Result<Vec<ParamChange>, ClusterError> {
     if desired.is_empty() {
         return Ok(Vec::new());
     }
@@ -162,7 +186,7 @@ pub async fn member_changes(
         )
         .await?;
     let mut changes = Vec::new();
-    for (name, value) in &desired {
+    for (name, value) in desired {
         let desired = value_text(value);
         let Some(row) = rows.iter().find(|r| r[0] == *name) else {
             return Err(ClusterError::Input(format!(
@@ -195,15 +219,17 @@ pub async fn parameter_changes(cluster: &Cluster) -> Result<Vec<ParamChange>, Cl
     Ok(all)
 }
 
-/// Whether `member` needs a restart: a restart-only parameter differs from
-/// its live value, or Patroni flags `pending_restart`.
+/// Whether `member` needs a restart: a restart-only parameter it manages
+/// (`postgres_parameters`, the dynamic configuration's) differs from its
+/// live value, or Patroni flags `pending_restart`.
 async fn needs_restart(cluster: &Cluster, member: &str) -> Result<bool, ClusterError> {
     let pending = cluster
         .patroni_get::<PatroniNode>(member, "/patroni")
         .await?
         .pending_restart;
+    let managed = super::dynamic::managed_parameters(cluster, member)?;
     Ok(pending
-        || member_changes(cluster, member)
+        || differences(cluster, member, &managed)
             .await?
             .iter()
             .any(|c| c.needs == Needs::Restart))
@@ -482,6 +508,14 @@ mod tests {
         assert!(!same_value("%m [%p] ", "%m [%p]", "", "string"));
         assert!(!same_value("lots", "100", "", "integer"));
         assert!(!same_value("5parsecs", "5", "s", "integer"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size_bytes("1GB", "MB"), Some(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(size_bytes("16", "MB"), Some(16.0 * 1024.0 * 1024.0));
+        assert_eq!(size_bytes("lots", "MB"), None);
+        assert_eq!(size_bytes("5parsecs", "MB"), None);
     }
 
     #[test]
