@@ -87,6 +87,14 @@ impl StackPaths {
         })
     }
 
+    /// The folder a run takes role `name` from, if any has it.
+    pub fn role_dir(&self, name: &str) -> Option<PathBuf> {
+        self.role_dirs
+            .iter()
+            .map(|d| d.join(name))
+            .find(|d| d.is_dir())
+    }
+
     /// Where a role folder comes from.
     pub fn source_of(&self, dir: &Path) -> Source {
         if dir.starts_with(&self.builtin) {
@@ -186,12 +194,7 @@ pub fn list(inventory: Option<&Path>, roles_path: &[PathBuf]) -> ExitCode {
     let width = names.iter().map(String::len).max().unwrap_or(0);
     println!("playbook: {}", paths.playbook_label());
     for name in names {
-        let Some(dir) = paths
-            .role_dirs
-            .iter()
-            .map(|d| d.join(&name))
-            .find(|d| d.is_dir())
-        else {
+        let Some(dir) = paths.role_dir(&name) else {
             continue;
         };
         let source = match paths.source_of(&dir) {
@@ -264,22 +267,12 @@ mod tests {
         let paths =
             StackPaths::resolve_in(dir.path(), Some(&inventory), None, &[]).expect("resolve");
         assert_eq!(paths.playbook_source, Source::BuiltIn);
-        let etcd = paths
-            .role_dirs
-            .iter()
-            .map(|d| d.join("etcd"))
-            .find(|d| d.is_dir())
-            .expect("etcd");
+        let etcd = paths.role_dir("etcd").expect("etcd");
         assert_eq!(
             paths.source_of(&etcd),
             Source::Disk(dir.path().join("roles/etcd"))
         );
-        let patroni = paths
-            .role_dirs
-            .iter()
-            .map(|d| d.join("patroni"))
-            .find(|d| d.is_dir())
-            .expect("patroni");
+        let patroni = paths.role_dir("patroni").expect("patroni");
         assert_eq!(paths.source_of(&patroni), Source::BuiltIn);
     }
 }

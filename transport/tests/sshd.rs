@@ -941,10 +941,12 @@ async fn a_jump_host_carries_the_connection_and_both_host_keys_are_checked() {
         ),
     )
     .expect("kh");
-    target.jump = Some(Box::new(closed.target()));
+    let mut jump = closed.target();
+    jump.name = "bastion".into();
+    target.jump = Some(Box::new(jump));
     match Session::connect(&target, &opts).await {
         Err(TransportError::Connect { reason, .. }) => {
-            assert!(reason.contains("jump host"), "{reason}")
+            assert!(reason.contains("jump host bastion"), "{reason}")
         }
         other => panic!("a jump host without forwarding: {other:?}"),
     }
