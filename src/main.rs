@@ -12,7 +12,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use cli::commands::{Command, SecretsCommand};
+use cli::commands::{Command, RolesCommand, SecretsCommand};
 use cli::{apply, day2, inspect};
 
 /// `0.1.0 (abc1234)`: the version and the git commit it was built from
@@ -29,13 +29,22 @@ const VERSION: &str = concat!(
 #[derive(Parser, Debug)]
 #[command(name = "pgdeploy", version = VERSION, about)]
 struct Cli {
+    /// SSH client configuration read for Host, HostName, User, Port,
+    /// IdentityFile and ProxyJump (default: $PGDEPLOY_SSH_CONFIG, else
+    /// ~/.ssh/config); inventory values win over it.
+    #[arg(short = 'F', long, global = true, value_name = "FILE")]
+    ssh_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 fn main() -> ExitCode {
     pgdeploy_engine::color::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Err(code) = cli::ssh::read_config(cli.ssh_config.as_deref()) {
+        return code;
+    }
+    match cli.command {
         Command::Apply(args) => apply::apply(
             &args,
             apply::Mode {
@@ -83,6 +92,17 @@ fn main() -> ExitCode {
         Command::Switchover { cluster, to } => day2::switchover(&cluster, to),
         Command::Restart { cluster, member } => day2::restart(&cluster, member),
         Command::Reinit { cluster, member } => day2::reinit(&cluster, member),
+        Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
+        Command::Roles {
+            command:
+                RolesCommand::List {
+                    inventory,
+                    roles_path,
+                },
+        } => cli::roles::list(inventory.as_deref(), &roles_path),
+        Command::Roles {
+            command: RolesCommand::Export { dir, force },
+        } => cli::roles::export(&dir, force),
         Command::Completions { shell } => cli::shell::completions(shell, Cli::command()),
         Command::Man => cli::shell::man(Cli::command()),
         Command::Lab { command } => {

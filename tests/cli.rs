@@ -151,3 +151,143 @@ fn markdown_output_is_for_plans_only() {
         "{stderr}"
     );
 }
+
+/// The binary copied outside the checkout (as `cargo install` puts it:
+/// the same release build), run from `dir` with a home of its own, so the
+/// built-in stack is unpacked afresh and nothing of the checkout is near.
+fn installed(dir: &Path, args: &[&str]) -> Output {
+    let bin = dir.join("bin/pgdeploy");
+    if !bin.exists() {
+        std::fs::create_dir_all(dir.join("bin")).expect("bin");
+        std::fs::copy(env!("CARGO_BIN_EXE_pgdeploy"), &bin).expect("copy the binary");
+    }
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    Command::new(&bin)
+        .args(args)
+        .current_dir(&work)
+        .env("HOME", dir.join("home"))
+        .env_remove("XDG_CACHE_HOME")
+        .env("PGDEPLOY_AGE_IDENTITY", dir.join("home/age-identity.txt"))
+        .env_remove("PGDEPLOY_SSH_CONFIG")
+        .output()
+        .expect("pgdeploy runs")
+}
+
+fn text_of(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn installed_anywhere_it_has_its_stack_and_init_starts_a_project() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // init --hosts: a project that validates as written, with the built-in stack.
+    let hosts = "10.0.0.11,10.0.0.12,10.0.0.13,10.0.0.14";
+    let init = installed(dir, &["init", "prod", "--hosts", hosts]);
+    assert!(init.status.success(), "{}", text_of(&init));
+    for file in ["inventory.yaml", "README.md", ".gitignore", "secrets.age"] {
+        assert!(
+            dir.join("work/prod").join(file).is_file(),
+            "{file}: {}",
+            text_of(&init)
+        );
+    }
+    let validate = installed(dir, &["validate", "-i", "prod/inventory.yaml"]);
+    let out = text_of(&validate);
+    assert!(validate.status.success(), "{out}");
+    assert!(
+        out.contains("stack: playbook built-in playbooks/site.yaml; roles: 15 built-in"),
+        "{out}"
+    );
+    assert!(out.starts_with("ok: 4 hosts"), "{out}");
+    // A second init refuses to overwrite anything.
+    let before = std::fs::read(dir.join("work/prod/secrets.age")).expect("secrets");
+    let again = installed(dir, &["init", "prod", "--hosts", "10.0.0.21"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text_of(&again));
+    assert_eq!(
+        std::fs::read(dir.join("work/prod/secrets.age")).expect("secrets"),
+        before
+    );
+    // A role exported beside the inventory wins over the built-in one.
+    let export = installed(dir, &["roles", "export", "prod"]);
+    assert!(export.status.success(), "{}", text_of(&export));
+    let refused = installed(dir, &["roles", "export", "prod"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "no overwrite without --force"
+    );
+    std::fs::remove_dir_all(dir.join("work/prod/playbooks")).expect("rm playbooks");
+    for entry in std::fs::read_dir(dir.join("work/prod/roles")).expect("roles") {
+        let path = entry.expect("entry").path();
+        if !path.ends_with("etcd") {
+            std::fs::remove_dir_all(path).expect("rm role");
+        }
+    }
+    let list = installed(dir, &["roles", "list", "-i", "prod/inventory.yaml"]);
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    let etcd = listed
+        .lines()
+        .find(|l| l.starts_with("etcd "))
+        .expect("etcd listed");
+    assert!(etcd.contains("prod/roles/etcd"), "{listed}");
+    let patroni = listed
+        .lines()
+        .find(|l| l.starts_with("patroni "))
+        .expect("patroni listed");
+    assert!(patroni.contains("built-in"), "{listed}");
+    let validate = installed(dir, &["validate", "-i", "prod/inventory.yaml"]);
+    let out = text_of(&validate);
+    assert!(
+        out.contains("roles: 14 built-in, etcd from prod/roles\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_untouched_skeleton_names_what_to_fill_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let init = installed(dir, &["init", "new"]);
+    assert!(init.status.success(), "{}", text_of(&init));
+    assert!(
+        !dir.join("work/new/secrets.age").exists(),
+        "no secrets without hosts"
+    );
+    // First the host addresses (the inventory is read before the roles)...
+    let validate = installed(dir, &["validate", "-i", "new/inventory.yaml"]);
+    assert_eq!(validate.status.code(), Some(2), "{}", text_of(&validate));
+    let out = String::from_utf8_lossy(&validate.stderr).into_owned();
+    for n in 1..=4 {
+        let line = format!("inventory.yaml:{}:27:", 25 + n);
+        let wanted = format!("`<address of node{n}>` is not a valid IP address");
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&line) && l.contains(&wanted)),
+            "{line} {wanted}: {out}"
+        );
+    }
+    // ... then the settings the roles need.
+    let path = dir.join("work/new/inventory.yaml");
+    let filled = std::fs::read_to_string(&path)
+        .expect("inventory")
+        .replace("'<address of node", "'10.9.9.")
+        .replace(">'", "'");
+    std::fs::write(&path, filled).expect("write");
+    let validate = installed(dir, &["validate", "-i", "new/inventory.yaml"]);
+    assert_eq!(validate.status.code(), Some(2), "{}", text_of(&validate));
+    let out = String::from_utf8_lossy(&validate.stderr).into_owned();
+    for missing in [
+        "needs var `vip_address`",
+        "needs var `cluster_name`",
+        "needs var `admin_networks`",
+        "needs var `postgres_superuser_password`",
+    ] {
+        assert!(out.contains(missing), "{missing}: {out}");
+    }
+}

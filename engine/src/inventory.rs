@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use pgdeploy_transport::ssh_config::{self, Given, Hop};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{suggestion, InputError, InputErrors};
@@ -76,6 +77,15 @@ pub struct Connection {
     pub become_root: bool,
     /// known_hosts file (`pgdeploy_known_hosts`; default ~/.ssh/known_hosts).
     pub known_hosts: Option<PathBuf>,
+    /// Which of the settings above the inventory gave (those win over
+    /// `~/.ssh/config`).
+    pub given: Given,
+    /// Jump hosts, outermost first (`pgdeploy_ssh_jump`, else `-o
+    /// ProxyJump=` / `-J` in `ansible_ssh_common_args` or
+    /// `ansible_ssh_extra_args`); `Some(empty)` for `none`; `None`: as
+    /// `~/.ssh/config` says. A hop naming an inventory host is that host's
+    /// address, port and user.
+    pub jump: Option<Vec<Hop>>,
 }
 
 /// A group of hosts.
@@ -101,15 +111,20 @@ struct Walk {
 }
 
 impl Connection {
-    /// The transport's target for the host named `name`.
+    /// The transport's target for the host named `name`: the inventory's
+    /// settings, then the SSH client configuration's
+    /// ([`ssh_config::global`]) where the inventory gave none, with the jump
+    /// hosts.
     pub fn target(&self, name: &str) -> pgdeploy_transport::Target {
-        pgdeploy_transport::Target {
+        let plain = pgdeploy_transport::Target {
             name: name.to_string(),
             address: self.address.clone(),
             port: self.port,
             user: self.user.clone(),
             key_file: self.key_file.clone(),
-        }
+            jump: None,
+        };
+        ssh_config::global().apply(&plain, self.given, self.jump.as_deref())
     }
 
     /// `base` with this host's known_hosts file, when it names one.
@@ -569,6 +584,7 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
             connection,
         });
     }
+    jumps_to_inventory_hosts(&mut hosts);
     if hosts.is_empty() && errors.is_empty() {
         let at = walk.group_pos.get("all").cloned().unwrap_or_else(|| Pos {
             file: std::sync::Arc::new(path.to_path_buf()),
@@ -787,7 +803,7 @@ fn load_vars_file(dir: &Path, name: &str, errors: &mut Vec<InputError>) -> Optio
         .and_then(|p| yaml::load(&p).map_err(|e| errors.push(e)).ok())
 }
 
-const CONNECTION_KEYS: [&str; 8] = [
+const CONNECTION_KEYS: [&str; 11] = [
     "ansible_host",
     "pgdeploy_host",
     "ansible_port",
@@ -796,7 +812,62 @@ const CONNECTION_KEYS: [&str; 8] = [
     "pgdeploy_user",
     "ansible_ssh_private_key_file",
     "pgdeploy_private_key_file",
+    JUMP_VAR,
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
 ];
+
+/// The inventory variable naming a host's jump hosts (OpenSSH's
+/// `ProxyJump` syntax: `[user@]host[:port]`, comma-separated, or `none`).
+pub const JUMP_VAR: &str = "pgdeploy_ssh_jump";
+
+/// A host's jump hosts from its vars (see [`Connection::jump`]).
+fn jump_of(vars: &Vars) -> Result<Option<Vec<Hop>>, String> {
+    if let Some(value) = vars.get(JUMP_VAR) {
+        let text = json_str(value).ok_or_else(|| {
+            format!("`{JUMP_VAR}` must be a string: `[user@]host[:port]`, a comma-separated list of them, or `none`")
+        })?;
+        return ssh_config::parse_jumps(&text)
+            .map(Some)
+            .map_err(|e| format!("`{JUMP_VAR}`: {e}"));
+    }
+    let mut found = None;
+    for name in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+        if let Some(args) = vars.get(name).and_then(json_str) {
+            if let Some(hops) =
+                ssh_config::jumps_in_ssh_args(&args).map_err(|e| format!("`{name}`: {e}"))?
+            {
+                found = Some(hops);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Jump hosts that are inventory hosts become their address, port and user
+/// (unless the hop gives them); a hop naming the host itself ends its list
+/// (a bastion in a group that goes through it is reached directly).
+fn jumps_to_inventory_hosts(hosts: &mut [Host]) {
+    let known: BTreeMap<String, Connection> = hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.connection.clone()))
+        .collect();
+    for host in hosts.iter_mut() {
+        let Some(hops) = &mut host.connection.jump else {
+            continue;
+        };
+        if let Some(own) = hops.iter().position(|hop| hop.host == host.name) {
+            hops.truncate(own);
+        }
+        for hop in hops.iter_mut() {
+            if let Some(other) = known.get(&hop.host) {
+                hop.host = other.address.clone();
+                hop.port = hop.port.or(Some(other.port));
+                hop.user = hop.user.take().or_else(|| Some(other.user.clone()));
+            }
+        }
+    }
+}
 
 fn connection_key_pos(node: &Node) -> Option<Pos> {
     CONNECTION_KEYS
@@ -855,6 +926,12 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
         .get("pgdeploy_known_hosts")
         .and_then(json_str)
         .map(PathBuf::from);
+    let given = Given {
+        address: pick(vars, "pgdeploy_host", "ansible_host").is_some(),
+        port: pick(vars, "pgdeploy_port", "ansible_port").is_some(),
+        user: pick(vars, "pgdeploy_user", "ansible_user").is_some(),
+        key_file: key_file.is_some(),
+    };
     Ok(Connection {
         address,
         port,
@@ -862,6 +939,8 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
         key_file,
         become_root,
         known_hosts,
+        given,
+        jump: jump_of(vars)?,
     })
 }
 
@@ -950,6 +1029,60 @@ all:
         assert_eq!(
             inv.host("node1").expect("node1").groups,
             vec!["db", "primary_site"]
+        );
+    }
+
+    #[test]
+    fn jump_hosts_from_pgdeploy_ssh_jump_or_ansible_ssh_args() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text = "\
+all:
+  vars:
+    ansible_ssh_common_args: '-o StrictHostKeyChecking=no -o ProxyJump=ops@gate.example.com:2222'
+  hosts:
+    bastion: {ansible_host: 10.0.0.1, ansible_user: admin}
+    other: {ansible_host: 10.0.0.4}
+  children:
+    db:
+      vars: {pgdeploy_ssh_jump: bastion}
+      hosts:
+        db1: {ansible_host: 10.0.0.2}
+        bastion: {}
+    web:
+      hosts:
+        web1: {ansible_host: 10.0.0.3, pgdeploy_ssh_jump: none}
+";
+        let inv = Inventory::load(&write(dir.path(), "inv.yaml", text)).expect("loads");
+        let jump = |h: &str| inv.host(h).expect("host").connection.jump.clone();
+        let via_bastion = Hop {
+            user: Some("admin".into()),
+            host: "10.0.0.1".into(),
+            port: Some(22),
+        };
+        assert_eq!(
+            jump("db1"),
+            Some(vec![via_bastion]),
+            "an inventory host as jump host"
+        );
+        assert_eq!(
+            jump("bastion"),
+            Some(vec![]),
+            "the bastion itself goes direct"
+        );
+        assert_eq!(jump("web1"), Some(vec![]), "`none`");
+        let gate = Hop {
+            user: Some("ops".into()),
+            host: "gate.example.com".into(),
+            port: Some(2222),
+        };
+        assert_eq!(jump("other"), Some(vec![gate]), "Ansible's -o ProxyJump=");
+        let bad = "all:\n  hosts:\n    h1: {ansible_host: 10.0.0.9, pgdeploy_ssh_jump: 'u@:x'}\n";
+        let err = Inventory::load(&write(dir.path(), "bad.yaml", bad)).expect_err("bad jump");
+        assert!(err.to_string().contains("pgdeploy_ssh_jump"), "{err}");
+        let given = inv.host("db1").expect("db1").connection.given;
+        assert!(
+            given.address && !given.port && !given.user && !given.key_file,
+            "{given:?}"
         );
     }
 

@@ -56,8 +56,21 @@ pub fn load_inputs(
     selection: &Selection,
     extra: &Vars,
 ) -> Result<Inputs, InputErrors> {
+    let roles = Playbook::roles_beside(playbook);
+    load_inputs_with_roles(inventory, playbook, &roles, selection, extra)
+}
+
+/// [`load_inputs`] with the playbook's roles looked up in `roles`, in
+/// order (the first folder holding a role of the name wins).
+pub fn load_inputs_with_roles(
+    inventory: &Path,
+    playbook: &Path,
+    roles: &[std::path::PathBuf],
+    selection: &Selection,
+    extra: &Vars,
+) -> Result<Inputs, InputErrors> {
     let inventory_result = Inventory::load(inventory);
-    let playbook_result = Playbook::load(playbook);
+    let playbook_result = Playbook::load_with_roles(playbook, roles);
     let (inventory, playbook) = match (inventory_result, playbook_result) {
         (Ok(i), Ok(p)) => (i, p),
         (i, p) => {

@@ -152,13 +152,36 @@ impl Playbook {
     /// Loads a playbook and every role it names. Roles are looked up in
     /// `roles/` beside the playbook, then in `../roles`.
     pub fn load(path: &Path) -> Result<Playbook, InputErrors> {
+        Self::load_with_roles(path, &Self::roles_beside(path))
+    }
+
+    /// Loads a playbook whose roles are looked up in `search`, in order:
+    /// the first folder holding a role of the name wins, role by role.
+    pub fn load_with_roles(path: &Path, search: &[PathBuf]) -> Result<Playbook, InputErrors> {
         let text = yaml::read(path)?;
-        Self::parse(&text, path)
+        Self::parse_with_roles(&text, path, search)
+    }
+
+    /// The folders where a playbook's roles are found by default: `roles/`
+    /// beside it, then `../roles`.
+    pub fn roles_beside(playbook: &Path) -> Vec<PathBuf> {
+        let dir = playbook.parent().unwrap_or(Path::new("."));
+        vec![dir.join("roles"), dir.join("..").join("roles")]
     }
 
     /// Parses playbook `text` read from `path`; its roles are loaded from
     /// the folders beside `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Playbook, InputErrors> {
+        Self::parse_with_roles(text, path, &Self::roles_beside(path))
+    }
+
+    /// Parses playbook `text` read from `path`; its roles are loaded from
+    /// the first folder of `search` that has them.
+    pub fn parse_with_roles(
+        text: &str,
+        path: &Path,
+        search: &[PathBuf],
+    ) -> Result<Playbook, InputErrors> {
         let root = yaml::parse(text, path)?;
         let mut errors = Vec::new();
         let mut plays = Vec::new();
@@ -171,14 +194,13 @@ impl Playbook {
         if plays.is_empty() && errors.is_empty() {
             errors.push(root.error("the playbook has no plays"));
         }
-        let search = role_dirs(path);
         let mut roles = BTreeMap::new();
         let mut pending: Vec<RoleRef> = plays.iter().flat_map(|p| p.roles.clone()).collect();
         while let Some(reference) = pending.pop() {
             if roles.contains_key(&reference.name) {
                 continue;
             }
-            match load_role(&reference, &search) {
+            match load_role(&reference, search) {
                 Ok(role) => {
                     pending.extend(role.dependencies.clone());
                     roles.insert(reference.name.clone(), Arc::new(role));
@@ -210,11 +232,6 @@ impl Playbook {
             Err(InputErrors(errors))
         }
     }
-}
-
-fn role_dirs(playbook: &Path) -> Vec<PathBuf> {
-    let dir = playbook.parent().unwrap_or(Path::new("."));
-    vec![dir.join("roles"), dir.join("..").join("roles")]
 }
 
 fn parse_play(node: &Node) -> Result<Play, InputErrors> {

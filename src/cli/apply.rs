@@ -15,7 +15,9 @@ use pgdeploy_engine::run::{Run, RunOptions};
 use pgdeploy_stack::rollout::Rollout;
 
 use super::args::{ApplyArgs, InputArgs, RunOutput};
-use super::{ca_vars, load_inputs, runtime, say, stack_of, user_vars, warn_topology, with_ca};
+use super::roles::StackPaths;
+use super::{ca_vars, load_inputs, runtime, say, stack_of, stack_paths, user_vars};
+use super::{warn_topology, with_ca};
 use super::{MissingCa, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED};
 
 /// How `apply` was asked for.
@@ -53,7 +55,11 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
         ca_vars(&inputs_args.inventory, MissingCa::Ephemeral)?,
         &user,
     );
-    let inputs = load_inputs(inputs_args, &checking)?;
+    let paths = stack_paths(inputs_args)?;
+    let inputs = load_inputs(inputs_args, &paths, &checking)?;
+    if args.verbose {
+        eprintln!("{}", paths.describe(&inputs.playbook));
+    }
     let vars = with_ca(ca_vars(&inputs_args.inventory, MissingCa::Create)?, &user);
     let stack = stack_of(&inputs, &vars);
     warn_topology(&stack)?;
@@ -79,7 +85,7 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
     let report = runtime.block_on(execute(run, progress));
     print_report(args, mode, &report, &masker);
     if !check {
-        record_apply(inputs_args, &report, &masker);
+        record_apply(inputs_args, &paths, &report, &masker);
     }
     if report.interrupted {
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
@@ -171,9 +177,9 @@ fn print_report(args: &ApplyArgs, mode: Mode, report: &RunReport, masker: &Maske
 
 /// Keeps the run's results per host in the apply state file beside the
 /// inventory (for `pgdeploy report`); a failure to write it is a warning.
-fn record_apply(inputs: &InputArgs, run: &RunReport, masker: &Masker) {
-    let saved =
-        pgdeploy_engine::apply_state::record_run(&inputs.inventory, &inputs.playbook, run, masker);
+fn record_apply(inputs: &InputArgs, paths: &StackPaths, run: &RunReport, masker: &Masker) {
+    let playbook = std::path::PathBuf::from(paths.playbook_label());
+    let saved = pgdeploy_engine::apply_state::record_run(&inputs.inventory, &playbook, run, masker);
     if let Err(e) = saved {
         eprintln!("warning: the apply's results were not recorded: {e}");
     }

@@ -4,18 +4,19 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-/// The default playbook, relative to the working folder.
-pub const SITE_PLAYBOOK: &str = "playbooks/site.yaml";
-
 /// Inventory, playbook, selection and variables of a run.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// Inventory file (Ansible YAML format).
     #[arg(short, long)]
     pub inventory: PathBuf,
-    /// Playbook.
-    #[arg(default_value = SITE_PLAYBOOK)]
-    pub playbook: PathBuf,
+    /// Playbook (default: `playbooks/site.yaml` in the working folder or
+    /// beside the inventory, else the built-in one).
+    pub playbook: Option<PathBuf>,
+    /// Folders of roles that win over the built-in ones, role by role
+    /// (repeat it, or separate folders with `:`).
+    #[arg(long, value_delimiter = ':')]
+    pub roles_path: Vec<PathBuf>,
     /// Only these hosts or groups (a pattern: `etcd:!node3`).
     #[arg(short, long)]
     pub limit: Option<String>,
@@ -69,9 +70,13 @@ pub struct ClusterArgs {
     /// Inventory file (Ansible YAML format).
     #[arg(short, long)]
     pub inventory: PathBuf,
-    /// The playbook whose role defaults name ports and settings.
-    #[arg(long, default_value = SITE_PLAYBOOK)]
-    pub playbook: PathBuf,
+    /// The playbook whose role defaults name ports and settings (default:
+    /// as `apply` finds it).
+    #[arg(long)]
+    pub playbook: Option<PathBuf>,
+    /// Folders of roles that win over the built-in ones, as for `apply`.
+    #[arg(long, value_delimiter = ':')]
+    pub roles_path: Vec<PathBuf>,
     /// Extra vars: `key=value` or `@file.yaml`.
     #[arg(short = 'e', long = "extra-vars")]
     pub extra_vars: Vec<String>,

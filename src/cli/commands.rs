@@ -95,6 +95,24 @@ pub enum Command {
         /// The member.
         member: String,
     },
+    /// Write a starter project into DIR: a commented inventory with the
+    /// stack's groups, a .gitignore and a README of next steps (with
+    /// --hosts: addresses filled in and `secrets init` run). Never
+    /// overwrites a file.
+    Init {
+        /// The project folder (made when missing).
+        dir: PathBuf,
+        /// Host addresses, comma-separated (four or more: the last one holds
+        /// the backups).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// The roles a run uses (built-in or from disk) and writing the
+    /// built-in ones out for customisation.
+    Roles {
+        #[command(subcommand)]
+        command: RolesCommand,
+    },
     /// Print a shell completion script (`pgdeploy completions bash >
     /// /etc/bash_completion.d/pgdeploy`).
     Completions {
@@ -124,5 +142,28 @@ pub enum SecretsCommand {
         /// The secrets file instead of `secrets.age` beside the inventory.
         #[arg(long)]
         secrets: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolesCommand {
+    /// Every role a run would use: its name, where it comes from (built-in
+    /// or a folder on disk, which wins) and the first line of its README.
+    List {
+        /// Inventory file (roles/ beside it win over the built-in ones).
+        #[arg(short, long)]
+        inventory: Option<PathBuf>,
+        /// Folders of roles that win over the built-in ones.
+        #[arg(long, value_delimiter = ':')]
+        roles_path: Vec<PathBuf>,
+    },
+    /// Write the built-in roles and playbooks into DIR (as `roles/` and
+    /// `playbooks/`) to customise them; refuses to overwrite a file.
+    Export {
+        /// The folder to write into (the inventory's folder makes them win).
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
     },
 }

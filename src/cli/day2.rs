@@ -27,7 +27,14 @@ fn open(args: &ClusterArgs) -> Result<Cluster, ExitCode> {
     let user = user_vars(&args.inventory, args.secrets.as_deref(), &args.extra_vars)?;
     let vars = with_ca(ca_vars(&args.inventory, MissingCa::Absent)?, &user);
     let inventory = pgdeploy_engine::inventory::Inventory::load(&args.inventory).map_err(bad)?;
-    let playbook = pgdeploy_engine::playbook::Playbook::load(&args.playbook).map_err(bad)?;
+    let paths = super::roles::StackPaths::resolve(
+        Some(&args.inventory),
+        args.playbook.as_deref(),
+        &args.roles_path,
+    )?;
+    let playbook =
+        pgdeploy_engine::playbook::Playbook::load_with_roles(&paths.playbook, &paths.role_dirs)
+            .map_err(bad)?;
     let mut cluster = Cluster::new(Stack::new(inventory, &playbook, vars));
     cluster.accept_new_host_keys(args.accept_new_host_keys);
     status::check_inventory(&cluster).map_err(|e| fail(EXIT_BAD_INPUT, e))?;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use pgdeploy_engine::graph;
 
 use super::args::{GraphFormat, InputArgs};
-use super::{ca_vars, fail, load_inputs, runtime, stack_of, user_vars, warn_topology, with_ca};
+use super::{ca_vars, fail, load_inputs, runtime, stack_of, stack_paths, user_vars};
+use super::{warn_topology, with_ca};
 use super::{MissingCa, EXIT_BAD_INPUT, EXIT_FAILED};
 
 /// `validate`: every check that needs no host, then the stack's topology
@@ -15,7 +16,8 @@ pub fn validate(args: &InputArgs) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let user = user_vars(&args.inventory, args.secrets.as_deref(), &args.extra_vars)?;
         let vars = with_ca(ca_vars(&args.inventory, MissingCa::Ephemeral)?, &user);
-        let loaded = load_inputs(args, &vars)?;
+        let paths = stack_paths(args)?;
+        let loaded = load_inputs(args, &paths, &vars)?;
         warn_topology(&stack_of(&loaded, &vars))?;
         println!(
             "ok: {} hosts, {} plays, {} roles, {} tasks",
@@ -24,6 +26,7 @@ pub fn validate(args: &InputArgs) -> ExitCode {
             loaded.playbook.roles.len(),
             loaded.resolved.nodes.len()
         );
+        println!("{}", paths.describe(&loaded.playbook));
         Ok(ExitCode::SUCCESS)
     };
     run().unwrap_or_else(|code| code)
@@ -34,7 +37,7 @@ pub fn graph(args: &InputArgs, format: GraphFormat) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let user = user_vars(&args.inventory, args.secrets.as_deref(), &args.extra_vars)?;
         let vars = with_ca(ca_vars(&args.inventory, MissingCa::Ephemeral)?, &user);
-        let loaded = load_inputs(args, &vars)?;
+        let loaded = load_inputs(args, &stack_paths(args)?, &vars)?;
         print!(
             "{}",
             match format {

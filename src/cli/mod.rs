@@ -3,11 +3,15 @@
 
 pub mod apply;
 pub mod args;
+pub mod builtin;
 pub mod commands;
 pub mod day2;
+pub mod init;
 pub mod inspect;
+pub mod roles;
 pub mod secrets;
 pub mod shell;
+pub mod ssh;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -119,16 +123,35 @@ pub fn say(line: &str) {
     );
 }
 
+/// The playbook and role folders of a run (see [`roles`]).
+pub fn stack_paths(args: &args::InputArgs) -> Result<roles::StackPaths, ExitCode> {
+    roles::StackPaths::resolve(
+        Some(&args.inventory),
+        args.playbook.as_deref(),
+        &args.roles_path,
+    )
+}
+
 /// Loads, resolves and checks a run's inputs with these variables; bad
 /// input is printed (exit 2) before any host is contacted.
-pub fn load_inputs(args: &args::InputArgs, vars: &Vars) -> Result<Inputs, ExitCode> {
+pub fn load_inputs(
+    args: &args::InputArgs,
+    paths: &roles::StackPaths,
+    vars: &Vars,
+) -> Result<Inputs, ExitCode> {
     let selection = Selection {
         limit: args.limit.clone(),
         tags: args.tags.clone(),
         skip_tags: args.skip_tags.clone(),
     };
-    pgdeploy_engine::load_inputs(&args.inventory, &args.playbook, &selection, vars)
-        .map_err(bad_input)
+    pgdeploy_engine::load_inputs_with_roles(
+        &args.inventory,
+        &paths.playbook,
+        &paths.role_dirs,
+        &selection,
+        vars,
+    )
+    .map_err(bad_input)
 }
 
 /// The stack contract's view of loaded inputs.

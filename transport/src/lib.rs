@@ -26,6 +26,7 @@
 
 pub mod http;
 pub mod known_hosts;
+pub mod ssh_config;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,11 @@ pub struct Target {
     /// `None`: use the ssh-agent via `SSH_AUTH_SOCK`, then
     /// `~/.ssh/id_ed25519`, then `~/.ssh/id_rsa`.
     pub key_file: Option<PathBuf>,
+    /// The jump host (bastion) the connection goes through, itself maybe
+    /// reached through another: SSH to it, then a `direct-tcpip` channel
+    /// from it to `address:port` carries this target's SSH session. Both
+    /// host keys are checked against `known_hosts`.
+    pub jump: Option<Box<Target>>,
 }
 
 impl Target {
@@ -74,6 +80,7 @@ impl Target {
             port: 22,
             user: user.into(),
             key_file: None,
+            jump: None,
         }
     }
 
@@ -394,6 +401,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     label: String,
     user: String,
+    /// The jump host's session carrying this one (kept open while it is).
+    via: Option<Session>,
 }
 
 /// One authenticated SSH connection to one host. Cheap to clone; clones share
@@ -435,6 +444,68 @@ fn preferred_key_algorithms(known: &KnownHosts, host: &str, port: u16) -> Prefer
     }
 }
 
+/// A jump host's failure, said as the target's: `host node2 (10.0.0.12):
+/// cannot connect: through jump host bastion: ...`. Host key errors stay
+/// as they are (they name the jump host and must not be mistaken for
+/// something else).
+fn through(target: &Target, jump: &Target, e: TransportError) -> TransportError {
+    match e {
+        TransportError::HostKeyUnknown { .. }
+        | TransportError::HostKeyChanged { .. }
+        | TransportError::Key { .. } => e,
+        other => TransportError::Connect {
+            host: target.label(),
+            reason: format!("through jump host {}: {other}", jump.label()),
+        },
+    }
+}
+
+/// The TCP connection to `target`'s SSH port.
+async fn tcp_connect(
+    target: &Target,
+    label: &str,
+) -> Result<tokio::net::TcpStream, TransportError> {
+    let stream = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+        .await
+        .map_err(|e| {
+            let address = format!("{}:{}", target.address, target.port);
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                TransportError::Refused {
+                    host: label.to_string(),
+                    address,
+                }
+            } else {
+                TransportError::Connect {
+                    host: label.to_string(),
+                    reason: format!("{address}: {e}"),
+                }
+            }
+        })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The SSH handshake (host key checked by `handler`) over `stream`.
+async fn handshake<S>(
+    config: Arc<client::Config>,
+    stream: S,
+    handler: Client,
+    label: &str,
+) -> Result<Handle<Client>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    client::connect_stream(config, stream, handler)
+        .await
+        .map_err(|e| match e {
+            HandlerError::HostKey(err) => err,
+            HandlerError::Ssh(err) => TransportError::Connect {
+                host: label.to_string(),
+                reason: format!("ssh handshake: {err}"),
+            },
+        })
+}
+
 fn load_key(path: &Path) -> Result<PrivateKey, TransportError> {
     russh::keys::load_secret_key(path, None).map_err(|e| TransportError::Key {
         path: path.to_path_buf(),
@@ -443,12 +514,21 @@ fn load_key(path: &Path) -> Result<PrivateKey, TransportError> {
 }
 
 impl Session {
-    /// Connects, verifies the host key and authenticates. Bounded by
-    /// `opts.connect_timeout`.
+    /// Connects, verifies the host key and authenticates, through the
+    /// target's jump hosts when it has any (each connected the same way,
+    /// host key checked). Bounded by `opts.connect_timeout` per host.
     pub async fn connect(
         target: &Target,
         opts: &ConnectOptions,
     ) -> Result<Session, TransportError> {
+        let via = match &target.jump {
+            Some(jump) => Some(
+                Box::pin(Session::connect(jump, opts))
+                    .await
+                    .map_err(|e| through(target, jump, e))?,
+            ),
+            None => None,
+        };
         let label = target.label();
         let known = KnownHosts::load(&opts.known_hosts).map_err(|e| TransportError::Connect {
             host: label.clone(),
@@ -460,14 +540,14 @@ impl Session {
             Some(path) => Some((path.clone(), load_key(path)?)),
             None => None,
         };
-        let config = client::Config {
+        let config = Arc::new(client::Config {
             preferred: preferred_key_algorithms(&known, &target.address, target.port),
             keepalive_interval: Some(opts.keepalive_interval),
             keepalive_max: opts.keepalive_max,
             inactivity_timeout: None,
             nodelay: true,
             ..Default::default()
-        };
+        });
         let handler = Client {
             label: label.clone(),
             address: target.address.clone(),
@@ -478,32 +558,35 @@ impl Session {
             accepted: Arc::new(Mutex::new(None)),
         };
         let fut = async {
-            let stream = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
-                .await
-                .map_err(|e| {
-                    let address = format!("{}:{}", target.address, target.port);
-                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                        TransportError::Refused {
+            let mut handle = match &via {
+                None => {
+                    let stream = tcp_connect(target, &label).await?;
+                    handshake(config, stream, handler, &label).await?
+                }
+                Some(bastion) => {
+                    let stream = bastion
+                        .inner
+                        .handle
+                        .channel_open_direct_tcpip(
+                            target.address.as_str(),
+                            u32::from(target.port),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| TransportError::Connect {
                             host: label.clone(),
-                            address,
-                        }
-                    } else {
-                        TransportError::Connect {
-                            host: label.clone(),
-                            reason: format!("{address}: {e}"),
-                        }
-                    }
-                })?;
-            let _ = stream.set_nodelay(true);
-            let mut handle = client::connect_stream(Arc::new(config), stream, handler)
-                .await
-                .map_err(|e| match e {
-                    HandlerError::HostKey(err) => err,
-                    HandlerError::Ssh(err) => TransportError::Connect {
-                        host: label.clone(),
-                        reason: format!("ssh handshake: {err}"),
-                    },
-                })?;
+                            reason: format!(
+                                "jump host {} cannot open a connection to {}:{}: {e}",
+                                bastion.host(),
+                                target.address,
+                                target.port
+                            ),
+                        })?
+                        .into_stream();
+                    handshake(config, stream, handler, &label).await?
+                }
+            };
             authenticate(&mut handle, target, &label, explicit_key).await?;
             Ok::<_, TransportError>(handle)
         };
@@ -517,6 +600,7 @@ impl Session {
                 permits: Arc::new(Semaphore::new(opts.max_channels.max(1))),
                 label,
                 user: target.user.clone(),
+                via,
             }),
         })
     }
@@ -752,18 +836,24 @@ impl Session {
         Ok(channel.into_stream())
     }
 
-    /// Closes the connection (SSH disconnect message). Later calls on this
-    /// session (and its clones) fail with [`TransportError::Disconnected`].
+    /// Closes the connection (SSH disconnect message), then the jump
+    /// host's that carried it. Later calls on this session (and its clones)
+    /// fail with [`TransportError::Disconnected`].
     pub async fn close(&self) -> Result<(), TransportError> {
         self.inner.permits.close();
-        if self.inner.handle.is_closed() {
-            return Ok(());
+        let result = if self.inner.handle.is_closed() {
+            Ok(())
+        } else {
+            self.inner
+                .handle
+                .disconnect(Disconnect::ByApplication, "pgdeploy done", "en")
+                .await
+                .map_err(|_| self.disconnected())
+        };
+        if let Some(via) = &self.inner.via {
+            let _ = Box::pin(via.close()).await;
         }
-        self.inner
-            .handle
-            .disconnect(Disconnect::ByApplication, "pgdeploy done", "en")
-            .await
-            .map_err(|_| self.disconnected())
+        result
     }
 }
 

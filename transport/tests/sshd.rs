@@ -147,7 +147,10 @@ async fn cap_keeps_below_tight_max_sessions() {
     require_sshd!();
     // sshd allows only 2 sessions per connection: without the cap, 20
     // concurrent execs would get "open failed" errors.
-    let sshd = Sshd::start_with(SshdSettings { max_sessions: 2 });
+    let sshd = Sshd::start_with(SshdSettings {
+        max_sessions: 2,
+        ..Default::default()
+    });
     let mut opts = sshd.trusting_options();
     opts.max_channels = 2;
     let s = connect(&sshd, &opts).await;
@@ -837,7 +840,10 @@ async fn background_process_holding_stdout_does_not_hang_exec() {
     require_sshd!();
     // Few session slots: each exec must release its slot although the
     // background process keeps the remote output open.
-    let sshd = Sshd::start_with(SshdSettings { max_sessions: 2 });
+    let sshd = Sshd::start_with(SshdSettings {
+        max_sessions: 2,
+        ..Default::default()
+    });
     let mut opts = sshd.trusting_options();
     opts.max_channels = 2;
     let s = connect(&sshd, &opts).await;
@@ -857,4 +863,91 @@ async fn background_process_holding_stdout_does_not_hang_exec() {
     // The session is still usable afterwards.
     let out = s.exec("echo next", false, None).await.expect("exec");
     assert_eq!(out.stdout_str(), "next\n");
+}
+
+/// A target reached through a jump host: the SSH session to the target
+/// runs in a `direct-tcpip` channel of the jump host's session. Both host
+/// keys are checked; a jump host that refuses forwarding fails the connect
+/// with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_host_carries_the_connection_and_both_host_keys_are_checked() {
+    require_sshd!();
+    let bastion = Sshd::start();
+    let target_sshd = Sshd::start();
+    // One known_hosts file knowing the target only, at first.
+    let known_hosts = target_sshd.dir.path().join("kh_both");
+    std::fs::write(
+        &known_hosts,
+        format!("{}\n", target_sshd.known_hosts_line()),
+    )
+    .expect("kh");
+    let opts = target_sshd.options(known_hosts.clone());
+    let mut target = target_sshd.target();
+    target.jump = Some(Box::new(bastion.target()));
+    match Session::connect(&target, &opts).await {
+        Err(TransportError::HostKeyUnknown { host, .. }) => {
+            assert!(
+                host.contains(&bastion.port.to_string()) || host.contains("testnode"),
+                "{host}"
+            )
+        }
+        other => panic!("the jump host's key is checked: {other:?}"),
+    }
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "{}\n{}\n",
+            target_sshd.known_hosts_line(),
+            bastion.known_hosts_line()
+        ),
+    )
+    .expect("kh");
+    let session = Session::connect(&target, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nbastion log:\n{}", bastion.log()));
+    let out = session
+        .exec("echo through", false, None)
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout_str(), "through\n");
+    session.close().await.expect("close");
+    // The target's key is checked too: a wrong one is refused.
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "{}\n{}\n",
+            bastion.known_hosts_line(),
+            bastion
+                .known_hosts_line()
+                .replace(&bastion.port.to_string(), &target_sshd.port.to_string())
+        ),
+    )
+    .expect("kh");
+    match Session::connect(&target, &opts).await {
+        Err(TransportError::HostKeyChanged { .. }) => {}
+        other => panic!("the target's key is checked: {other:?}"),
+    }
+    // A jump host that does not forward: the connect fails, naming it.
+    let closed = Sshd::start_with(SshdSettings {
+        tcp_forwarding: false,
+        ..Default::default()
+    });
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "{}\n{}\n",
+            target_sshd.known_hosts_line(),
+            closed.known_hosts_line()
+        ),
+    )
+    .expect("kh");
+    let mut jump = closed.target();
+    jump.name = "bastion".into();
+    target.jump = Some(Box::new(jump));
+    match Session::connect(&target, &opts).await {
+        Err(TransportError::Connect { reason, .. }) => {
+            assert!(reason.contains("jump host bastion"), "{reason}")
+        }
+        other => panic!("a jump host without forwarding: {other:?}"),
+    }
 }

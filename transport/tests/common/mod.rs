@@ -119,11 +119,16 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 #[derive(Clone)]
 pub struct SshdSettings {
     pub max_sessions: u32,
+    /// `AllowTcpForwarding` (a jump host needs it).
+    pub tcp_forwarding: bool,
 }
 
 impl Default for SshdSettings {
     fn default() -> Self {
-        SshdSettings { max_sessions: 10 }
+        SshdSettings {
+            max_sessions: 10,
+            tcp_forwarding: true,
+        }
     }
 }
 
@@ -167,12 +172,13 @@ impl Sshd {
                  PasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
-                 AllowTcpForwarding yes\n\
+                 AllowTcpForwarding {}\n\
                  MaxSessions {}\n\
                  MaxStartups 100\n\
                  LogLevel VERBOSE\n",
                 host_key.display(),
                 d.join("authorized_keys").display(),
+                if settings.tcp_forwarding { "yes" } else { "no" },
                 settings.max_sessions,
             ),
         )
@@ -246,6 +252,7 @@ impl Sshd {
             port: self.port,
             user: self.user.clone(),
             key_file: Some(self.client_key.clone()),
+            jump: None,
         }
     }
 
