@@ -11,6 +11,7 @@
 //! switchover, restart and reinit, and [`rolling`] restarts members for
 //! restart-only parameter changes, replicas first and the leader last.
 
+pub mod etcd;
 pub mod ops;
 pub mod page;
 pub mod rolling;

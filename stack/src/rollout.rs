@@ -1,12 +1,14 @@
 //! The stack's side of a run ([`LiveSystem`]): `plan` compares the live
 //! cluster (parameters that need a reload or a restart, members that left
 //! their group); `apply`, after its tasks, takes out members that left the
-//! `postgres` group, then those that left the `etcd` group, then rolls
-//! restart-only parameter changes out (see [`rolling`]).
+//! `postgres` group, then those that left the `etcd` group, then restarts
+//! the etcd members with a pending restart one at a time and defragments
+//! fragmented ones (see [`etcd`]), then rolls restart-only parameter
+//! changes out (see [`rolling`]).
 
 use pgdeploy_engine::live::{BoxFuture, LiveError, LiveSection, LiveSystem, Tell};
 
-use crate::cluster::{rolling, Cluster, ClusterError};
+use crate::cluster::{etcd, rolling, Cluster, ClusterError};
 use crate::contract::Stack;
 
 /// Replication lag (MB) a replica may have when the roll-out switches over.
@@ -31,9 +33,11 @@ impl Rollout {
             .await
             .map(|changes| changes.iter().map(ToString::to_string).collect());
         let members = rolling::stale_members_plan(&self.cluster).await;
+        let etcd = etcd::plan(&self.cluster).await;
         vec![
             section("PostgreSQL parameters", parameters),
             section("Cluster members to take out", members),
+            section("etcd upkeep", etcd),
         ]
     }
 
@@ -46,6 +50,9 @@ impl Rollout {
         let removed = rolling::remove_stale_etcd_members(cluster, tell).await?;
         if !removed.is_empty() {
             tell(&format!("etcd members removed: {}", removed.join(", ")));
+        }
+        for line in etcd::converge(cluster, tell).await? {
+            tell(&line);
         }
         let restarted = rolling::converge(cluster, MAX_LAG_MB, tell).await?;
         if !restarted.is_empty() {
