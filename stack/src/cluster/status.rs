@@ -90,28 +90,27 @@ pub struct ArchiverStatus {
     pub waiting: u64,
 }
 
-/// An archiver failure this recent makes the cluster degraded.
-pub const ARCHIVE_FAILURE_WINDOW_S: f64 = 300.0;
 /// WAL waiting while nothing was archived for this long is degraded too.
 pub const ARCHIVE_STALL_S: f64 = 900.0;
 
 impl ArchiverStatus {
-    /// Why the archiver counts as failing, when it does: a failure in the
-    /// last [`ARCHIVE_FAILURE_WINDOW_S`], or WAL waiting while the newest
-    /// archived file is older than [`ARCHIVE_STALL_S`].
+    /// Why the archiver counts as failing, when it does: its newest
+    /// attempt failed (the newest failure is more recent than the newest
+    /// success), or WAL is waiting while the newest archived file is older
+    /// than [`ARCHIVE_STALL_S`]. Failures followed by a success (say before
+    /// the repository's stanza existed, on a fresh deploy) are history.
     pub fn problem(&self) -> Option<String> {
         let ago = |s: Option<f64>| s.map_or("never".to_string(), |s| format!("{s:.0} s ago"));
-        if self
-            .last_failed_age_s
-            .is_some_and(|age| age < ARCHIVE_FAILURE_WINDOW_S)
-        {
-            return Some(format!(
-                "WAL archiving fails on {}: {} failure(s), the newest for {} {}",
-                self.member,
-                self.failed_count,
-                self.last_failed_wal.as_deref().unwrap_or("?"),
-                ago(self.last_failed_age_s)
-            ));
+        if let Some(failed) = self.last_failed_age_s {
+            if self.last_archived_age_s.is_none_or(|ok| failed < ok) {
+                return Some(format!(
+                    "WAL archiving fails on {}: {} failure(s), the newest for {} {}",
+                    self.member,
+                    self.failed_count,
+                    self.last_failed_wal.as_deref().unwrap_or("?"),
+                    ago(self.last_failed_age_s)
+                ));
+            }
         }
         if self.waiting > 0
             && self
