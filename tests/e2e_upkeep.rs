@@ -111,6 +111,16 @@ fn write_wal(leader: &str, segments: u32) {
     );
 }
 
+/// WAL files waiting for the archive on `host`.
+fn waiting_wal(host: &str) -> u64 {
+    sql(
+        host,
+        "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'",
+    )
+    .parse()
+    .expect("a count")
+}
+
 /// The leader's current WAL file name.
 fn current_wal(leader: &str) -> String {
     sql(leader, "select pg_walfile_name(pg_current_wal_lsn())")
@@ -132,9 +142,22 @@ fn recycle_past(leader: &str, member: &str, wal: &str) {
     wait(&format!("{member}'s slot dropped on {leader}"), 90, || {
         (sql(leader, &slot) == "0").then_some(())
     });
-    // wal_keep_size is 128MB in force today (1GB once set where Patroni
-    // honours it): write well past either, then checkpoint until it is gone.
-    write_wal(leader, 80);
+    // Past wal_keep_size as in force (128MB today, 1GB once it is set where
+    // Patroni honours it), a few segments at a time, each archived before
+    // the next: a burst larger than the lab's small archive queue would be
+    // dropped by pgBackRest, and the replica could not fetch it.
+    let keep_mb: u64 = sql(
+        leader,
+        "select setting from pg_settings where name = 'wal_keep_size'",
+    )
+    .parse()
+    .expect("wal_keep_size in MB");
+    for _ in 0..(keep_mb / 16 + 8).div_ceil(4) {
+        write_wal(leader, 4);
+        wait(&format!("{leader} archived its WAL"), 60, || {
+            (waiting_wal(leader) == 0).then_some(())
+        });
+    }
     wait(&format!("{wal} recycled on {leader}"), 60, || {
         sql(leader, "checkpoint");
         (!has_wal(leader, wal)).then_some(())
@@ -418,13 +441,11 @@ fn s06_dead_backup_host_shows_in_status_and_the_wal_backlog_stays_bounded() {
         assert_eq!(problem.0, Some(1));
         let limit = QUEUE_MAX_MB / 16 + 2;
         let waiting = wait("the backlog within the queue", 180, || {
-            let n: u64 = sql(&leader, "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'")
-                .parse()
-                .expect("a count");
+            let n = waiting_wal(&leader);
             (n <= limit).then_some(n)
         });
         sql(&leader, "checkpoint");
-        let wal_mb: u64 = sql(&leader, "select sum(size) / 1048576 from pg_ls_waldir()").parse().expect("MB");
+        let wal_mb: u64 = sql(&leader, "select (sum(size) / 1048576)::bigint from pg_ls_waldir()").parse().expect("MB");
         println!("{leader}: {waiting} WAL files waiting (limit {limit}), pg_wal {wal_mb} MB after {segments} segments written");
         pgdeploy_ok(&["lab", "heal", "node4"]);
     });
