@@ -185,15 +185,13 @@ fn wait_streaming(leader: &str, member: &str, secs: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// Leaves a file in `member`'s data directory: a reinit would remove it.
-fn mark(member: &str) {
-    ssh(member, &format!("touch {DATA_DIR}/e2e-upkeep-marker"));
-}
-
-fn still_marked(member: &str) -> bool {
-    ssh_output(member, &format!("test -e {DATA_DIR}/e2e-upkeep-marker"))
-        .status
-        .success()
+/// The inode of `member`'s data directory: a reinit removes the directory
+/// and makes a new one, pg_rewind keeps it (and removes files the new
+/// leader lacks, so a marker file would not tell the two apart).
+fn data_dir_inode(member: &str) -> String {
+    ssh(member, &format!("stat -c %i {DATA_DIR}"))
+        .trim()
+        .to_string()
 }
 
 scenarios_are_listed!();
@@ -235,7 +233,7 @@ fn s02_replica_rejoins_after_its_wal_was_recycled() {
             .find(|m| **m != leader)
             .expect("a replica")
             .to_string();
-        mark(&replica);
+        let inode = data_dir_inode(&replica);
         ssh(&replica, "systemctl stop patroni");
         let wal = current_wal(&leader);
         recycle_past(&leader, &replica, &wal);
@@ -244,7 +242,7 @@ fn s02_replica_rejoins_after_its_wal_was_recycled() {
         println!(
             "{replica} streams again {secs:.1}s after its start ({wal} came from the archive)"
         );
-        assert!(still_marked(&replica), "{replica} was rebuilt");
+        assert_eq!(data_dir_inode(&replica), inode, "{replica} was rebuilt");
         let rows = sql(&leader, "select count(*) from upkeep");
         wait(&format!("{replica} has every row"), 30, || {
             (sql(&replica, "select count(*) from upkeep") == rows).then_some(())
@@ -259,7 +257,7 @@ fn s02_replica_rejoins_after_its_wal_was_recycled() {
 fn s03_old_leader_rejoins_after_a_crash_and_writes() {
     LAB.run(|_| {
         let old = leader();
-        mark(&old);
+        let inode = data_dir_inode(&old);
         pgdeploy_ok(&["lab", "kill", &old]);
         let new = wait("a new leader", 120, || {
             let (_, doc) = status();
@@ -273,7 +271,7 @@ fn s03_old_leader_rejoins_after_a_crash_and_writes() {
         pgdeploy_ok(&["lab", "start", &old]);
         let secs = wait_streaming(&new, &old, 240);
         println!("old leader {old} streams from {new} {secs:.1}s after its host started");
-        assert!(still_marked(&old), "{old} was rebuilt");
+        assert_eq!(data_dir_inode(&old), inode, "{old} was rebuilt");
         assert_eq!(sql(&old, "select pg_is_in_recovery()"), "t");
     });
 }
