@@ -954,8 +954,11 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             failing.problem().as_deref(),
             Some("WAL archiving fails on node1: 3 failure(s), the newest for 000000010000000000000029 12 s ago")
         );
+        // Nothing failed, but nothing was archived for an hour while WAL waits.
         let stuck = ArchiverStatus {
             last_archived_age_s: Some(3600.0),
+            last_failed_wal: None,
+            last_failed_age_s: None,
             ..archiver_fixture()
         };
         assert!(
