@@ -12,6 +12,7 @@
 //! restart-only parameter changes, replicas first and the leader last.
 
 pub mod dynamic;
+pub mod etcd;
 pub mod ops;
 pub mod page;
 pub mod rolling;

@@ -116,6 +116,14 @@ vars! {
     ETCD_CLIENT_PORT = "etcd_client_port" in "etcd";
     /// etcd's data directory.
     ETCD_DATA_DIR = "etcd_data_dir" in "etcd";
+    /// etcd's database size limit (bytes): `status` shows each member's share.
+    ETCD_QUOTA_BACKEND_BYTES = "etcd_quota_backend_bytes" in "etcd";
+    /// Free space (MB) in a member's database file that makes apply defragment it.
+    ETCD_DEFRAG_MIN_FREE_MB = "etcd_defrag_min_free_mb" in "etcd";
+    /// ... and the share of the file that free space must also reach.
+    ETCD_DEFRAG_MIN_FREE_RATIO = "etcd_defrag_min_free_ratio" in "etcd";
+    /// The marker of a pending etcd restart (the role's handler leaves it).
+    ETCD_RESTART_PENDING_FILE = "etcd_restart_pending_file" in "etcd";
     /// HAProxy's stats page port (on the balancers' loopback for pgdeploy).
     HAPROXY_STATS_PORT = "haproxy_stats_port" in "haproxy";
     /// Whether pgBackRest archives and backs up.

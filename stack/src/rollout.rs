@@ -1,14 +1,16 @@
 //! The stack's side of a run ([`LiveSystem`]): `plan` compares the live
 //! cluster (parameters that need a reload or a restart, members that left
 //! their group); `apply`, after its tasks, takes out members that left the
-//! `postgres` group, then those that left the `etcd` group, then rolls
-//! the dynamic configuration to Patroni ([`dynamic`]), then rolls
-//! restart-only parameter changes out (see [`rolling`]) and checks every
-//! managed parameter is in force on every member.
+//! `postgres` group, then those that left the `etcd` group, then restarts
+//! the etcd members with a pending restart one at a time and defragments
+//! fragmented ones (see [`etcd`]), then rolls the dynamic configuration to
+//! Patroni ([`dynamic`]), then rolls restart-only parameter changes out
+//! (see [`rolling`]) and checks every managed parameter is in force on
+//! every member.
 
 use pgdeploy_engine::live::{BoxFuture, LiveError, LiveSection, LiveSystem, Tell};
 
-use crate::cluster::{dynamic, rolling, Cluster, ClusterError};
+use crate::cluster::{dynamic, etcd, rolling, Cluster, ClusterError};
 use crate::contract::Stack;
 
 /// Replication lag (MB) a replica may have when the roll-out switches over.
@@ -36,10 +38,12 @@ impl Rollout {
         let dynamic = dynamic::changes(&self.cluster)
             .await
             .map(|(_, changes)| changes.iter().map(ToString::to_string).collect());
+        let etcd = etcd::plan(&self.cluster).await;
         vec![
             section("Patroni dynamic configuration", dynamic),
             section("PostgreSQL parameters", parameters),
             section("Cluster members to take out", members),
+            section("etcd upkeep", etcd),
         ]
     }
 
@@ -52,6 +56,9 @@ impl Rollout {
         let removed = rolling::remove_stale_etcd_members(cluster, tell).await?;
         if !removed.is_empty() {
             tell(&format!("etcd members removed: {}", removed.join(", ")));
+        }
+        for line in etcd::converge(cluster, tell).await? {
+            tell(&line);
         }
         let patched = dynamic::apply(cluster, tell).await?;
         if !patched.is_empty() {

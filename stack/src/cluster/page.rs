@@ -752,6 +752,7 @@ mod tests {
                 vip: Some("10.0.0.250".into()),
                 vip_holders: vec!["node3".into()],
                 backup: None,
+                archiver: None,
                 problems: vec!["replica node3 is not streaming from the leader".into()],
                 healthy: false,
             },
@@ -911,11 +912,15 @@ mod tests {
                 host: "node1".into(),
                 healthy: true,
                 error: None,
+                db: None,
+                alarms: Vec::new(),
             },
             EtcdStatus {
                 host: "node2".into(),
                 healthy: false,
                 error: Some("timeout".into()),
+                db: None,
+                alarms: Vec::new(),
             },
         ];
         p.status.haproxy = vec![BalancerStatus {

@@ -1,6 +1,7 @@
 //! `pgdeploy status`: the cluster's health in one look: Patroni members
 //! (role, state, timeline, lag), etcd health, HAProxy's view of each
-//! backend, the VIP's holder, and the newest backup with its age.
+//! backend, the VIP's holder, the newest backup with its age, each etcd
+//! member's database size and alarms, and the leader's WAL archiver.
 
 use crate::contract::{self, Group};
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::{Cluster, ClusterError, PatroniNode};
+use super::{etcd as upkeep, Cluster, ClusterError, PatroniNode};
 
 /// Limits beyond which the cluster counts as degraded.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +52,95 @@ pub struct EtcdStatus {
     pub healthy: bool,
     /// Why not, when not.
     pub error: Option<String>,
+    /// Its database, when the maintenance status API answered.
+    pub db: Option<EtcdDb>,
+    /// The alarms raised for it (`NOSPACE`, `CORRUPT`).
+    pub alarms: Vec<String>,
+}
+
+/// One etcd member's database file.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdDb {
+    /// Size of the file, bytes.
+    pub size_bytes: u64,
+    /// Bytes of it in use (the rest is free pages, until defragmented).
+    pub in_use_bytes: u64,
+    /// The size limit (`etcd_quota_backend_bytes`), when known.
+    pub quota_bytes: Option<u64>,
+}
+
+/// The leader's WAL archiver (`pg_stat_archiver`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ArchiverStatus {
+    /// The member asked (the leader).
+    pub member: String,
+    /// WAL files archived since the statistics were reset.
+    pub archived_count: u64,
+    /// Failed attempts since then.
+    pub failed_count: u64,
+    /// The newest WAL file archived.
+    pub last_archived_wal: Option<String>,
+    /// Seconds since it was archived.
+    pub last_archived_age_s: Option<f64>,
+    /// The WAL file of the newest failure.
+    pub last_failed_wal: Option<String>,
+    /// Seconds since that failure.
+    pub last_failed_age_s: Option<f64>,
+    /// WAL files waiting to be archived (`.ready` in pg_wal/archive_status).
+    pub waiting: u64,
+}
+
+/// WAL waiting while nothing was archived for this long is degraded too.
+pub const ARCHIVE_STALL_S: f64 = 900.0;
+
+impl ArchiverStatus {
+    /// Why the archiver counts as failing, when it does: its newest
+    /// attempt failed (the newest failure is more recent than the newest
+    /// success), or WAL is waiting while the newest archived file is older
+    /// than [`ARCHIVE_STALL_S`]. Failures followed by a success (say before
+    /// the repository's stanza existed, on a fresh deploy) are history.
+    pub fn problem(&self) -> Option<String> {
+        let ago = |s: Option<f64>| s.map_or("never".to_string(), |s| format!("{s:.0} s ago"));
+        if let Some(failed) = self.last_failed_age_s {
+            if self.last_archived_age_s.is_none_or(|ok| failed < ok) {
+                return Some(format!(
+                    "WAL archiving fails on {}: {} failure(s), the newest for {} {}",
+                    self.member,
+                    self.failed_count,
+                    self.last_failed_wal.as_deref().unwrap_or("?"),
+                    ago(self.last_failed_age_s)
+                ));
+            }
+        }
+        if self.waiting > 0
+            && self
+                .last_archived_age_s
+                .is_none_or(|age| age > ARCHIVE_STALL_S)
+        {
+            return Some(format!(
+                "WAL archiving is stuck on {}: {} file(s) waiting, the newest archived {}",
+                self.member,
+                self.waiting,
+                ago(self.last_archived_age_s)
+            ));
+        }
+        None
+    }
+
+    /// One line: counts, the newest archived file and its age.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} archived, {} failed, {} waiting, newest {}{}",
+            self.member,
+            self.archived_count,
+            self.failed_count,
+            self.waiting,
+            self.last_archived_wal.as_deref().unwrap_or("none"),
+            self.last_archived_age_s
+                .map(|s| format!(" {s:.0} s ago"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// One HAProxy server line.
@@ -138,6 +228,8 @@ pub struct Status {
     pub vip_holders: Vec<String>,
     /// The newest backup.
     pub backup: Option<BackupStatus>,
+    /// The leader's WAL archiver, when there is a leader to ask.
+    pub archiver: Option<ArchiverStatus>,
     /// What makes the cluster degraded; empty when healthy.
     pub problems: Vec<String>,
     /// `problems` is empty.
@@ -156,6 +248,7 @@ pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
     let haproxy = haproxy(cluster, leader.as_deref(), &mut problems).await;
     let (vip, vip_holders) = vip(cluster, &mut problems).await;
     let backup = backup(cluster, limits, &mut problems).await;
+    let archiver = archiver(cluster, leader.as_deref(), &mut problems).await;
     Status {
         cluster: cluster.name(),
         unreachable,
@@ -166,6 +259,7 @@ pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
         vip,
         vip_holders,
         backup,
+        archiver,
         healthy: problems.is_empty(),
         problems,
     }
@@ -255,12 +349,23 @@ async fn etcd(cluster: &Cluster, problems: &mut Vec<String>) -> Vec<EtcdStatus> 
             },
             Err(e) => (false, Some(e.to_string())),
         };
+        let db = upkeep::member_status(cluster, host)
+            .await
+            .ok()
+            .map(|s| EtcdDb {
+                size_bytes: s.db_size,
+                in_use_bytes: s.db_size_in_use,
+                quota_bytes: upkeep::quota(cluster, host),
+            });
         list.push(EtcdStatus {
             host: host.clone(),
             healthy,
             error,
+            db,
+            alarms: Vec::new(),
         });
     }
+    etcd_alarms(cluster, &mut list, problems).await;
     let up = list.iter().filter(|e| e.healthy).count();
     if !hosts.is_empty() && up * 2 <= hosts.len() {
         problems.push(format!(
@@ -273,6 +378,93 @@ async fn etcd(cluster: &Cluster, problems: &mut Vec<String>) -> Vec<EtcdStatus> 
         }
     }
     list
+}
+
+/// Puts the cluster's alarms on the members they are raised for (the
+/// member IDs matched through each member's own status).
+async fn etcd_alarms(cluster: &Cluster, list: &mut [EtcdStatus], problems: &mut Vec<String>) {
+    let Some(asked) = list.iter().find(|e| e.healthy).map(|e| e.host.clone()) else {
+        return;
+    };
+    let alarms = match upkeep::alarms(cluster, &asked).await {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(format!("cannot read etcd's alarms: {e}"));
+            return;
+        }
+    };
+    for (id, alarm) in alarms {
+        let mut owner = None;
+        for e in list.iter_mut() {
+            if let Ok(s) = upkeep::member_status(cluster, &e.host).await {
+                if s.id == id {
+                    owner = Some(e.host.clone());
+                    e.alarms.push(alarm.clone());
+                }
+            }
+        }
+        problems.push(format!(
+            "etcd alarm {alarm} on {}",
+            owner.unwrap_or_else(|| format!("member {id}"))
+        ));
+    }
+}
+
+/// Reads `pg_stat_archiver` on a member (as postgres, over SSH).
+const ARCHIVER: &str = include_str!("../sh/pg-archiver.sh");
+
+/// Reads the line [`ARCHIVER`] prints: counts, WAL names and ages.
+pub fn parse_archiver(member: &str, line: &str) -> Result<ArchiverStatus, String> {
+    let fields: Vec<&str> = line.trim().split('|').collect();
+    if fields.len() != 7 {
+        return Err(format!("expected 7 fields, got `{}`", line.trim()));
+    }
+    let text = |i: usize| Some(fields[i].to_string()).filter(|s| !s.is_empty());
+    let num = |i: usize| text(i).and_then(|s| s.parse::<f64>().ok());
+    Ok(ArchiverStatus {
+        member: member.to_string(),
+        archived_count: num(0).unwrap_or(0.0) as u64,
+        failed_count: num(1).unwrap_or(0.0) as u64,
+        last_archived_wal: text(2),
+        last_archived_age_s: num(3),
+        last_failed_wal: text(4),
+        last_failed_age_s: num(5),
+        waiting: num(6).unwrap_or(0.0) as u64,
+    })
+}
+
+/// The leader's `pg_stat_archiver` and the WAL waiting to be archived.
+pub async fn archiver_status(
+    cluster: &Cluster,
+    leader: &str,
+) -> Result<ArchiverStatus, ClusterError> {
+    let port = cluster.port(leader, contract::POSTGRES_PORT)?;
+    let script = format!("set -- {port}\n{ARCHIVER}");
+    let line = cluster.exec(leader, &script).await?;
+    parse_archiver(leader, &line).map_err(|reason| ClusterError::Unparsable {
+        host: leader.to_string(),
+        service: "pg_stat_archiver".into(),
+        reason,
+        answer: super::shortened(&line),
+    })
+}
+
+async fn archiver(
+    cluster: &Cluster,
+    leader: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Option<ArchiverStatus> {
+    let leader = leader?;
+    match archiver_status(cluster, leader).await {
+        Ok(a) => {
+            problems.extend(a.problem());
+            Some(a)
+        }
+        Err(e) => {
+            problems.push(format!("cannot read the WAL archiver on {leader}: {e}"));
+            None
+        }
+    }
 }
 
 /// The server lines of HAProxy's CSV stats (`/;csv`) for the PostgreSQL
@@ -495,6 +687,9 @@ pub fn render(status: &Status) -> String {
         );
     }
     let _ = writeln!(out, "backup:  {}", backup_summary(status.backup.as_ref()));
+    if let Some(a) = &status.archiver {
+        let _ = writeln!(out, "archive: {}", a.summary());
+    }
     let _ = writeln!(out, "{}", verdict(status));
     out
 }
@@ -577,15 +772,30 @@ fn text_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Strin
     out
 }
 
-/// The etcd members as `node1 healthy, node2 UNHEALTHY, ...`.
+/// The etcd members as `node1 healthy (db 1.2 MB, 0.4 MB in use, 0.1 %
+/// of quota), node2 UNHEALTHY, ...`, alarms named.
 fn etcd_summary(etcd: &[EtcdStatus]) -> String {
     let etcd: Vec<String> = etcd
         .iter()
         .map(|e| {
+            let db = e.db.as_ref().map(|d| {
+                let share = d
+                    .quota_bytes
+                    .filter(|q| *q > 0)
+                    .map(|q| format!(", {:.1} % of quota", d.size_bytes as f64 * 100.0 / q as f64))
+                    .unwrap_or_default();
+                format!(
+                    " (db {}, {} in use{share})",
+                    upkeep::mb(d.size_bytes),
+                    upkeep::mb(d.in_use_bytes)
+                )
+            });
+            let alarms: String = e.alarms.iter().map(|a| format!(" ALARM {a}")).collect();
             format!(
-                "{} {}",
+                "{} {}{}{alarms}",
                 e.host,
-                if e.healthy { "healthy" } else { "UNHEALTHY" }
+                if e.healthy { "healthy" } else { "UNHEALTHY" },
+                db.unwrap_or_default()
             )
         })
         .collect();
@@ -708,6 +918,7 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             vip: None,
             vip_holders: Vec::new(),
             backup: None,
+            archiver: None,
             problems: vec!["no leader".into(), "node2 is not a member".into()],
             healthy: false,
         };
@@ -716,6 +927,74 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             "degraded: no leader; node2 is not a member"
         );
         assert!(render(&status).ends_with("degraded: no leader; node2 is not a member\n"));
+    }
+
+    fn archiver_fixture() -> ArchiverStatus {
+        ArchiverStatus {
+            member: "node1".into(),
+            archived_count: 40,
+            failed_count: 3,
+            last_archived_wal: Some("000000010000000000000028".into()),
+            last_archived_age_s: Some(20.0),
+            last_failed_wal: Some("000000010000000000000029".into()),
+            last_failed_age_s: Some(1000.0),
+            waiting: 1,
+        }
+    }
+
+    #[test]
+    fn archiver_failing_or_stuck() {
+        let ok = archiver_fixture();
+        assert_eq!(ok.problem(), None, "an old failure, archiving since");
+        let failing = ArchiverStatus {
+            last_failed_age_s: Some(12.0),
+            ..archiver_fixture()
+        };
+        assert_eq!(
+            failing.problem().as_deref(),
+            Some("WAL archiving fails on node1: 3 failure(s), the newest for 000000010000000000000029 12 s ago")
+        );
+        // Nothing failed, but nothing was archived for an hour while WAL waits.
+        let stuck = ArchiverStatus {
+            last_archived_age_s: Some(3600.0),
+            last_failed_wal: None,
+            last_failed_age_s: None,
+            ..archiver_fixture()
+        };
+        assert!(
+            stuck.problem().is_some_and(|p| p.contains("stuck")),
+            "{stuck:?}"
+        );
+        // Idle: nothing waiting, however old the newest archived file.
+        let idle = ArchiverStatus {
+            waiting: 0,
+            ..stuck
+        };
+        assert_eq!(idle.problem(), None);
+        assert_eq!(
+            ok.summary(),
+            "node1: 40 archived, 3 failed, 1 waiting, newest 000000010000000000000028 20 s ago"
+        );
+    }
+
+    #[test]
+    fn archiver_line() {
+        let line = "40|3|000000010000000000000028|20.5|||1\n";
+        let a = parse_archiver("node1", line).expect("parses");
+        assert_eq!(a.archived_count, 40);
+        assert_eq!(a.last_archived_age_s, Some(20.5));
+        assert_eq!(a.last_failed_wal, None);
+        assert_eq!(a.waiting, 1);
+        assert!(parse_archiver("node1", "1|2").is_err());
+    }
+
+    #[test]
+    fn etcd_line_shows_size_and_alarms() {
+        let s = full_status();
+        assert_eq!(
+            etcd_summary(&s.etcd),
+            "node3 UNHEALTHY, node2 healthy (db 4.0 MB, 1.0 MB in use, 0.2 % of quota) ALARM NOSPACE"
+        );
     }
 
     /// The errors of `doc` against `docs/schema/status.schema.json`.
@@ -751,11 +1030,26 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
                 member("node1", "leader", None),
                 member("node2", "replica", Some(0.5)),
             ],
-            etcd: vec![EtcdStatus {
-                host: "node3".into(),
-                healthy: false,
-                error: Some("timed out".into()),
-            }],
+            etcd: vec![
+                EtcdStatus {
+                    host: "node3".into(),
+                    healthy: false,
+                    error: Some("timed out".into()),
+                    db: None,
+                    alarms: Vec::new(),
+                },
+                EtcdStatus {
+                    host: "node2".into(),
+                    healthy: true,
+                    error: None,
+                    db: Some(EtcdDb {
+                        size_bytes: 4_194_304,
+                        in_use_bytes: 1_048_576,
+                        quota_bytes: Some(2_147_483_648),
+                    }),
+                    alarms: vec!["NOSPACE".into()],
+                },
+            ],
             haproxy: vec![BalancerStatus {
                 host: "node1".into(),
                 backends: vec![BackendStatus {
@@ -774,6 +1068,7 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
                 stopped_at: 1_795_494_019,
                 age_hours: 3.5,
             }),
+            archiver: Some(archiver_fixture()),
             problems: vec!["node4 is unreachable".into()],
             healthy: false,
         }
@@ -792,6 +1087,7 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             vip: None,
             vip_holders: vec![],
             backup: None,
+            archiver: None,
             ..full_status()
         };
         let doc = serde_json::to_value(empty).expect("json");
@@ -801,6 +1097,9 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             ("", "vip_holders"),
             ("/members/1", "lag_mb"),
             ("/etcd/0", "healthy"),
+            ("/etcd/1", "alarms"),
+            ("/etcd/1/db", "in_use_bytes"),
+            ("/archiver", "failed_count"),
             ("/haproxy/0", "backends"),
             ("/haproxy/0/backends/0", "server"),
             ("/backup", "age_hours"),

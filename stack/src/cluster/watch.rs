@@ -158,6 +158,7 @@ mod tests {
             vip: None,
             vip_holders: Vec::new(),
             backup: None,
+            archiver: None,
         }
     }
 
