@@ -190,7 +190,13 @@ fn installed_anywhere_it_has_its_stack_and_init_starts_a_project() {
     let hosts = "10.0.0.11,10.0.0.12,10.0.0.13,10.0.0.14";
     let init = installed(dir, &["init", "prod", "--hosts", hosts]);
     assert!(init.status.success(), "{}", text_of(&init));
-    for file in ["inventory.yaml", "README.md", ".gitignore", "secrets.age"] {
+    for file in [
+        "inventory.yaml",
+        "README.md",
+        ".gitignore",
+        "secrets.age",
+        ".github/workflows/pgdeploy-plan.yml",
+    ] {
         assert!(
             dir.join("work/prod").join(file).is_file(),
             "{file}: {}",
@@ -205,6 +211,16 @@ fn installed_anywhere_it_has_its_stack_and_init_starts_a_project() {
         "{out}"
     );
     assert!(out.starts_with("ok: 4 hosts"), "{out}");
+    // Three hosts: no backup host, still a project that validates.
+    let small = installed(
+        dir,
+        &["init", "small", "--hosts", "10.0.0.31,10.0.0.32,10.0.0.33"],
+    );
+    assert!(small.status.success(), "{}", text_of(&small));
+    let validate = installed(dir, &["validate", "-i", "small/inventory.yaml"]);
+    let out = text_of(&validate);
+    assert!(validate.status.success(), "{out}");
+    assert!(out.starts_with("ok: 3 hosts"), "{out}");
     // A second init refuses to overwrite anything.
     let before = std::fs::read(dir.join("work/prod/secrets.age")).expect("secrets");
     let again = installed(dir, &["init", "prod", "--hosts", "10.0.0.21"]);

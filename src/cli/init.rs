@@ -1,6 +1,7 @@
 //! `init DIR`: a starter project for the stack. It writes a commented
-//! inventory with the stack contract's groups, a `.gitignore` and a
-//! `README.md` of next steps; never overwrites a file.
+//! inventory with the stack contract's groups, a `.gitignore`, a
+//! `README.md` of next steps and a GitHub Actions workflow that posts the
+//! plan of every pull request (docs/ci.md); never overwrites a file.
 //!
 //! Without `--hosts`, the host addresses are placeholders and the stack's
 //! required settings (`cluster_name`, `vip_address`, `admin_networks`) are
@@ -24,6 +25,12 @@ use super::{fail, EXIT_BAD_INPUT, EXIT_FAILED};
 /// The inventory's file name in the project folder.
 pub const INVENTORY: &str = "inventory.yaml";
 
+/// Where `init` writes the pull-request plan workflow, in the project folder.
+pub const WORKFLOW: &str = ".github/workflows/pgdeploy-plan.yml";
+
+/// The workflow, `INVENTORY` standing for the inventory's path.
+const WORKFLOW_TEXT: &str = include_str!("init/pgdeploy-plan.yml");
+
 /// Who may SSH in (role firewall's required var; not read outside the roles).
 const ADMIN_NETWORKS_VAR: &str = "admin_networks";
 
@@ -42,6 +49,7 @@ pub fn init(dir: &Path, hosts: &[String]) -> ExitCode {
         (INVENTORY, inventory(hosts)),
         ("README.md", readme(dir, !hosts.is_empty())),
         (".gitignore", GITIGNORE.to_string()),
+        (WORKFLOW, WORKFLOW_TEXT.replace("INVENTORY", INVENTORY)),
     ];
     let existing: Vec<String> = files
         .iter()
@@ -64,7 +72,13 @@ pub fn init(dir: &Path, hosts: &[String]) -> ExitCode {
     }
     for (name, text) in &files {
         let path = dir.join(name);
-        if let Err(e) = std::fs::write(&path, text) {
+        let written = match path.parent() {
+            Some(parent) => {
+                std::fs::create_dir_all(parent).and_then(|()| std::fs::write(&path, text))
+            }
+            None => std::fs::write(&path, text),
+        };
+        if let Err(e) = written {
             return fail(EXIT_FAILED, format!("cannot write {}: {e}", path.display()));
         }
         println!("wrote {}", path.display());
@@ -78,7 +92,7 @@ pub fn init(dir: &Path, hosts: &[String]) -> ExitCode {
     }
     if (1..4).contains(&hosts.len()) {
         println!(
-            "note: no host for the `{}` group (4 hosts or more: the last one holds the backups); the stack expects one",
+            "note: no host for the `{}` group (4 hosts or more: the last one holds the backups): no backups are taken until one is added",
             Group::Backup.name()
         );
     }
@@ -332,7 +346,8 @@ fn readme(dir: &Path, filled: bool) -> String {
     let _ = writeln!(t, "3. Record the hosts' SSH keys once (after checking them): `pgdeploy facts -i {inv} HOST --accept-new-host-keys`.");
     let _ = writeln!(t, "   Hosts behind a bastion: `ProxyJump` in `~/.ssh/config`, or `pgdeploy_ssh_jump` in the inventory.");
     let _ = writeln!(t, "4. `pgdeploy plan -i {inv}`, then `pgdeploy apply -i {inv}`, then `pgdeploy status -i {inv}`.");
-    let _ = writeln!(t, "5. In pull-request CI: `pgdeploy plan -i {inv} --detailed-exitcode --output markdown` (docs/ci.md of pgdeploy).");
+    let _ = writeln!(t, "5. In pull-request CI: `{WORKFLOW}` posts `pgdeploy plan -i {inv} --detailed-exitcode --output markdown`");
+    let _ = writeln!(t, "   on every pull request (a self-hosted runner inside the hosts' network; docs/ci.md of pgdeploy).");
     let _ = writeln!(t);
     let _ = writeln!(t, "`.gitignore` keeps the cluster CA's key (`pki/ca.key`, made by the first plan or apply) out of the repository.");
     t
@@ -355,6 +370,20 @@ mod tests {
         }
         assert!(text.contains("'<address of node1>'"), "{text}");
         assert!(text.contains(&format!("# {}:", VIP_ADDRESS.name)), "{text}");
+    }
+
+    #[test]
+    fn the_workflow_plans_the_projects_inventory() {
+        let text = WORKFLOW_TEXT.replace("INVENTORY", INVENTORY);
+        assert!(!text.contains("INVENTORY"), "{text}");
+        assert!(
+            text.contains("pgdeploy plan -i inventory.yaml --detailed-exitcode --output markdown"),
+            "{text}"
+        );
+        let parsed = pgdeploy_engine::yaml::parse(&text, Path::new(WORKFLOW))
+            .expect("the workflow is YAML")
+            .to_json();
+        assert!(parsed["jobs"]["plan"]["steps"].is_array(), "{parsed}");
     }
 
     #[test]
