@@ -488,9 +488,9 @@ mod tests {
     #[test]
     fn templated_values_render_when_used_at_every_level() {
         let (_dir, inventory, resolved) = fixture(
-            "all:\n  vars: {base: 5, x: '{{ base }}-suffix'}\n  hosts:\n    a: {ansible_host: 10.0.0.1, data_dir: '/var/lib/postgresql/{{ pg_version }}/main'}\n",
+            "all:\n  vars: {y: 5, x: '{{ y }}-suffix'}\n  hosts:\n    a: {ansible_host: 10.0.0.1, data_dir: '/var/lib/postgresql/{{ pg_version }}/main'}\n",
             "pg_version: 15\nfrom_default: '{{ x }}/{{ inventory_hostname }}/{{ facts.cpus }}'\nbroken_but_unused: '{{ nope }}'\n",
-            "{from_task: '{{ from_default | upper }}', port: '{{ base + 1 }}'}",
+            "{from_task: '{{ from_default | upper }}', port: '{{ y + 1 }}'}",
         );
         let vars = vars_of(&inventory, &resolved, &Vars::new());
         let t = Templater::new();
@@ -519,7 +519,7 @@ mod tests {
         );
 
         let mut extra = Vars::new();
-        extra.insert("base".into(), json!(7));
+        extra.insert("y".into(), json!(7));
         let vars = vars_of(&inventory, &resolved, &extra);
         assert_eq!(
             t.render("{{ x }}", &vars).expect("x"),

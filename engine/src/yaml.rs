@@ -215,7 +215,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Node, InputError> {
             format!("invalid YAML: {message}"),
         )
     })?;
-    Ok(raw.into_node(&file))
+    let lines: Vec<&str> = text.lines().collect();
+    Ok(raw.into_node(&file, &lines))
 }
 
 /// Reads an input file as text; a failure names the file.
@@ -288,21 +289,44 @@ enum RawValue {
 }
 
 impl RawNode {
-    fn into_node(self, file: &Arc<PathBuf>) -> Node {
+    /// A plain `y`, `Y`, `n` or `N` at this node's place in `lines`: YAML
+    /// 1.1 makes it a boolean, but Ansible's parser (and YAML 1.2) reads
+    /// it as a string, so `vars: {y: 5}` names a variable `y`.
+    fn letter_not_bool(&self, lines: &[&str]) -> Option<String> {
+        let line = lines.get((self.line as usize).checked_sub(1)?)?;
+        let rest: String = line
+            .chars()
+            .skip((self.column as usize).checked_sub(1)?)
+            .collect();
+        let token = rest
+            .split(|c: char| c.is_whitespace() || matches!(c, ':' | ',' | '}' | ']' | '#'))
+            .next()?;
+        matches!(token, "y" | "Y" | "n" | "N").then(|| token.to_string())
+    }
+
+    fn into_node(self, file: &Arc<PathBuf>, lines: &[&str]) -> Node {
         let pos = Pos {
             file: file.clone(),
             line: self.line,
             column: self.column,
         };
+        let letter = match self.value {
+            RawValue::Bool(_) => self.letter_not_bool(lines),
+            _ => None,
+        };
         let value = match self.value {
             RawValue::Null => Value::Null,
+            RawValue::Bool(_) if letter.is_some() => Value::Str(letter.unwrap_or_default()),
             RawValue::Bool(b) => Value::Bool(b),
             RawValue::Int(i) => Value::Int(i),
             RawValue::Float(x) => Value::Float(x),
             RawValue::Str(s) => Value::Str(s),
-            RawValue::Seq(items) => {
-                Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
-            }
+            RawValue::Seq(items) => Value::Seq(
+                items
+                    .into_iter()
+                    .map(|n| n.into_node(file, lines))
+                    .collect(),
+            ),
             RawValue::Map(entries) => Value::Map(
                 entries
                     .into_iter()
@@ -312,7 +336,12 @@ impl RawNode {
                             line: k.line,
                             column: k.column,
                         };
+                        let letter = match k.value {
+                            RawValue::Bool(_) => k.letter_not_bool(lines),
+                            _ => None,
+                        };
                         let name = match k.value {
+                            RawValue::Bool(_) if letter.is_some() => letter.unwrap_or_default(),
                             RawValue::Str(s) => s,
                             RawValue::Int(i) => i.to_string(),
                             RawValue::Bool(b) => b.to_string(),
@@ -320,7 +349,7 @@ impl RawNode {
                             RawValue::Null => "null".to_string(),
                             RawValue::Seq(_) | RawValue::Map(_) => "<complex key>".to_string(),
                         };
-                        (Key { name, pos: key_pos }, v.into_node(file))
+                        (Key { name, pos: key_pos }, v.into_node(file, lines))
                     })
                     .collect(),
             ),
@@ -451,6 +480,29 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"a": 1, "b": true, "c": "x", "d": null, "e": 1.5})
+        );
+    }
+
+    #[test]
+    fn a_single_letter_y_or_n_is_a_string_as_ansible_reads_it() {
+        let node = parse_str(
+            "vars: {y: 5, x: '{{ y }}-suffix'}
+n: N
+b: yes
+c: off
+d: [y, true]
+",
+        )
+        .expect("parses");
+        assert_eq!(
+            node.to_json(),
+            serde_json::json!({
+                "vars": {"y": 5, "x": "{{ y }}-suffix"},
+                "n": "N",
+                "b": true,
+                "c": false,
+                "d": ["y", true],
+            })
         );
     }
 }
