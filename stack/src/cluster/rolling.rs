@@ -443,6 +443,42 @@ async fn delete_etcd_key(cluster: &Cluster, key: &str) -> Result<(), ClusterErro
     Ok(())
 }
 
+/// How long [`settled_cluster`] waits for every answering member to be
+/// listed: a member key that lapsed is written again within a `loop_wait`.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// The cluster as Patroni lists it, once the listing holds every `postgres`
+/// member whose own REST API answers. Right after the playbook reloaded
+/// every Patroni, a member's key may be missing from the DCS for a moment
+/// (seen once in CI: the roll-out then took the leader for the only member
+/// and never restarted the replicas); a member that does not answer is not
+/// waited for.
+async fn settled_cluster(cluster: &Cluster) -> Result<PatroniCluster, ClusterError> {
+    ops::poll("every running member listed by Patroni", SETTLE, || async {
+        let (_, listed) = cluster.patroni_cluster().await.map_err(|e| e.to_string())?;
+        let mut missing = Vec::new();
+        for member in cluster.group(Group::Postgres) {
+            if listed.member(&member).is_none()
+                && cluster
+                    .patroni_get::<PatroniNode>(&member, "/patroni")
+                    .await
+                    .is_ok()
+            {
+                missing.push(member);
+            }
+        }
+        if missing.is_empty() {
+            Ok(listed)
+        } else {
+            Err(format!(
+                "{} answer(s) but not listed yet",
+                missing.join(", ")
+            ))
+        }
+    })
+    .await
+}
+
 /// Restarts the members that need it, replicas one by one, the leader last
 /// (through a switchover when it has a replica). Returns the members
 /// restarted, in order.
@@ -451,7 +487,7 @@ pub async fn converge(
     max_lag_mb: f64,
     say: Say<'_>,
 ) -> Result<Vec<String>, ClusterError> {
-    let (_, patroni) = cluster.patroni_cluster().await?;
+    let patroni = settled_cluster(cluster).await?;
     let leader = patroni.leader().map(|m| m.name.clone()).ok_or_else(|| {
         ClusterError::Refused("rolling restart: the cluster has no leader".into())
     })?;
