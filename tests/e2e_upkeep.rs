@@ -405,7 +405,12 @@ fn s05_etcd_change_rolls_members_one_at_a_time_then_defragments() {
         order.sort();
         let gaps: Vec<f64> = order.windows(2).map(|w| (w[1].0 - w[0].0) as f64 / 1e6).collect();
         println!("restart order {order:?}, gaps {gaps:?} s, etcd leader before: {leader}");
-        assert!(gaps.iter().all(|g| *g >= 1.0), "restarts overlapped: {gaps:?}");
+        // One at a time: restarts run in parallel (the handler before this
+        // roll-out) start within a few milliseconds of each other; one
+        // member after another, each waited healthy, are hundreds of
+        // milliseconds apart at the least (0.58 s seen on an idle machine,
+        // 2.5 s on a loaded one). The quorum reader above is the other half.
+        assert!(gaps.iter().all(|g| *g >= 0.25), "restarts overlapped: {gaps:?}");
         assert_eq!(order[2].1, leader, "the leader did not restart last");
         let sizes = etcd_db_sizes();
         println!("etcd database sizes after the defragmentation: {sizes:?}");
