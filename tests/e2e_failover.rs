@@ -42,20 +42,19 @@ const CRASH_BOUND: Duration = Duration::from_secs(30);
 fn set_up() {
     pgdeploy_ok(&["lab", "down"]);
     lab_up(4);
-    let started = Instant::now();
     let inventory = lab_inventory();
-    let mut args: Vec<String> = vec![
-        "apply".into(),
-        "-i".into(),
-        inventory.to_string_lossy().into_owned(),
-        "-e".into(),
-        "patroni_synchronous_mode=true".into(),
-    ];
-    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = pgdeploy(&refs);
-    assert!(out.status.success(), "fresh apply failed:\n{}", text(&out));
-    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+    fresh_deploy("fresh deploy", || {
+        let mut args: Vec<String> = vec![
+            "apply".into(),
+            "-i".into(),
+            inventory.to_string_lossy().into_owned(),
+            "-e".into(),
+            "patroni_synchronous_mode=true".into(),
+        ];
+        args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        pgdeploy(&refs)
+    });
 }
 
 /// `sql` on a fresh connection through the VIP's `port` (at most 3 s).

@@ -249,17 +249,7 @@ fn set_up() -> ObservabilityLab {
     pgdeploy_ok(&["lab", "down"]);
     lab_up(5);
     let inventory = monitoring_inventory();
-    let started = Instant::now();
-    let fresh = apply(&inventory);
-    assert!(
-        fresh.status.success(),
-        "fresh apply failed:\n{}",
-        text(&fresh)
-    );
-    println!(
-        "fresh deploy with monitoring: {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    let fresh = fresh_deploy("fresh deploy with monitoring", || apply(&inventory));
     ObservabilityLab { inventory, fresh }
 }
 

@@ -241,13 +241,12 @@ fn set_up() -> ReportLab {
     println!("lab up: {:.1}s", started.elapsed().as_secs_f64());
     let state_file = lab_inventory().with_file_name("lab.last-apply.json");
     let _ = std::fs::remove_file(&state_file);
-    let started = Instant::now();
-    let mut args = vec!["apply".to_string(), "-i".into(), inventory_arg()];
-    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = pgdeploy(&refs);
-    assert!(out.status.success(), "fresh apply failed:\n{}", text(&out));
-    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+    fresh_deploy("fresh deploy", || {
+        let mut args = vec!["apply".to_string(), "-i".into(), inventory_arg()];
+        args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        pgdeploy(&refs)
+    });
     let state = std::fs::read_to_string(&state_file).expect("apply state written");
     ReportLab {
         dir,

@@ -40,14 +40,7 @@ struct StackLab {
 fn set_up() -> StackLab {
     pgdeploy_ok(&["lab", "down"]);
     lab_up(4);
-    let started = Instant::now();
-    let fresh = apply(&[]);
-    assert!(
-        fresh.status.success(),
-        "fresh apply failed:\n{}",
-        text(&fresh)
-    );
-    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+    let fresh = fresh_deploy("fresh deploy", || apply(&[]));
     StackLab {
         fresh,
         table: false,

@@ -126,17 +126,7 @@ fn set_up() -> TlsLab {
         "postgres_replication_password=y",
     ]);
     let pki_after_validate = pki().exists();
-    let started = Instant::now();
-    let fresh = run("apply", &[]);
-    assert!(
-        fresh.status.success(),
-        "fresh apply failed:\n{}",
-        text(&fresh)
-    );
-    println!(
-        "fresh deploy with TLS: {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    let fresh = fresh_deploy("fresh deploy with TLS", || run("apply", &[]));
     TlsLab {
         pki_after_validate,
         fresh,

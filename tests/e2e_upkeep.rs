@@ -38,14 +38,7 @@ const MEMBERS: [&str; 3] = ["node1", "node2", "node3"];
 fn set_up() {
     pgdeploy_ok(&["lab", "down"]);
     lab_up(4);
-    let started = Instant::now();
-    let fresh = run("apply", &[]);
-    assert!(
-        fresh.status.success(),
-        "fresh apply failed:\n{}",
-        text(&fresh)
-    );
-    println!("fresh deploy: {:.1}s", started.elapsed().as_secs_f64());
+    fresh_deploy("fresh deploy", || run("apply", &[]));
 }
 
 /// `pgdeploy VERB -i lab` with the passwords, the lab's queue size and `extra`.

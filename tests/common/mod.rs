@@ -47,6 +47,17 @@ pub fn pgdeploy_ok(args: &[&str]) -> Output {
     out
 }
 
+/// The fresh deploy a test file's lab starts from: `apply` must succeed
+/// for any scenario to make sense. Prints `what` and how long it took;
+/// returns apply's output.
+pub fn fresh_deploy(what: &str, apply: impl FnOnce() -> Output) -> Output {
+    let started = Instant::now();
+    let out = apply();
+    assert!(out.status.success(), "fresh apply failed:\n{}", text(&out));
+    println!("{what}: {:.1}s", started.elapsed().as_secs_f64());
+    out
+}
+
 /// Brings the lab up (idempotent) with `nodes` hosts.
 pub fn lab_up(nodes: usize) {
     pgdeploy_ok(&["lab", "up", "--nodes", &nodes.to_string()]);
