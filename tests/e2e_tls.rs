@@ -425,7 +425,8 @@ fn s07_etcd_verified_with_the_ca_for_clients_and_peers() {
 fn s08_haproxy_and_status_verify_tls() {
     LAB.run(|_| {
         let cfg = ssh("node1", "grep -c 'check-ssl verify required ca-file /etc/pgdeploy/tls/ca.crt verifyhost' /etc/haproxy/haproxy.cfg");
-        assert_eq!(cfg.trim(), "6");
+        // Three backends (read-write, replicas, sync standbys), three members each.
+        assert_eq!(cfg.trim(), "9");
         let (leader, _) = leader_and_replica();
         let status = pgdeploy(&[
             "status",
