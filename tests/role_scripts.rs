@@ -1,5 +1,5 @@
 //! The roles' shell scripts run against fakes of the programs they call (no
-//! root, no lab). The lab proves them for real: `pgdeploy-wal` in
+//! root, no lab). The lab proves them for real: `pgdeploy-pgbackrest-wal` in
 //! tests/e2e_stack.rs s08 (a crashed leader's WAL) and tests/e2e_upkeep.rs
 //! s02/s03 (WAL from the archive).
 
@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 const WAL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/roles/pgbackrest/files/pgdeploy-wal.sh"
+    "/roles/pgbackrest/files/pgdeploy-pgbackrest-wal.sh"
 );
 
 /// A data directory, a fake repository and fakes of `pgbackrest` (serves and
@@ -59,7 +59,7 @@ esac
         fs::write(self.path("repo").join(name), body).expect("write");
     }
 
-    /// `pgdeploy-wal ARGS` run in the data directory, as PostgreSQL does.
+    /// `pgdeploy-pgbackrest-wal ARGS` run in the data directory, as PostgreSQL does.
     fn run(&self, args: &[&str]) -> Output {
         let path = format!(
             "{}:{}",

@@ -1,9 +1,9 @@
 #!/bin/sh
-# pgdeploy-wal: PostgreSQL's archive_command and restore_command on a Patroni
+# pgdeploy-pgbackrest-wal: PostgreSQL's archive_command and restore_command on a Patroni
 # member (role pgbackrest, README "WAL across a failover").
 #
-#   pgdeploy-wal push STANZA BINDIR PATH        archive_command  (%p)
-#   pgdeploy-wal get  STANZA BINDIR FILE PATH   restore_command  (%f "%p")
+#   pgdeploy-pgbackrest-wal push STANZA BINDIR PATH        archive_command  (%p)
+#   pgdeploy-pgbackrest-wal get  STANZA BINDIR FILE PATH   restore_command  (%f "%p")
 #
 # Both are pgbackrest archive-push / archive-get, with one exception: a WAL
 # segment of timeline T that holds WAL past the point where a newer timeline
@@ -31,7 +31,7 @@ shift 3
 WAIT=${PGDEPLOY_WAL_HISTORY_WAIT:-30}
 
 say() {
-	echo "pgdeploy-wal: $*" >&2
+	echo "pgdeploy-pgbackrest-wal: $*" >&2
 }
 
 # 0 when FILE names a WAL segment (24 upper-case hex digits).
@@ -128,7 +128,7 @@ get)
 	exec pgbackrest --stanza="$stanza" archive-get "$file" "$path"
 	;;
 *)
-	say "usage: pgdeploy-wal push STANZA BINDIR PATH | get STANZA BINDIR FILE PATH"
+	say "usage: pgdeploy-pgbackrest-wal push STANZA BINDIR PATH | get STANZA BINDIR FILE PATH"
 	exit 2
 	;;
 esac
