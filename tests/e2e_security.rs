@@ -162,9 +162,13 @@ fn no_shell_injection(inventory: &str) {
     println!("injection: 2 payloads through 10 module parameters on 2 hosts, nothing ran; 4 payload names refused with exit 2");
 }
 
-/// Runs the secrets playbook with `args` and returns the output.
-fn secrets_run(inventory: &str, args: &[&str]) -> Output {
-    let secret = format!("demo_password={SECRET}");
+/// A second value, in every character the templates escape: the first one
+/// rotated to it, and back.
+const SPECIAL: &str = "e2e-Sp3cial-'<x>&\"y z/%";
+
+/// Runs the secrets playbook with `demo_password` = `secret` and `args`.
+fn secrets_run(inventory: &str, secret: &str, args: &[&str]) -> Output {
+    let secret = format!("demo_password={secret}");
     let playbook = fixture("security/secrets.yaml");
     let mut all = vec![args[0], "-i", inventory, playbook.as_str(), "-e", &secret];
     all.extend(&args[1..]);
@@ -172,44 +176,98 @@ fn secrets_run(inventory: &str, args: &[&str]) -> Output {
 }
 
 fn secrets_never_printed(inventory: &str) {
-    let runs: Vec<(&str, Vec<&str>, Option<i32>)> = vec![
-        ("plan", vec!["plan"], Some(0)),
+    let runs: Vec<(&str, &str, Vec<&str>, Option<i32>)> = vec![
+        ("plan", SECRET, vec!["plan"], Some(0)),
         (
             "check diff verbose",
+            SECRET,
             vec!["apply", "--check", "--diff", "-v"],
             Some(0),
         ),
-        ("apply diff verbose", vec!["apply", "--diff", "-v"], Some(0)),
+        (
+            "apply diff verbose",
+            SECRET,
+            vec!["apply", "--diff", "-v"],
+            Some(0),
+        ),
         (
             "apply json",
+            SECRET,
             vec!["apply", "--output", "json", "-v"],
             Some(0),
         ),
         (
             "failing task, verbose",
+            SECRET,
             vec!["apply", "-v", "--diff", "-e", "fail_with_secret=true"],
             Some(1),
         ),
         (
             "failing task, json",
+            SECRET,
             vec!["apply", "--output", "json", "-e", "fail_with_secret=true"],
             Some(1),
         ),
+        // Rotations: the diffs remove the value the masker no longer knows.
+        (
+            "rotation plan, json",
+            SPECIAL,
+            vec!["plan", "--output", "json"],
+            Some(0),
+        ),
+        (
+            "rotation apply, diff verbose",
+            SPECIAL,
+            vec!["apply", "--diff", "-v"],
+            Some(0),
+        ),
+        (
+            "failing task, special value",
+            SPECIAL,
+            vec!["apply", "-v", "-e", "fail_with_secret=true"],
+            Some(1),
+        ),
+        (
+            "rotation back, markdown",
+            SECRET,
+            vec!["plan", "--output", "markdown"],
+            Some(0),
+        ),
+        (
+            "rotation back, apply diff",
+            SECRET,
+            vec!["apply", "--diff"],
+            Some(0),
+        ),
     ];
-    // Change the file so the diff of a changed secret is shown too.
+    // A value the first run replaces, as a rotation would.
+    let old = "e2e-Old-Secret-5tR";
     ssh(
         "node1",
-        "test -f /opt/pgd-sec/app.conf && echo 'password = old' > /opt/pgd-sec/app.conf; true",
+        &format!(
+            "test -f /opt/pgd-sec/app.conf && echo 'password = {old}' > /opt/pgd-sec/app.conf; true"
+        ),
     );
-    for (what, args, code) in runs {
-        let out = secrets_run(inventory, &args);
-        assert_eq!(out.status.code(), code, "{what}:\n{}", text(&out));
+    for (what, secret, args, code) in runs {
+        let out = secrets_run(inventory, secret, &args);
         let all = text(&out);
-        assert!(!all.contains(SECRET), "{what} printed the secret:\n{all}");
-        if what.starts_with("failing") {
+        assert_eq!(out.status.code(), code, "{what}:\n{all}");
+        // Every escaped form of SPECIAL holds "Sp3cial"; the `no_log` task's
+        // upper-cased value, which the masker cannot know, "SP3CIAL" or
+        // "SECRET-Q7LW".
+        for leak in [SECRET, "Sp3cial", old, "SP3CIAL", "SECRET-Q7LW"] {
+            assert!(!all.contains(leak), "{what} printed {leak:?}:\n{all}");
+        }
+        if what.starts_with("failing") || what.starts_with("rotation") {
             assert!(
                 all.contains("***"),
                 "{what}: the masked secret is shown as ***:\n{all}"
+            );
+        }
+        if what.contains("diff") {
+            assert!(
+                all.contains("a value derived from the secret, not logged"),
+                "{what}: the no_log task is listed:\n{all}"
             );
         }
     }
@@ -222,13 +280,13 @@ fn secrets_never_printed(inventory: &str) {
         );
         let modes = ssh(
             host,
-            "stat -c '%a %U' /opt/pgd-sec/app.conf /opt/pgd-sec/templated.conf /opt/pgd-sec/echoed",
+            "stat -c '%a %U' /opt/pgd-sec/app.conf /opt/pgd-sec/templated.conf /opt/pgd-sec/echoed /opt/pgd-sec/forms.conf",
         );
         for line in modes.lines() {
             assert_eq!(line, "600 root", "{host}: secret file mode/owner: {modes}");
         }
     }
-    println!("secrets: 6 runs (plan, check/diff/-v, apply diff/-v, json, two failing runs), stdout and stderr never hold the secret");
+    println!("secrets: 11 runs (plan, check/diff/-v, apply diff/-v, json, markdown, two failing runs, a rotation to a value with ' < > & \" / % and back), stdout and stderr never hold either value, the replaced one, or a no_log task's derived value");
 }
 
 /// An inventory like the lab's whose known_hosts is `known_hosts`.

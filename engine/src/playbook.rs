@@ -128,9 +128,12 @@ pub struct TaskDef {
     pub vars: Vars,
     /// Whether a failure is reported but does not stop the host.
     pub ignore_errors: bool,
+    /// `no_log`: the task's diff, states and messages are never shown or
+    /// recorded (what changes and whether it failed still are).
+    pub no_log: bool,
 }
 
-const TASK_KEYS: [&str; 11] = [
+const TASK_KEYS: [&str; 12] = [
     "name",
     "when",
     "loop",
@@ -141,6 +144,7 @@ const TASK_KEYS: [&str; 11] = [
     "after",
     "vars",
     "ignore_errors",
+    "no_log",
     "listen",
 ];
 const PLAY_KEYS: [&str; 8] = [
@@ -473,6 +477,7 @@ fn empty_task(node: &Node) -> TaskDef {
         after: Vec::new(),
         vars: Vars::new(),
         ignore_errors: false,
+        no_log: false,
     }
 }
 
@@ -490,6 +495,7 @@ fn set_keyword(task: &mut TaskDef, key: &Key, value: &Node) -> Result<bool, Inpu
         "after" => task.after = parse_after(value)?,
         "vars" => task.vars = vars_of(value, "task vars")?,
         "ignore_errors" => task.ignore_errors = value.as_bool("`ignore_errors`")?,
+        "no_log" => task.no_log = value.as_bool("`no_log`")?,
         "listen" => {}
         _ => return Ok(false),
     }

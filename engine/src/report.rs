@@ -438,11 +438,33 @@ impl TaskResult {
     }
 }
 
+impl TaskResult {
+    /// What a `no_log` task shows: each change's kind and subject, and
+    /// whether it failed; no diff, no states, no message.
+    pub fn hide_output(&mut self) {
+        for change in &mut self.changes {
+            change.diff = None;
+            change.before = None;
+            change.after = None;
+        }
+        if self.message.is_some() {
+            self.message = Some(NO_LOG.into());
+        }
+    }
+}
+
+/// The message of a `no_log` task.
+pub const NO_LOG: &str = "output hidden (no_log)";
+
 /// Replaces every secret value with `***` in text meant for people or logs.
 ///
 /// Secrets are the values of variables whose names end in `_password`,
 /// `_secret`, `_token` or `_passphrase`, or that are listed in
-/// `pgdeploy_secret_vars`.
+/// `pgdeploy_secret_vars`: in the inventory, the extra vars and the
+/// playbook's play, role and task `vars:`. Each is also masked in every
+/// form the templates can write it in (`tojson`, `to_json`, `quote`,
+/// `urlencode`) and as JSON-escaped text of each form. [`Masker::mask_report`]
+/// also masks the old values a diff removes (a rotated password).
 #[derive(Debug, Clone, Default)]
 pub struct Masker {
     secrets: Vec<String>,
@@ -456,12 +478,73 @@ pub fn is_secret_name(name: &str) -> bool {
         || name == "password"
 }
 
+/// The secret values of `vars`: those of secret names or listed in its
+/// `pgdeploy_secret_vars` (or in `listed`, from an outer scope).
+fn secret_values(vars: &serde_json::Map<String, Json>, listed: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = listed.to_vec();
+    if let Some(a) = vars.get("pgdeploy_secret_vars").and_then(Json::as_array) {
+        names.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)));
+    }
+    vars.iter()
+        .filter(|(name, _)| is_secret_name(name) || names.contains(name))
+        .filter_map(|(_, value)| value.as_str())
+        .filter(|s| s.len() >= 4)
+        .map(str::to_string)
+        .collect()
+}
+
+/// `secret` as the templates can write it, and each of those as a JSON
+/// string's inside (what `--output json` shows of a line holding it).
+fn forms(secret: &str) -> Vec<String> {
+    let mut out = vec![secret.to_string()];
+    // Each long line of a multi-line secret (a PEM key) too: output that
+    // escapes newlines (JSON) still never shows it.
+    if secret.contains('\n') {
+        out.extend(secret.lines().filter(|l| l.len() >= 16).map(str::to_string));
+    }
+    let templater = crate::template::Templater::new();
+    let vars = crate::template::value(&serde_json::json!({ "s": secret }));
+    for filter in ["tojson", "to_json", "quote", "urlencode"] {
+        if let Ok(text) = templater.render(&format!("{{{{ s | {filter} }}}}"), &vars) {
+            // A JSON string without its quotes; a shell word as written.
+            let inner = text
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .unwrap_or(&text);
+            out.push(inner.to_string());
+        }
+    }
+    let escaped: Vec<String> = out
+        .iter()
+        .filter_map(|f| serde_json::to_string(f).ok())
+        .map(|j| j[1..j.len() - 1].to_string())
+        .collect();
+    out.extend(escaped);
+    out.retain(|f| f.len() >= 4);
+    out
+}
+
+/// `state` (a change's before or after) with the hash after each `sha256`
+/// replaced by `***`.
+fn mask_hashes(state: &str) -> String {
+    let mut out = Vec::new();
+    let mut after_sha = false;
+    for word in state.split(' ') {
+        out.push(if after_sha { "***" } else { word });
+        after_sha = word == "sha256";
+    }
+    out.join(" ")
+}
+
 impl Masker {
     /// Collects secrets from the inventory and extra vars.
     pub fn new(inventory: &Inventory, extra: &serde_json::Map<String, Json>) -> Self {
         let mut secrets = Vec::new();
-        let mut collect = |vars: &serde_json::Map<String, Json>| {
-            let listed: Vec<String> = vars
+        for host in &inventory.hosts {
+            secrets.extend(secret_values(&host.vars, &[]));
+            // A secret written as a template is masked as rendered too.
+            let listed: Vec<String> = host
+                .vars
                 .get("pgdeploy_secret_vars")
                 .and_then(Json::as_array)
                 .map(|a| {
@@ -470,23 +553,7 @@ impl Masker {
                         .collect()
                 })
                 .unwrap_or_default();
-            for (name, value) in vars {
-                if is_secret_name(name) || listed.contains(name) {
-                    if let Some(s) = value.as_str().filter(|s| s.len() >= 4) {
-                        secrets.push(s.to_string());
-                        // Each long line of a multi-line secret (a PEM key) too: output
-                        // that escapes newlines (JSON) still never shows it.
-                        if s.contains('\n') {
-                            secrets.extend(s.lines().filter(|l| l.len() >= 16).map(str::to_string));
-                        }
-                    }
-                }
-            }
-        };
-        for host in &inventory.hosts {
-            collect(&host.vars);
-            // A secret written as a template is masked as rendered too.
-            let mut rendered: serde_json::Map<String, Json> = host
+            let rendered: serde_json::Map<String, Json> = host
                 .vars
                 .iter()
                 .filter(|(_, v)| v.as_str().is_some_and(|s| s.contains("{{")))
@@ -501,15 +568,53 @@ impl Masker {
                     Some((name.clone(), value))
                 })
                 .collect();
-            if let Some(listed) = host.vars.get("pgdeploy_secret_vars") {
-                rendered.insert("pgdeploy_secret_vars".into(), listed.clone());
-            }
-            collect(&rendered);
+            secrets.extend(secret_values(&rendered, &listed));
         }
-        collect(extra);
+        secrets.extend(secret_values(extra, &[]));
+        Self::of(secrets)
+    }
+
+    /// Adds the secrets written in the playbook's play, role-reference,
+    /// role-default and task `vars:` (literal values: a template there
+    /// renders another variable's value, masked as that one).
+    pub fn with_playbook(self, playbook: &crate::playbook::Playbook) -> Self {
+        let mut secrets = self.secrets;
+        let mut add = |vars: &serde_json::Map<String, Json>| {
+            secrets.extend(
+                secret_values(vars, &[])
+                    .into_iter()
+                    .filter(|s| !s.contains("{{")),
+            );
+        };
+        for play in &playbook.plays {
+            add(&play.vars);
+            play.roles.iter().for_each(|r| add(&r.vars));
+            play.tasks
+                .iter()
+                .chain(&play.handlers)
+                .for_each(|t| add(&t.vars));
+        }
+        for role in playbook.roles.values() {
+            add(&role.defaults);
+            role.dependencies.iter().for_each(|r| add(&r.vars));
+            role.tasks
+                .iter()
+                .chain(&role.handlers)
+                .for_each(|t| add(&t.vars));
+        }
+        Self::of(secrets)
+    }
+
+    fn of(secrets: Vec<String>) -> Self {
+        let mut secrets: Vec<String> = secrets.iter().flat_map(|s| forms(s)).collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Self { secrets }
+    }
+
+    /// Whether `text` holds a secret.
+    fn holds_secret(&self, text: &str) -> bool {
+        self.secrets.iter().any(|s| text.contains(s.as_str()))
     }
 
     /// `text` with every secret replaced by `***`.
@@ -521,6 +626,92 @@ impl Masker {
             }
         }
         out
+    }
+
+    /// The first and last secret of `line`: the text before the first and
+    /// after the last, when it holds one.
+    fn around<'a>(&self, line: &'a str) -> Option<(&'a str, &'a str)> {
+        let spans = self.secrets.iter().flat_map(|s| {
+            line.match_indices(s.as_str())
+                .map(|(i, m)| (i, i + m.len()))
+        });
+        let (start, end) = spans.fold(None, |acc: Option<(usize, usize)>, (i, j)| match acc {
+            None => Some((i, j)),
+            Some((a, b)) => Some((a.min(i), b.max(j))),
+        })?;
+        Some((&line[..start], &line[end..]))
+    }
+
+    /// `old` with its value masked when it has the shape of a line of `new`
+    /// that holds a secret: the same text before and after it. A rotated
+    /// password's old value is masked so; the masker knows only the new one.
+    fn mask_old_line(&self, old: &str, new: &[(&str, &str)]) -> String {
+        for (before, after) in new {
+            if old.len() > before.len() + after.len()
+                && old.starts_with(before)
+                && old.ends_with(after)
+            {
+                return format!("{before}***{after}");
+            }
+        }
+        old.to_string()
+    }
+
+    /// A unified diff with the old lines masked that stand where the new
+    /// side holds a secret ([`Masker::mask_old_line`]); the new side is
+    /// masked by [`Masker::mask`] at output.
+    pub fn mask_diff(&self, diff: &str) -> String {
+        let shapes: Vec<(&str, &str)> = diff
+            .lines()
+            .filter(|l| !l.starts_with("+++") && (l.starts_with('+') || l.starts_with(' ')))
+            .filter_map(|l| self.around(&l[1..]))
+            .collect();
+        if shapes.is_empty() {
+            return diff.to_string();
+        }
+        let mut out = String::with_capacity(diff.len());
+        for line in diff.split_inclusive('\n') {
+            match line.strip_prefix('-') {
+                Some(old) if !line.starts_with("---") => {
+                    let (body, eol) = match old.strip_suffix('\n') {
+                        Some(b) => (b, "\n"),
+                        None => (old, ""),
+                    };
+                    out.push('-');
+                    out.push_str(&self.mask_old_line(body, &shapes));
+                    out.push_str(eol);
+                }
+                _ => out.push_str(line),
+            }
+        }
+        out
+    }
+
+    /// `report` with the old side of every change masked where the new side
+    /// holds a secret: diffs line by line, and a one-line `before` shaped
+    /// like its `after`. Text and JSON output are made from it.
+    pub fn mask_report(&self, mut report: RunReport) -> RunReport {
+        for host in &mut report.hosts {
+            for result in &mut host.results {
+                for change in &mut result.changes {
+                    if let Some(diff) = &change.diff {
+                        if self.holds_secret(diff) {
+                            // A content hash of a file holding a secret is
+                            // a test of guesses at it.
+                            change.before = change.before.as_deref().map(mask_hashes);
+                            change.after = change.after.as_deref().map(mask_hashes);
+                        }
+                        change.diff = Some(self.mask_diff(diff));
+                    }
+                    if let (Some(before), Some(after)) = (&change.before, &change.after) {
+                        if let Some(shape) = self.around(after) {
+                            change.before = Some(self.mask_old_line(before, &[shape]));
+                        }
+                    }
+                }
+            }
+        }
+        report
     }
 }
 
@@ -636,6 +827,105 @@ pub(crate) mod tests {
         assert_eq!(m.mask("password=s3cr3t-pass;"), "password=***;");
         assert!(is_secret_name("postgres_superuser_password"));
         assert!(!is_secret_name("ansible_ssh_private_key_file"));
+    }
+
+    fn masker_of(secret: &str) -> Masker {
+        let inventory = Inventory::parse(
+            "all:\n  hosts:\n    a: {}\n",
+            std::path::Path::new("inv.yaml"),
+        )
+        .expect("inventory");
+        let mut extra = serde_json::Map::new();
+        extra.insert("postgres_superuser_password".into(), secret.into());
+        Masker::new(&inventory, &extra)
+    }
+
+    /// The diff of a rotation: the old value is not a secret the masker
+    /// knows, and is masked for standing where the new one stands.
+    #[test]
+    fn a_rotated_passwords_old_value_is_masked_in_text_and_json() {
+        let m = masker_of("N3w-Secret-9");
+        let diff = "--- /etc/patroni/config.yml\n+++ /etc/patroni/config.yml\n@@ -1,3 +1,3 @@\n superuser:\n-  password: \"0ld-Secret-1\"\n+  password: \"N3w-Secret-9\"\n-  max_connections: 100\n+  max_connections: 200\n";
+        let change = Change {
+            diff: Some(diff.into()),
+            ..Change::new(ChangeKind::Update, "file /etc/patroni/config.yml")
+                .states("content sha256 0a1b2c3d4e5f", "content sha256 9f8e7d6c5b4a")
+        };
+        let r = m.mask_report(report(vec![result(
+            TaskStatus::Changed,
+            vec![change],
+            false,
+        )]));
+        let text = m.mask(&r.plan_text(true));
+        let json = m.mask(&serde_json::to_string(&r.json()).expect("json"));
+        for out in [&text, &json] {
+            assert!(!out.contains("0ld-Secret-1"), "{out}");
+            assert!(!out.contains("N3w-Secret-9"), "{out}");
+            assert!(
+                out.contains("max_connections: 100"),
+                "other lines stay: {out}"
+            );
+        }
+        assert!(text.contains("-  password: \"***\""), "{text}");
+        assert!(
+            !text.contains("0a1b2c3d4e5f"),
+            "no hash of the content: {text}"
+        );
+        assert!(text.contains("+  password: \"***\""), "{text}");
+        // A one-line state too.
+        let mut change =
+            Change::new(ChangeKind::Update, "line").states("pw=0ld-Secret-1", "pw=N3w-Secret-9");
+        change.diff = None;
+        let r = m.mask_report(report(vec![result(
+            TaskStatus::Changed,
+            vec![change],
+            false,
+        )]));
+        assert!(!m.mask(&r.plan_text(true)).contains("0ld-Secret-1"));
+    }
+
+    /// The forms the templates write a secret in, and those forms inside
+    /// JSON output.
+    #[test]
+    fn a_secret_is_masked_in_every_escaped_form() {
+        let secret = "Ab'c<d>e&f \"g\\h/i";
+        let m = masker_of(secret);
+        let t = crate::template::Templater::new();
+        let vars = crate::template::value(&serde_json::json!({ "s": secret }));
+        for filter in ["tojson", "to_json", "quote", "urlencode"] {
+            let written = t
+                .render(&format!("x={{{{ s | {filter} }}}};"), &vars)
+                .expect("render");
+            let masked = m.mask(&written);
+            assert!(
+                !masked.contains("c<d") && !masked.contains("u003c") && !masked.contains("%3C"),
+                "{filter}: {written} -> {masked}"
+            );
+            let json = serde_json::to_string(&written).expect("json");
+            let masked = m.mask(&json);
+            assert!(
+                masked.contains("***"),
+                "{filter} in JSON: {json} -> {masked}"
+            );
+            assert!(
+                !masked.contains("Ab"),
+                "{filter} in JSON: {json} -> {masked}"
+            );
+        }
+    }
+
+    #[test]
+    fn play_and_task_vars_secrets_are_masked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("site.yaml");
+        std::fs::write(
+            &path,
+            "- hosts: all\n  vars: {app_password: Pl4y-Secret}\n  tasks:\n    - name: t\n      command: {cmd: 'true'}\n      vars: {api_token: T4sk-Secret, note: '{{ app_password }}'}\n",
+        )
+        .expect("write");
+        let playbook = crate::playbook::Playbook::load(&path).expect("playbook");
+        let m = Masker::default().with_playbook(&playbook);
+        assert_eq!(m.mask("a=Pl4y-Secret b=T4sk-Secret"), "a=*** b=***");
     }
 
     #[test]

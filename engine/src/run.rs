@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use minijinja::Value;
 use pgdeploy_modules::{
-    Action, Change, Footprint, ModuleError, Plan, ProbeOutput, Resource, PROGRESS_PREFIX,
+    Action, Change, ChangeKind, Footprint, ModuleError, Plan, ProbeOutput, Resource,
+    PROGRESS_PREFIX,
 };
 use pgdeploy_transport::{ConnectOptions, ExecOutput, Session, TransportError};
 use serde_json::{json, Map, Value as Json};
@@ -242,7 +243,11 @@ impl Run {
         observer.task_started(name, position, &node.task.name);
         let started = Instant::now();
         let unbounded_before = state.unbounded_actions;
-        let progress = |message: &str| observer.task_progress(name, &node.task.name, message);
+        let progress = |message: &str| {
+            if !node.task.no_log {
+                observer.task_progress(name, &node.task.name, message)
+            }
+        };
         let mut result = self
             .task(
                 node,
@@ -260,6 +265,9 @@ impl Run {
         };
         result.started = started.duration_since(walk.run_started);
         result.waited = waited;
+        if node.task.no_log {
+            result.hide_output();
+        }
         observer.task_finished(&result);
         result
     }
@@ -380,7 +388,7 @@ impl Run {
         let placeholders = unknown
             .0
             .iter()
-            .map(|(name, _, used)| (name.clone(), Unknown::value(used)));
+            .map(|(name, _, known, used)| (name.clone(), Unknown::partly(used, known)));
         let registered = minijinja::value::merge_maps([
             crate::template::value(&state.registered),
             Value::from_pairs(placeholders.collect::<Vec<_>>()),
@@ -495,7 +503,21 @@ impl Run {
             obj.insert("failed".into(), json!(false));
             obj.insert("skipped".into(), json!(false));
         }
-        self.register(node, state, registered);
+        match &node.task.register {
+            // Check mode: what a command that apply runs prints, and its
+            // status, are known after apply; that it changes something is
+            // known now (`when: result.changed` is planned).
+            Some(name)
+                if self.options.check && changes.iter().any(|c| c.kind == ChangeKind::Run) =>
+            {
+                state.registered.remove(name);
+                let known = json!({"changed": true, "failed": false, "skipped": false});
+                state
+                    .unknown_registered
+                    .insert(name.clone(), (node_label(node), known));
+            }
+            _ => self.register(node, state, registered),
+        }
         TaskResult::done(node, changes)
     }
 
@@ -602,7 +624,7 @@ impl Run {
             state.registered.remove(name);
             state
                 .unknown_registered
-                .insert(name.clone(), node_label(node));
+                .insert(name.clone(), (node_label(node), Json::Null));
         }
         state.pending.push(PendingChange {
             label: node_label(node),
@@ -903,7 +925,7 @@ struct PendingChange {
 
 /// The results registered by tasks known only after apply, as
 /// placeholders: (variable, task that registers it, raised when read).
-struct UnknownReads(Vec<(String, String, Arc<AtomicBool>)>);
+struct UnknownReads(Vec<(String, String, Json, Arc<AtomicBool>)>);
 
 impl UnknownReads {
     fn of(state: &HostState) -> Self {
@@ -911,7 +933,9 @@ impl UnknownReads {
             state
                 .unknown_registered
                 .iter()
-                .map(|(name, by)| (name.clone(), by.clone(), Arc::default()))
+                .map(|(name, (by, known))| {
+                    (name.clone(), by.clone(), known.clone(), Arc::default())
+                })
                 .collect(),
         )
     }
@@ -920,8 +944,8 @@ impl UnknownReads {
     fn read(&self) -> Option<(String, String)> {
         self.0
             .iter()
-            .find(|(_, _, used)| used.load(Ordering::Relaxed))
-            .map(|(name, by, _)| (name.clone(), by.clone()))
+            .find(|(_, _, _, used)| used.load(Ordering::Relaxed))
+            .map(|(name, by, _, _)| (name.clone(), by.clone()))
     }
 }
 
@@ -976,8 +1000,9 @@ struct HostState {
     /// Check mode: the changes planned so far, in order.
     pending: Vec<PendingChange>,
     /// Check mode: registered variables whose value only apply will know,
-    /// with the task that registers them.
-    unknown_registered: std::collections::BTreeMap<String, String>,
+    /// with the task that registers them and what is known of it already
+    /// (an object, or null).
+    unknown_registered: std::collections::BTreeMap<String, (String, Json)>,
 }
 
 impl HostState {
@@ -1235,10 +1260,10 @@ mod tests {
         let mut state = HostState::default();
         state
             .unknown_registered
-            .insert("join".into(), "r / join".into());
+            .insert("join".into(), ("r / join".into(), Json::Null));
         let t = Templater::new();
         let unknown = UnknownReads::of(&state);
-        let vars = Value::from_pairs([("join", Unknown::value(&unknown.0[0].2))]);
+        let vars = Value::from_pairs([("join", Unknown::value(&unknown.0[0].3))]);
         assert!(t.condition("1 == 1", &vars).expect("true"));
         assert_eq!(unknown.read(), None, "not read");
         let _ = t.condition("join.changed", &vars);
@@ -1246,6 +1271,21 @@ mod tests {
             unknown.read(),
             Some(("join".to_string(), "r / join".to_string()))
         );
+    }
+
+    /// A command apply will run: `changed` is known in check mode, its
+    /// output is not.
+    #[test]
+    fn a_partly_known_result_raises_only_for_what_is_unknown() {
+        let used = Arc::new(AtomicBool::new(false));
+        let known = json!({"changed": true, "failed": false, "skipped": false});
+        let vars = Value::from_pairs([("echoed", Unknown::partly(&used, &known))]);
+        let t = Templater::new();
+        assert!(t.condition("echoed.changed", &vars).expect("known"));
+        assert!(!t.condition("echoed.failed", &vars).expect("known"));
+        assert!(!used.load(Ordering::Relaxed), "known attributes");
+        let _ = t.render("{{ echoed.stdout }}", &vars);
+        assert!(used.load(Ordering::Relaxed), "stdout is known after apply");
     }
 
     #[test]

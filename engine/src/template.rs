@@ -291,12 +291,27 @@ fn single_expression(s: &str) -> Option<&str> {
 #[derive(Debug, Clone, Default)]
 pub struct Unknown {
     used: Arc<AtomicBool>,
+    /// Attributes known already (a command that apply will run is known to
+    /// change something, not what it prints); reading them raises nothing.
+    known: Option<Arc<serde_json::Map<String, Json>>>,
 }
 
 impl Unknown {
     /// A placeholder whose uses raise `used`.
     pub fn value(used: &Arc<AtomicBool>) -> Value {
-        Value::from_object(Unknown { used: used.clone() })
+        Value::from_object(Unknown {
+            used: used.clone(),
+            known: None,
+        })
+    }
+
+    /// A placeholder whose attributes in `known` (an object) are those
+    /// values, and whose other uses raise `used`.
+    pub fn partly(used: &Arc<AtomicBool>, known: &Json) -> Value {
+        Value::from_object(Unknown {
+            used: used.clone(),
+            known: known.as_object().cloned().map(Arc::new),
+        })
     }
 
     fn touch(&self) {
@@ -308,9 +323,18 @@ impl Object for Unknown {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Map
     }
-    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let known = key
+            .as_str()
+            .and_then(|k| self.known.as_ref().and_then(|m| m.get(k)));
+        if let Some(known) = known {
+            return Some(value(known));
+        }
         self.touch();
-        Some(Value::from_object(self.as_ref().clone()))
+        Some(Value::from_object(Unknown {
+            used: self.used.clone(),
+            known: None,
+        }))
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         self.touch();

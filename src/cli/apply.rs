@@ -63,7 +63,7 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
     let vars = with_ca(ca_vars(&inputs_args.inventory, MissingCa::Create)?, &user);
     let stack = stack_of(&inputs, &vars);
     warn_topology(&stack)?;
-    let masker = Masker::new(&inputs.inventory, &vars);
+    let masker = Masker::new(&inputs.inventory, &vars).with_playbook(&inputs.playbook);
     // With JSON output, `plan` prints the report only: the live sections are
     // for people (Markdown too: they follow the plan, as text blocks).
     let live = Rollout::of(stack).filter(|_| !check || args.output != RunOutput::Json);
@@ -82,7 +82,7 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
     let progress = Arc::new(Progress::new(style, args.verbose, masker.clone()));
     let run = Arc::new(Run::new(inputs.inventory, inputs.resolved, options));
     let runtime = runtime()?;
-    let report = runtime.block_on(execute(run, progress));
+    let report = masker.mask_report(runtime.block_on(execute(run, progress)));
     print_report(args, mode, &report, &masker);
     if !check {
         record_apply(inputs_args, &paths, &report, &masker);
