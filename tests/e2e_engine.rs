@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "s01_site_plan_on_fresh_hosts_shows_known_after_apply",
     "s02_check_predicts_apply_exactly_on_fresh_hosts",
     "s03_check_predicts_apply_exactly_for_phase2",
@@ -26,6 +26,7 @@ const SCENARIOS: [&str; 12] = [
     "s10_unreachable_host_does_not_stop_others",
     "s11_bad_input_names_file_and_line",
     "s12_sshd_lockout_is_caught_by_a_new_connection",
+    "s13_a_command_past_its_timeout_is_stopped_on_the_host",
 ];
 
 static LAB: Suite<EngineLab> = Suite::new(&SCENARIOS, set_up, keep_lab::<EngineLab>);
@@ -267,6 +268,39 @@ fn s12_sshd_lockout_is_caught_by_a_new_connection() {
     LAB.run(|lab| {
         lab.touched = true;
         sshd_lockout_is_caught_by_a_new_connection(&lab.inventory);
+    });
+}
+
+/// A task's `timeout:` (through sudo, as every task here): the task fails
+/// after about its limit, naming the command and the limit; on the host
+/// neither the command nor the process it started in the background runs
+/// on, and the task after it did not run.
+#[test]
+fn s13_a_command_past_its_timeout_is_stopped_on_the_host() {
+    LAB.run(|lab| {
+        lab.touched = true;
+        ssh("node7", "rm -f /tmp/pgd-timeout-*");
+        let started = std::time::Instant::now();
+        let out = pgdeploy(&[
+            "apply",
+            "-i",
+            &lab.inventory,
+            &fixture("engine/timeout.yaml"),
+        ]);
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("`shell sleep 97 & sleep 98; echo finished > /tmp/pgd-timeout-finished` did not finish within 2s"),
+            "{}",
+            text(&out)
+        );
+        assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+        let left = ssh(
+            "node7",
+            "sleep 1; pgrep -af 'sleep 9[78]' || true; ls /tmp/pgd-timeout-* 2>/dev/null || true",
+        );
+        assert_eq!(left.trim(), "", "still running or written on node7");
+        println!("timeout: the task failed {:.1}s after the run started", took.as_secs_f64());
     });
 }
 

@@ -131,9 +131,12 @@ pub struct TaskDef {
     /// `no_log`: the task's diff, states and messages are never shown or
     /// recorded (what changes and whether it failed still are).
     pub no_log: bool,
+    /// `timeout`: seconds each of the task's commands may run on the host
+    /// (the run's `--command-timeout` when `None`).
+    pub timeout: Option<u64>,
 }
 
-const TASK_KEYS: [&str; 12] = [
+const TASK_KEYS: [&str; 13] = [
     "name",
     "when",
     "loop",
@@ -145,6 +148,7 @@ const TASK_KEYS: [&str; 12] = [
     "vars",
     "ignore_errors",
     "no_log",
+    "timeout",
     "listen",
 ];
 const PLAY_KEYS: [&str; 8] = [
@@ -478,6 +482,7 @@ fn empty_task(node: &Node) -> TaskDef {
         vars: Vars::new(),
         ignore_errors: false,
         no_log: false,
+        timeout: None,
     }
 }
 
@@ -496,10 +501,25 @@ fn set_keyword(task: &mut TaskDef, key: &Key, value: &Node) -> Result<bool, Inpu
         "vars" => task.vars = vars_of(value, "task vars")?,
         "ignore_errors" => task.ignore_errors = value.as_bool("`ignore_errors`")?,
         "no_log" => task.no_log = value.as_bool("`no_log`")?,
+        "timeout" => task.timeout = Some(parse_timeout(value)?),
         "listen" => {}
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `timeout`: a whole number of seconds, 1 or more.
+fn parse_timeout(value: &Node) -> Result<u64, InputError> {
+    match &value.value {
+        Value::Int(i) if *i >= 1 => Ok(*i as u64),
+        _ => Err(value.error(format!(
+            "`timeout` must be a whole number of seconds (1 or more), found {}",
+            match &value.value {
+                Value::Int(i) => i.to_string(),
+                _ => value.type_name().to_string(),
+            }
+        ))),
+    }
 }
 
 /// `notify`: one handler name or a list.
@@ -684,6 +704,18 @@ mod tests {
     fn a_task_without_module_is_an_error() {
         let err = task("name: nothing\n").expect_err("no module");
         assert!(err.message.contains("needs a module"), "{err}");
+    }
+
+    #[test]
+    fn no_log_and_timeout_are_task_keywords() {
+        let t = task("command: {cmd: x}\nno_log: true\ntimeout: 600\n").expect("task");
+        assert!(t.no_log);
+        assert_eq!(t.timeout, Some(600));
+        for bad in ["0", "-5", "ten", "1.5"] {
+            let err = task(&format!("command: {{cmd: x}}\ntimeout: {bad}\n")).expect_err(bad);
+            assert_eq!(err.pos.line, 2, "{err}");
+            assert!(err.message.contains("whole number of seconds"), "{err}");
+        }
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct RunOptions {
     pub accept_new_host_keys: bool,
     /// SSH connect timeout.
     pub connect_timeout: Option<Duration>,
+    /// How long any remote command (a probe batch, an action) may run
+    /// before it is stopped on its host and its task fails; a task's
+    /// `timeout:` beats it for its actions. No limit when `None`.
+    pub command_timeout: Option<Duration>,
 }
 
 /// Receives progress as the run goes.
@@ -705,7 +709,16 @@ impl Run {
         let texts: Vec<&str> = scripts.iter().map(|(s, _)| s.as_str()).collect();
         let batch = batch_script(&texts, &mark);
         state.probe_round_trips += 1;
-        let out = session.exec(&batch, node.become_root, None).await?;
+        let limit = self.options.command_timeout;
+        let out = session
+            .exec_limited(&batch, node.become_root, None, &|_| {}, limit)
+            .await?;
+        if out.timed_out {
+            return Err(TaskError::TimedOut {
+                what: "probing the host".into(),
+                limit: limit.unwrap_or_default(),
+            });
+        }
         if !out.success() && out.stdout.is_empty() {
             return Err(TaskError::Probing {
                 status: out.status,
@@ -730,6 +743,7 @@ impl Run {
         host: &str,
         action: &Action,
         become_root: bool,
+        limit: Option<Duration>,
     ) -> Result<ExecOutput, TaskError> {
         let deadline = Instant::now() + SSHD_RESTART_GRACE;
         let fresh = loop {
@@ -745,7 +759,13 @@ impl Run {
             source: Box::new(source),
         })?;
         let out = fresh
-            .exec(&action.script, become_root, action.stdin.as_deref())
+            .exec_limited(
+                &action.script,
+                become_root,
+                action.stdin.as_deref(),
+                &|_| {},
+                limit,
+            )
             .await
             .map_err(|source| TaskError::OnFreshConnection {
                 host: host.to_string(),
@@ -774,6 +794,11 @@ impl Run {
             stderr: String::new(),
             ran: false,
         };
+        let limit = node
+            .task
+            .timeout
+            .map(Duration::from_secs)
+            .or(self.options.command_timeout);
         for action in &plan.actions {
             // What ran may have changed what later probes would see.
             state
@@ -783,7 +808,7 @@ impl Run {
                 state.unbounded_actions += 1;
             }
             let out = if action.fresh_connection {
-                self.exec_on_new_connection(&node.host, action, node.become_root)
+                self.exec_on_new_connection(&node.host, action, node.become_root, limit)
                     .await?
             } else {
                 let on_line = |line: &str| {
@@ -792,14 +817,22 @@ impl Run {
                     }
                 };
                 session
-                    .exec_watching_stderr(
+                    .exec_limited(
                         &action.script,
                         node.become_root,
                         action.stdin.as_deref(),
                         &on_line,
+                        limit,
                     )
                     .await?
             };
+            if out.timed_out {
+                let what = plan.changes.first().map(|c| c.subject.clone());
+                return Err(TaskError::TimedOut {
+                    what: what.unwrap_or_else(|| node.task.name.clone()),
+                    limit: limit.unwrap_or_default(),
+                });
+            }
             outcome = ItemOutcome {
                 rc: out.status,
                 stdout: out.stdout_str().into_owned(),
@@ -873,6 +906,18 @@ pub enum TaskError {
         host: String,
         /// Why.
         source: Box<TransportError>,
+    },
+    /// A remote command ran past its time limit and was stopped on the
+    /// host (with every process it started).
+    #[error(
+        "`{what}` did not finish within {}s and was stopped on the host (raise the task's `timeout:` or --command-timeout)",
+        limit.as_secs()
+    )]
+    TimedOut {
+        /// The command (the change it makes), or what the run was doing.
+        what: String,
+        /// The limit.
+        limit: Duration,
     },
     /// An action exited with a failure status.
     #[error("exit {status}: {output}")]

@@ -73,6 +73,8 @@ fn run(args: &ApplyArgs, mode: Mode) -> Result<ExitCode, ExitCode> {
         extra_vars: vars,
         accept_new_host_keys: args.accept_new_host_keys,
         connect_timeout: Some(Duration::from_secs(args.connect_timeout)),
+        command_timeout: (args.command_timeout > 0)
+            .then(|| Duration::from_secs(args.command_timeout)),
     };
     let style = match args.output {
         RunOutput::Json => Style::Silent,

@@ -62,6 +62,10 @@ pub struct ApplyArgs {
     /// SSH connect timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
+    /// Seconds any remote command may run before it is stopped on its host
+    /// and its task fails (a task's `timeout:` beats it); 0: no limit.
+    #[arg(long, default_value_t = 3600)]
+    pub command_timeout: u64,
 }
 
 /// Options of the day-2 commands (status, report, switchover, restart, reinit).

@@ -144,6 +144,9 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     /// Everything the command wrote on stderr.
     pub stderr: Vec<u8>,
+    /// The command was stopped on the host at its time limit
+    /// ([`Session::exec_limited`]).
+    pub timed_out: bool,
 }
 
 impl ExecOutput {
@@ -264,12 +267,30 @@ pub use pgdeploy_text::quote;
 /// to every user): it comes first on stdin, followed by the command's own
 /// input. The loader reads exactly `script_len` bytes, refuses to run a
 /// script that did not arrive whole (exit 125), and evaluates it.
-pub fn command_line(script_len: usize, become_: bool, user: &str) -> String {
+///
+/// With a `limit`, the script runs under coreutils `timeout` instead, read
+/// by `sh` from a pipe on fd 3 (its stdin stays the command's input):
+/// `timeout` puts it in a process group of its own and, at the limit, sends
+/// TERM to all of it, KILL 10 s later; the status is then 124 (or 137).
+pub fn command_line(
+    script_len: usize,
+    become_: bool,
+    user: &str,
+    limit: Option<Duration>,
+) -> String {
+    let run = match limit {
+        None => "eval \"${pgdeploy_script%.}\"".to_string(),
+        Some(limit) => format!(
+            "exec 4<&0; printf %s \"${{pgdeploy_script%.}}\" | \
+             timeout -k 10 {} sh /dev/fd/3 3<&0 <&4 4<&-",
+            limit.as_secs().max(1)
+        ),
+    };
     let loader = format!(
         "pgdeploy_script=$(head -c {script_len}; echo .); \
          if [ \"$(printf %s \"$pgdeploy_script\" | wc -c)\" -ne {} ]; then \
          echo 'pgdeploy: the script did not arrive whole; nothing was run' >&2; exit 125; fi; \
-         eval \"${{pgdeploy_script%.}}\"",
+         {run}",
         script_len + 1
     );
     if become_ && user != "root" {
@@ -684,13 +705,29 @@ impl Session {
         stdin: Option<&[u8]>,
         on_stderr_line: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<ExecOutput, TransportError> {
+        self.exec_limited(script, become_, stdin, on_stderr_line, None)
+            .await
+    }
+
+    /// Like [`Session::exec_watching_stderr`]; with a `limit`, the script is
+    /// stopped on the host when it runs longer (all its processes, see
+    /// [`command_line`]) and the output says [`ExecOutput::timed_out`].
+    pub async fn exec_limited(
+        &self,
+        script: &str,
+        become_: bool,
+        stdin: Option<&[u8]>,
+        on_stderr_line: &(dyn Fn(&str) + Send + Sync),
+        limit: Option<Duration>,
+    ) -> Result<ExecOutput, TransportError> {
         if script.contains('\0') {
             return Err(TransportError::Channel {
                 host: self.inner.label.clone(),
                 reason: "script contains a NUL byte".into(),
             });
         }
-        let command = command_line(script.len(), become_, &self.inner.user);
+        let command = command_line(script.len(), become_, &self.inner.user, limit);
+        let started = std::time::Instant::now();
         let _permit = self
             .inner
             .permits
@@ -713,7 +750,10 @@ impl Session {
             // Release sshd's session slot: a channel is only freed on close.
             let _ = writer.close().await;
         }
-        self.exec_result(pumped).await
+        let mut out = self.exec_result(pumped).await?;
+        out.timed_out = limit
+            .is_some_and(|limit| matches!(out.status, 124 | 137) && started.elapsed() >= limit);
+        Ok(out)
     }
 
     /// Sends the script and `stdin` while collecting the command's output,
@@ -1127,9 +1167,12 @@ mod tests {
         assert_eq!(quote("abc"), "abc", "safe words stay bare");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), "'it'\\''s'");
-        assert!(command_line(2, false, "admin").starts_with("sh -c 'pgdeploy_script=$(head -c 2;"));
-        assert!(command_line(2, true, "admin").starts_with("sudo -n -- sh -c 'pgdeploy_script="));
-        assert!(command_line(2, true, "root").starts_with("sh -c '"));
+        assert!(command_line(2, false, "admin", None)
+            .starts_with("sh -c 'pgdeploy_script=$(head -c 2;"));
+        assert!(
+            command_line(2, true, "admin", None).starts_with("sudo -n -- sh -c 'pgdeploy_script=")
+        );
+        assert!(command_line(2, true, "root", None).starts_with("sh -c '"));
     }
 
     /// Runs `sh -c COMMAND_LINE` here with `input` on stdin.
@@ -1152,7 +1195,7 @@ mod tests {
     #[test]
     fn the_script_comes_on_stdin_before_the_input_and_only_whole() {
         let script = "set -e\nread -r first\nsecret=s3cr3t\nprintf '%s|' \"$first\"\ncat\n";
-        let command = command_line(script.len(), false, "u");
+        let command = command_line(script.len(), false, "u", None);
         assert!(
             !command.contains("s3cr3t"),
             "the script is not in the command line"
@@ -1167,10 +1210,53 @@ mod tests {
             "touch {}\nrm -rf /nonexistent/deep/path\n",
             marker.display()
         );
-        let command = command_line(script.len(), false, "u");
+        let command = command_line(script.len(), false, "u", None);
         let out = run_loader(&command, &script.as_bytes()[..script.len() - 12]);
         assert_eq!(out.status.code(), Some(125), "{out:?}");
         assert!(!marker.exists(), "a partial script ran");
+    }
+
+    /// With a limit: the same stdin, the status passed through, and a
+    /// script that runs too long stopped with every process it started.
+    #[test]
+    fn a_limited_script_keeps_its_input_and_is_stopped_whole_at_its_limit() {
+        let script = "set -e\nread -r first\nprintf '%s|' \"$first\"\ncat\nexit 3\n";
+        let command = command_line(script.len(), false, "u", Some(Duration::from_secs(20)));
+        let out = run_loader(&command, format!("{script}one\ntwo\n").as_bytes());
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one|two\n");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid = dir.path().join("pid");
+        let script = format!(
+            "sleep 60 &\necho $! > {}\nwait\necho not stopped\n",
+            pid.display()
+        );
+        let command = command_line(script.len(), false, "u", Some(Duration::from_secs(1)));
+        let started = std::time::Instant::now();
+        let out = run_loader(&command, script.as_bytes());
+        assert_eq!(out.status.code(), Some(124), "{out:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let child = std::fs::read_to_string(&pid)
+            .expect("pid")
+            .trim()
+            .to_string();
+        // Gone, or a zombie its new parent has not reaped yet.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with('Z')
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!running(), "the script's child {child} still runs");
     }
 
     /// Round-trips hostile strings through a real `sh`, the way the remote
@@ -1200,7 +1286,7 @@ mod tests {
         ];
         for payload in &hostile {
             let script = format!("printf %s {}", quote(payload));
-            let remote = command_line(script.len(), false, "u");
+            let remote = command_line(script.len(), false, "u", None);
             let out = run_loader(&remote, script.as_bytes());
             assert!(out.status.success(), "sh failed for {payload:?}: {out:?}");
             assert_eq!(

@@ -67,6 +67,64 @@ async fn exec_stdout_stderr_status_stdin() {
     s.close().await.expect("close");
 }
 
+/// With a time limit (the engine always sets one): the same output, status
+/// and stdin, and a script past its limit stopped on the host, said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_exec_behaves_the_same_and_stops_at_its_limit() {
+    require_sshd!();
+    let sshd = Sshd::start();
+    let s = connect(&sshd, &sshd.trusting_options()).await;
+    let limit = Some(Duration::from_secs(60));
+    let run = |script: &'static str, stdin: Option<&'static [u8]>, limit| {
+        let s = s.clone();
+        async move { s.exec_limited(script, false, stdin, &|_| {}, limit).await }
+    };
+    let out = run("echo hello; echo oops >&2; exit 3", None, limit)
+        .await
+        .expect("exec");
+    assert_eq!(
+        (out.stdout_str().as_ref(), out.stderr_str().as_ref()),
+        ("hello\n", "oops\n")
+    );
+    assert_eq!(out.status, 3);
+    assert!(!out.timed_out);
+    let out = run("tr a-z A-Z", Some(b"some input\n"), limit)
+        .await
+        .expect("stdin");
+    assert_eq!(out.stdout_str(), "SOME INPUT\n");
+    let out = run("cat; echo done", None, limit).await.expect("eof");
+    assert_eq!(out.stdout_str(), "done\n");
+    let out = run("kill -TERM $$", None, limit).await.expect("signal");
+    assert_eq!(out.status, 143, "{out:?}");
+
+    let started = Instant::now();
+    let out = run(
+        "sleep 50 & echo $! > \"$HOME/limited.pid\"; wait; echo not stopped",
+        None,
+        Some(Duration::from_secs(1)),
+    )
+    .await
+    .expect("limited");
+    assert!(out.timed_out, "{out:?}");
+    assert_eq!(out.status, 124, "{out:?}");
+    assert!(!out.stdout_str().contains("not stopped"));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = s
+        .exec("sleep 0.5; p=$(cat \"$HOME/limited.pid\"); ps -o stat= -p \"$p\" | grep -v Z || echo gone", false, None)
+        .await
+        .expect("check");
+    assert_eq!(
+        out.stdout_str().trim(),
+        "gone",
+        "the background sleep still runs"
+    );
+    s.close().await.expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_reach_remote_verbatim() {
     require_sshd!();
@@ -347,13 +405,13 @@ async fn become_as_root_runs_without_sudo() {
     let text = out.stdout_str();
     assert!(text.starts_with("0\n"), "{text}");
     assert!(!text.contains("sudo"), "{text}");
-    assert!(pgdeploy_transport::command_line(5, true, "root").starts_with("sh -c "));
+    assert!(pgdeploy_transport::command_line(5, true, "root", None).starts_with("sh -c "));
     // The sudo form, run through the real remote shell, as root (sudo lets
     // root in without a password): proves the command line parses and the
     // loader reads its script from the input that follows.
     if std::path::Path::new("/usr/bin/sudo").exists() {
         let inner = "id -u; echo \"$0\"";
-        let cmd = pgdeploy_transport::command_line(inner.len(), true, "someone");
+        let cmd = pgdeploy_transport::command_line(inner.len(), true, "someone", None);
         assert!(cmd.starts_with("sudo -n -- sh -c "), "{cmd}");
         let out = s
             .exec(&cmd, false, Some(inner.as_bytes()))
