@@ -619,6 +619,10 @@ fn stack_from_encrypted_secrets(lab_inventory: &str) {
             blocked.push(format!("{}:{port}", address(member)));
         }
     }
+    // HAProxy's stats page listens on the balancers' loopback only.
+    for balancer in ["node1", "node2", "node3"] {
+        blocked.push(format!("{}:7000", address(balancer)));
+    }
     let open_from_node5 = reachable("node5", &blocked);
     assert!(
         open_from_node5.is_empty(),
@@ -643,7 +647,7 @@ fn stack_from_encrypted_secrets(lab_inventory: &str) {
         );
     }
     println!(
-        "firewall: node5 (no group) reaches none of {} (PostgreSQL, Patroni, etcd client and peer on node1-3) but HAProxy {haproxy}; members reach each other's 5432, 8008, 2379, 2380",
+        "firewall: node5 (no group) reaches none of {} (PostgreSQL, Patroni, etcd client and peer, HAProxy stats on node1-3) but HAProxy {haproxy}; members reach each other's 5432, 8008, 2379, 2380",
         blocked.len()
     );
 

@@ -229,7 +229,7 @@ fn s03_firewall_admits_exactly_the_intended_peers() {
         let mut db_rules = vec![
             format!("22/tcp {subnet} ssh admin"),
             format!("22/tcp {n4} ssh pgbackrest"),
-            format!("5000,5001,7000/tcp {subnet} haproxy"),
+            format!("5000,5001/tcp {subnet} haproxy"),
             format!("5002/tcp {subnet} haproxy sync"),
         ];
         for member in [&n1, &n2, &n3] {

@@ -25,7 +25,10 @@ timeout=$2
 q() { runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -d postgres -Atq "$@"; }
 
 if [ "$(q -c 'select pg_is_in_recovery()')" = f ]; then
-  q -v user="$MONITOR_USER" -v pw="$MONITOR_PASSWORD" <<'SQL'
+  # The password reaches psql in its environment (\getenv), never on its
+  # command line (ps).
+  q -v user="$MONITOR_USER" <<'SQL'
+\getenv pw MONITOR_PASSWORD
 select format('create role %I login', :'user') where not exists (select 1 from pg_roles where rolname = :'user') \gexec
 alter role :"user" with login password :'pw';
 grant pg_monitor to :"user";
