@@ -191,3 +191,47 @@ fn push_with_postgres_down_and_no_newer_timeline_archives_after_waiting() {
     let probes = rig.calls().matches("00000003.history").count();
     assert!(probes >= 2, "waited for the history file: {}", rig.calls());
 }
+
+const DERIVE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/roles/pgbackrest/files/pgdeploy-derive-ssh-key"
+);
+
+/// `pgdeploy-derive-ssh-key lab DIR/id_ed25519` with a seed.
+fn derive(dir: &Path) -> Output {
+    Command::new("python3")
+        .arg(DERIVE)
+        .arg("lab")
+        .arg(dir.join("id_ed25519"))
+        .env("PGDEPLOY_KEY_SEED", "seed")
+        .output()
+        .expect("python3 runs")
+}
+
+/// The key pair is written without following a link planted in the
+/// folder (the role runs it as postgres in postgres's ~/.ssh): a planted
+/// public key link is replaced, a planted private key link refused, and
+/// the files they point to stay as they were.
+#[test]
+fn key_derivation_never_writes_through_a_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("ld.so.preload");
+    fs::write(&target, b"untouched").expect("write");
+    std::os::unix::fs::symlink(&target, dir.path().join("id_ed25519.pub")).expect("link");
+    let out = derive(dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fs::read(&target).expect("read"), b"untouched");
+    let public = fs::symlink_metadata(dir.path().join("id_ed25519.pub")).expect("pub");
+    assert!(public.is_file(), "a file, not the link");
+    let private = fs::metadata(dir.path().join("id_ed25519")).expect("key");
+    assert_eq!(private.permissions().mode() & 0o777, 0o600);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&target, dir.path().join("id_ed25519")).expect("link");
+    let out = derive(dir.path());
+    assert!(
+        !out.status.success(),
+        "a planted private key link is refused"
+    );
+    assert_eq!(fs::read(&target).expect("read"), b"untouched");
+}
