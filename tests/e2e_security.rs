@@ -651,6 +651,53 @@ fn stack_from_encrypted_secrets(lab_inventory: &str) {
         blocked.len()
     );
 
+    // Patroni's REST API (from node1, a member and balancer, which reaches
+    // node2's port 8008): unsafe methods without the REST user are refused,
+    // GET stays open (HAProxy's checks), patronictl on the host
+    // authenticates from its config, and so does the switchover below.
+    let curl = |args: &str| {
+        ssh(
+            "node1",
+            &format!(
+                "curl -s -o /dev/null -w '%{{http_code}}' --cacert /etc/pgdeploy/tls/ca.crt \
+                 --resolve node2:8008:{} {args}",
+                address("node2")
+            ),
+        )
+    };
+    for (what, args) in [
+        ("POST /reload", "-XPOST https://node2:8008/reload"),
+        ("POST /restart", "-XPOST -d '{}' https://node2:8008/restart"),
+        (
+            "PATCH /config",
+            "-XPATCH -d '{\"ttl\": 21}' https://node2:8008/config",
+        ),
+        (
+            "POST /switchover",
+            "-XPOST -d '{\"leader\": \"node2\"}' https://node2:8008/switchover",
+        ),
+        (
+            "wrong password",
+            "-u patroni:guessed -XPOST https://node2:8008/reload",
+        ),
+    ] {
+        assert_eq!(curl(args), "401", "{what} without the REST user's password");
+    }
+    assert_eq!(
+        curl("https://node2:8008/health"),
+        "200",
+        "GET /health stays open"
+    );
+    let reload = ssh_output(
+        "node1",
+        "patronictl -c /etc/patroni/config.yml reload lab --force",
+    );
+    assert!(
+        reload.status.success(),
+        "patronictl reload: {}",
+        text(&reload)
+    );
+
     // Day-2 commands read secrets.age as apply does: no -e. A switchover
     // checkpoints the leader over SQL as the superuser first; without the
     // password it would say "checkpoint ... skipped (... not set)".

@@ -216,6 +216,15 @@ pub struct Cluster {
     tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
 }
 
+/// One HTTP request of [`Cluster::exchange`].
+struct Call<'a> {
+    method: &'a str,
+    path: &'a str,
+    body: Option<&'a str>,
+    /// Basic authentication (user, password).
+    auth: Option<(&'a str, &'a str)>,
+}
+
 /// How long one HTTP exchange or query through a tunnel may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -404,7 +413,13 @@ impl Cluster {
         path: &str,
         body: Option<&str>,
     ) -> Result<http::Response, ClusterError> {
-        self.exchange(host, port, method, path, body, None).await
+        let call = Call {
+            method,
+            path,
+            body,
+            auth: None,
+        };
+        self.exchange(host, port, call, None).await
     }
 
     /// One request to a TLS service (Patroni's REST API, etcd) on `host`'s
@@ -423,7 +438,48 @@ impl Cluster {
             service: format!("{method} 127.0.0.1:{port}{path}"),
             reason,
         })?;
-        self.exchange(host, port, method, path, body, tls).await
+        let call = Call {
+            method,
+            path,
+            body,
+            auth: None,
+        };
+        self.exchange(host, port, call, tls).await
+    }
+
+    /// A request to `host`'s Patroni; an unsafe method (anything but GET)
+    /// carries the REST API's basic authentication
+    /// (`patroni_restapi_user`, `patroni_restapi_password`).
+    pub async fn patroni_request(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<http::Response, ClusterError> {
+        let port = self.patroni_port(host)?;
+        let auth = if method == "GET" {
+            None
+        } else {
+            Some((
+                self.stack
+                    .required_string(host, contract::PATRONI_RESTAPI_USER)?,
+                self.stack
+                    .required_string(host, contract::PATRONI_RESTAPI_PASSWORD)?,
+            ))
+        };
+        let tls = self.tls.clone().map_err(|reason| ClusterError::Http {
+            host: host.to_string(),
+            service: format!("{method} 127.0.0.1:{port}{path}"),
+            reason,
+        })?;
+        let call = Call {
+            method,
+            path,
+            body,
+            auth: auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        };
+        self.exchange(host, port, call, tls).await
     }
 
     /// The name a host's certificate is verified against (its inventory name).
@@ -436,11 +492,15 @@ impl Cluster {
         &self,
         host: &str,
         port: u16,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
+        call: Call<'_>,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<http::Response, ClusterError> {
+        let Call {
+            method,
+            path,
+            body,
+            auth,
+        } = call;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let service = format!("{method} {scheme}://127.0.0.1:{port}{path}");
         let err = |reason: String| ClusterError::Http {
@@ -462,9 +522,9 @@ impl Cluster {
                         .connect(name, tunnel)
                         .await
                         .map_err(|e| err(format!("TLS: {e}")))?;
-                    http::request(stream, method, &authority, path, body).await
+                    http::request_as(stream, method, &authority, path, body, auth).await
                 }
-                None => http::request(tunnel, method, &authority, path, body).await,
+                None => http::request_as(tunnel, method, &authority, path, body, auth).await,
             };
             answer.map_err(|e| err(e.to_string()))
         };
@@ -505,13 +565,7 @@ impl Cluster {
         body: &Json,
     ) -> Result<String, ClusterError> {
         let res = self
-            .api(
-                host,
-                self.patroni_port(host)?,
-                "POST",
-                path,
-                Some(&body.to_string()),
-            )
+            .patroni_request(host, "POST", path, Some(&body.to_string()))
             .await?;
         if (200..300).contains(&res.status) {
             Ok(res.text().trim().to_string())

@@ -80,6 +80,10 @@ vars! {
     CLIENT_NETWORKS = "client_networks" in "inventory";
     /// Patroni's REST API port.
     PATRONI_RESTAPI_PORT = "patroni_restapi_port" in "patroni";
+    /// The user of the REST API's unsafe methods (basic authentication).
+    PATRONI_RESTAPI_USER = "patroni_restapi_user" in "patroni";
+    /// Its password (`secrets.age`; the superuser's by default).
+    PATRONI_RESTAPI_PASSWORD = "patroni_restapi_password" in "patroni";
     /// The superuser Patroni and the day-2 commands log in as.
     PATRONI_SUPERUSER = "patroni_superuser" in "patroni";
     /// Its password (`secrets.age`).
@@ -134,7 +138,11 @@ vars! {
 pub const MAINTENANCE_DATABASE: &str = "postgres";
 
 /// The passwords `secrets init` generates once for every stack.
-pub const GENERATED_SECRETS: [&str; 2] = [SUPERUSER_PASSWORD.name, REPLICATION_PASSWORD.name];
+pub const GENERATED_SECRETS: [&str; 3] = [
+    SUPERUSER_PASSWORD.name,
+    REPLICATION_PASSWORD.name,
+    PATRONI_RESTAPI_PASSWORD.name,
+];
 
 /// The groups of the built-in lab: hosts 1-3 run etcd, PostgreSQL and the
 /// balancers, host 4 holds the backup repository.

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
 use hyper::header::{
-    HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT,
+    HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT,
 };
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -98,7 +98,23 @@ pub async fn request<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let req = build_request(method, host, path, json_body)?;
+    request_as(stream, method, host, path, json_body, None).await
+}
+
+/// [`request`] with HTTP basic authentication as `(user, password)`, when
+/// given.
+pub async fn request_as<S>(
+    stream: S,
+    method: &str,
+    host: &str,
+    path: &str,
+    json_body: Option<&str>,
+    basic_auth: Option<(&str, &str)>,
+) -> Result<Response, HttpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let req = build_request(method, host, path, json_body, basic_auth)?;
     let stream = Watched::new(stream);
     let failure = Arc::clone(&stream.failure);
     let sort = |e: hyper::Error| sort_failure(e, &failure, method, path);
@@ -163,6 +179,7 @@ fn build_request(
     host: &str,
     path: &str,
     json_body: Option<&str>,
+    basic_auth: Option<(&str, &str)>,
 ) -> Result<Request<Full<Bytes>>, HttpError> {
     let invalid = |reason: String| HttpError::Request {
         method: method.to_string(),
@@ -178,6 +195,14 @@ fn build_request(
         .header(USER_AGENT, "pgdeploy")
         .header(ACCEPT, "*/*")
         .header(CONNECTION, "close");
+    if let Some((user, password)) = basic_auth {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|e| invalid(format!("authorization: {e}")))?;
+        value.set_sensitive(true);
+        builder = builder.header(AUTHORIZATION, value);
+    }
     let body = json_body.unwrap_or("");
     if json_body.is_some() || method != "GET" {
         builder = builder

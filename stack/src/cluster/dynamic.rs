@@ -551,13 +551,7 @@ pub async fn apply(cluster: &Cluster, say: Say<'_>) -> Result<Vec<Change>, Clust
     }
     let body = patch_body(&changes).to_string();
     let res = cluster
-        .api(
-            &host,
-            cluster.patroni_port(&host)?,
-            "PATCH",
-            "/config",
-            Some(&body),
-        )
+        .patroni_request(&host, "PATCH", "/config", Some(&body))
         .await?;
     if res.status != 200 {
         return Err(ClusterError::Refused(format!(

@@ -333,6 +333,43 @@ async fn local_server_error_status_with_body() {
     assert!(req.ends_with("\r\n\r\n{\"leader\":\"a\"}"), "{req}");
 }
 
+/// Basic authentication: the header Patroni's unsafe methods want; a
+/// request without it has none.
+#[tokio::test]
+async fn basic_auth_is_sent_when_given() {
+    let (port, mut requests) = serve(Script::Answer(vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ]))
+    .await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let res = request_as(
+        stream,
+        "POST",
+        "127.0.0.1",
+        "/reload",
+        None,
+        Some(("patroni", "s3cr:t")),
+    )
+    .await
+    .expect("response");
+    assert_eq!(res.status, 200);
+    let req = requests.recv().await.expect("request");
+    // base64("patroni:s3cr:t")
+    assert!(
+        req.contains("\r\nAuthorization: Basic cGF0cm9uaTpzM2NyOnQ=\r\n"),
+        "{req}"
+    );
+    let (port, mut requests) = serve(Script::Answer(vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ]))
+    .await;
+    get(port, "POST", "/reload", None).await.expect("response");
+    let req = requests.recv().await.expect("request");
+    assert!(!req.contains("Authorization"), "{req}");
+}
+
 #[tokio::test]
 async fn local_server_chunked_in_pieces() {
     let (port, _) = serve(Script::Answer(vec![
