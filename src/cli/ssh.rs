@@ -25,7 +25,7 @@ pub fn read_config(flag: Option<&Path>) -> Result<(), ExitCode> {
             ))
         }
         Some(path) => SshConfig::load(path),
-        None => SshConfig::load(&ssh_config::default_path()),
+        None => SshConfig::load_default(&ssh_config::default_path()),
     }
     .map_err(|e| fail(EXIT_BAD_INPUT, format!("SSH configuration {e}")))?;
     ssh_config::set_global(config);

@@ -169,6 +169,17 @@ impl SshConfig {
         }
     }
 
+    /// Reads the user's own configuration (`~/.ssh/config`) as OpenSSH
+    /// does: a file that cannot be opened, missing or not readable (a home
+    /// this user may not enter), is an empty configuration; one that reads
+    /// but is malformed is an error.
+    pub fn load_default(path: &Path) -> Result<SshConfig, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, Some(path)),
+            Err(_) => Ok(SshConfig::default()),
+        }
+    }
+
     /// The settings for host `name`.
     pub fn lookup(&self, name: &str) -> HostConfig {
         let lower = name.to_ascii_lowercase();
@@ -462,6 +473,23 @@ mod tests {
 
     fn config(text: &str) -> SshConfig {
         SshConfig::parse(text, None).expect("parses")
+    }
+
+    /// `~/.ssh/config` that cannot be read (here: a folder; as another
+    /// user, a home it may not enter) is no configuration, as for OpenSSH;
+    /// a file named with -F must be read.
+    #[test]
+    fn the_default_file_unreadable_is_empty_a_named_one_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = SshConfig::load_default(dir.path()).expect("empty");
+        assert!(config.blocks.is_empty());
+        assert!(SshConfig::load(dir.path()).is_err());
+        let file = dir.path().join("config");
+        std::fs::write(&file, "Host a\n  Port x\n").expect("write");
+        assert!(
+            SshConfig::load_default(&file).is_err(),
+            "malformed is an error"
+        );
     }
 
     #[test]
