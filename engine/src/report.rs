@@ -478,13 +478,23 @@ pub fn is_secret_name(name: &str) -> bool {
         || name == "password"
 }
 
+/// The names `vars` lists in its `pgdeploy_secret_vars`.
+fn listed_names(vars: &serde_json::Map<String, Json>) -> Vec<String> {
+    vars.get("pgdeploy_secret_vars")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The secret values of `vars`: those of secret names or listed in its
 /// `pgdeploy_secret_vars` (or in `listed`, from an outer scope).
 fn secret_values(vars: &serde_json::Map<String, Json>, listed: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = listed.to_vec();
-    if let Some(a) = vars.get("pgdeploy_secret_vars").and_then(Json::as_array) {
-        names.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)));
-    }
+    let mut names = listed_names(vars);
+    names.extend_from_slice(listed);
     vars.iter()
         .filter(|(name, _)| is_secret_name(name) || names.contains(name))
         .filter_map(|(_, value)| value.as_str())
@@ -493,16 +503,16 @@ fn secret_values(vars: &serde_json::Map<String, Json>, listed: &[String]) -> Vec
         .collect()
 }
 
-/// `secret` as the templates can write it, and each of those as a JSON
-/// string's inside (what `--output json` shows of a line holding it).
-fn forms(secret: &str) -> Vec<String> {
+/// `secret` as the templates (`templater`) can write it, and each of those
+/// as a JSON string's inside (what `--output json` shows of a line holding
+/// it).
+fn forms(templater: &crate::template::Templater, secret: &str) -> Vec<String> {
     let mut out = vec![secret.to_string()];
     // Each long line of a multi-line secret (a PEM key) too: output that
     // escapes newlines (JSON) still never shows it.
     if secret.contains('\n') {
         out.extend(secret.lines().filter(|l| l.len() >= 16).map(str::to_string));
     }
-    let templater = crate::template::Templater::new();
     let vars = crate::template::value(&serde_json::json!({ "s": secret }));
     for filter in ["tojson", "to_json", "quote", "urlencode"] {
         if let Ok(text) = templater.render(&format!("{{{{ s | {filter} }}}}"), &vars) {
@@ -543,16 +553,7 @@ impl Masker {
         for host in &inventory.hosts {
             secrets.extend(secret_values(&host.vars, &[]));
             // A secret written as a template is masked as rendered too.
-            let listed: Vec<String> = host
-                .vars
-                .get("pgdeploy_secret_vars")
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let listed = listed_names(&host.vars);
             let rendered: serde_json::Map<String, Json> = host
                 .vars
                 .iter()
@@ -571,14 +572,14 @@ impl Masker {
             secrets.extend(secret_values(&rendered, &listed));
         }
         secrets.extend(secret_values(extra, &[]));
-        Self::of(secrets)
+        Self::default().with(secrets)
     }
 
     /// Adds the secrets written in the playbook's play, role-reference,
     /// role-default and task `vars:` (literal values: a template there
     /// renders another variable's value, masked as that one).
     pub fn with_playbook(self, playbook: &crate::playbook::Playbook) -> Self {
-        let mut secrets = self.secrets;
+        let mut secrets = Vec::new();
         let mut add = |vars: &serde_json::Map<String, Json>| {
             secrets.extend(
                 secret_values(vars, &[])
@@ -602,14 +603,19 @@ impl Masker {
                 .chain(&role.handlers)
                 .for_each(|t| add(&t.vars));
         }
-        Self::of(secrets)
+        self.with(secrets)
     }
 
-    fn of(secrets: Vec<String>) -> Self {
-        let mut secrets: Vec<String> = secrets.iter().flat_map(|s| forms(s)).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Self { secrets }
+    /// This masker and the `added` secret values in all their forms,
+    /// longest first (so a secret inside another is not masked first).
+    fn with(mut self, added: Vec<String>) -> Self {
+        let templater = crate::template::Templater::new();
+        self.secrets
+            .extend(added.iter().flat_map(|s| forms(&templater, s)));
+        self.secrets
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secrets.dedup();
+        self
     }
 
     /// Whether `text` holds a secret.

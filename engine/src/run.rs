@@ -515,7 +515,11 @@ impl Run {
                 if self.options.check && changes.iter().any(|c| c.kind == ChangeKind::Run) =>
             {
                 state.registered.remove(name);
-                let known = json!({"changed": true, "failed": false, "skipped": false});
+                let known: Map<String, Json> = ["changed", "failed", "skipped"]
+                    .into_iter()
+                    .filter_map(|k| Some((k.to_string(), registered.get(k)?.clone())))
+                    .collect();
+                let known = Json::Object(known);
                 state
                     .unknown_registered
                     .insert(name.clone(), (node_label(node), known));

@@ -433,18 +433,13 @@ impl Cluster {
         path: &str,
         body: Option<&str>,
     ) -> Result<http::Response, ClusterError> {
-        let tls = self.tls.clone().map_err(|reason| ClusterError::Http {
-            host: host.to_string(),
-            service: format!("{method} 127.0.0.1:{port}{path}"),
-            reason,
-        })?;
         let call = Call {
             method,
             path,
             body,
             auth: None,
         };
-        self.exchange(host, port, call, tls).await
+        self.tls_exchange(host, port, call).await
     }
 
     /// A request to `host`'s Patroni; an unsafe method (anything but GET)
@@ -468,17 +463,27 @@ impl Cluster {
                     .required_string(host, contract::PATRONI_RESTAPI_PASSWORD)?,
             ))
         };
-        let tls = self.tls.clone().map_err(|reason| ClusterError::Http {
-            host: host.to_string(),
-            service: format!("{method} 127.0.0.1:{port}{path}"),
-            reason,
-        })?;
         let call = Call {
             method,
             path,
             body,
             auth: auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
         };
+        self.tls_exchange(host, port, call).await
+    }
+
+    /// `call` to a TLS service on `host`'s loopback ([`Cluster::api`]).
+    async fn tls_exchange(
+        &self,
+        host: &str,
+        port: u16,
+        call: Call<'_>,
+    ) -> Result<http::Response, ClusterError> {
+        let tls = self.tls.clone().map_err(|reason| ClusterError::Http {
+            host: host.to_string(),
+            service: format!("{} 127.0.0.1:{port}{}", call.method, call.path),
+            reason,
+        })?;
         self.exchange(host, port, call, tls).await
     }
 
