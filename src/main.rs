@@ -92,6 +92,8 @@ fn main() -> ExitCode {
         Command::Switchover { cluster, to } => day2::switchover(&cluster, to),
         Command::Restart { cluster, member } => day2::restart(&cluster, member),
         Command::Reinit { cluster, member } => day2::reinit(&cluster, member),
+        Command::Backup { cluster, kind } => day2::backup(&cluster, kind),
+        Command::Restore { cluster, to, yes } => day2::restore(&cluster, &to, yes),
         Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
         Command::Roles {
             command:

@@ -95,6 +95,33 @@ pub enum Command {
         /// The member.
         member: String,
     },
+    /// Take a backup now on the backup host (pgBackRest), with its
+    /// progress; prints the new backup's label. Refused while another
+    /// backup runs; exit 1 when it fails.
+    Backup {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// full, diff (changes since the last full) or incr (since the last
+        /// backup).
+        #[arg(long = "type", default_value = "full", value_parser = ["full", "diff", "incr"])]
+        kind: String,
+    },
+    /// Point-in-time recovery of the whole cluster from the repository:
+    /// shows the plan (what stops, what is kept, the recoverable window),
+    /// asks, then stops every member, restores one, rebuilds the others
+    /// from the repository. A target outside the window is refused before
+    /// anything stops.
+    Restore {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// `latest`, a time (`2026-11-30 14:30:00`, UTC unless a zone such
+        /// as `+01` follows), a backup label or an LSN (`0/6000050`).
+        #[arg(long)]
+        to: String,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Write a starter project into DIR: a commented inventory with the
     /// stack's groups, a .gitignore and a README of next steps (with
     /// --hosts: addresses filled in and `secrets init` run). Never

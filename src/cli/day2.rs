@@ -1,5 +1,5 @@
 //! The day-2 commands on a running cluster: `status` (and `--watch`),
-//! `report`, `switchover`, `restart`, `reinit`.
+//! `report`, `switchover`, `restart`, `reinit`, `backup`, `restore`.
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgdeploy_stack::cluster::{ops, page, status, watch, Cluster, ClusterError};
+use pgdeploy_stack::cluster::{backup, ops, page, restore, status, watch, Cluster, ClusterError};
 use pgdeploy_stack::contract::Stack;
 
 use super::args::{ClusterArgs, OutputFormat, WatchArgs};
@@ -81,6 +81,68 @@ pub fn reinit(args: &ClusterArgs, member: String) -> ExitCode {
         ops::reinit(&c, &member, &say).await?;
         Ok(format!("{member} reinitialized"))
     })
+}
+
+/// `backup --type KIND`.
+pub fn backup(args: &ClusterArgs, kind: String) -> ExitCode {
+    operation(args, |c| async move {
+        let b = backup::backup(&c, &kind, &say).await?;
+        Ok(format!(
+            "backup {} ({}) done in {}s: {} MB, {} MB in the repository",
+            b.label,
+            b.kind,
+            b.stopped_at - b.started_at,
+            b.size.unwrap_or(0) / 1_048_576,
+            b.repository_size.unwrap_or(0) / 1_048_576
+        ))
+    })
+}
+
+/// `restore --to TARGET [--yes]`: the plan, a question (unless `--yes`),
+/// then the restore.
+pub fn restore(args: &ClusterArgs, to: &str, yes: bool) -> ExitCode {
+    let target = match restore::Target::parse(to) {
+        Ok(t) => t,
+        Err(e) => return fail(EXIT_BAD_INPUT, e),
+    };
+    operation(args, |c| async move {
+        let plan = restore::plan(&c, target).await?;
+        for line in plan.lines(&c.name()) {
+            println!("{line}");
+        }
+        if !yes && !confirmed(&c.name())? {
+            return Err(ClusterError::Refused(
+                "restore not confirmed; nothing was changed".into(),
+            ));
+        }
+        let done = restore::restore(&c, &plan, &say).await?;
+        Ok(format!(
+            "restore done in {:.0}s: {} leads on timeline {}{}; new backup {}",
+            done.seconds,
+            done.leader,
+            done.timeline.map_or("?".into(), |t| t.to_string()),
+            done.stopped
+                .map(|s| format!(" (recovery stopped: {s})"))
+                .unwrap_or_default(),
+            done.new_backup
+        ))
+    })
+}
+
+/// Asks on the terminal for the cluster's name; without a terminal the
+/// answer is no (`--yes` is how scripts go on).
+fn confirmed(cluster: &str) -> Result<bool, ClusterError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClusterError::Refused(
+            "restore stops the whole cluster: confirm on a terminal, or give --yes".into(),
+        ));
+    }
+    eprint!("This stops every member. Type the cluster's name ({cluster}) to go on: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| ClusterError::Input(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim() == cluster)
 }
 
 /// Runs a day-2 operation that prints its steps; its result is its last line.

@@ -11,10 +11,12 @@
 //! switchover, restart and reinit, and [`rolling`] restarts members for
 //! restart-only parameter changes, replicas first and the leader last.
 
+pub mod backup;
 pub mod dynamic;
 pub mod etcd;
 pub mod ops;
 pub mod page;
+pub mod restore;
 pub mod rolling;
 pub mod status;
 pub mod watch;
@@ -401,6 +403,19 @@ impl Cluster {
                 stderr: out.stderr_str().trim().to_string(),
             })
         }
+    }
+
+    /// Runs a shell script of the stack (`src/sh/`) on `host` with its
+    /// arguments (`set --`, each quoted), as [`Cluster::exec`] does.
+    pub async fn script(
+        &self,
+        host: &str,
+        body: &str,
+        args: &[&str],
+    ) -> Result<String, ClusterError> {
+        let args: Vec<String> = args.iter().map(|a| pgdeploy_text::quote(a)).collect();
+        self.exec(host, &format!("set -- {}\n{body}", args.join(" ")))
+            .await
     }
 
     /// One plain HTTP request to `port` on `host`'s loopback, through a

@@ -132,6 +132,12 @@ vars! {
     HAPROXY_STATS_PORT = "haproxy_stats_port" in "haproxy";
     /// Whether pgBackRest archives and backs up.
     PGBACKREST_ENABLED = "pgbackrest_enabled" in "pgbackrest";
+    /// The repository's folder on the backup host.
+    PGBACKREST_REPO_PATH = "pgbackrest_repo_path" in "pgbackrest";
+    /// Each member's data directory (Patroni's `data_dir`).
+    POSTGRES_DATA_DIR = "postgres_data_dir" in "postgres";
+    /// PostgreSQL's programs (Patroni's `bin_dir`).
+    POSTGRES_BIN_DIR = "postgres_bin_dir" in "postgres";
 }
 
 /// The database the day-2 commands connect to (PostgreSQL's own).

@@ -154,6 +154,49 @@ async fn post(
     Ok(res.text())
 }
 
+/// The end of the key range holding every key that starts with `prefix`
+/// (etcd's prefix convention: the last byte plus one).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0] // every key
+}
+
+/// Deletes every key under `prefix` through the first healthy etcd member;
+/// returns how many were deleted.
+pub async fn delete_prefix(cluster: &Cluster, prefix: &str) -> Result<u64, ClusterError> {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let body = serde_json::json!({
+        "key": b64(prefix.as_bytes()),
+        "range_end": b64(&prefix_end(prefix.as_bytes())),
+    })
+    .to_string();
+    let mut last = ClusterError::Input(format!(
+        "the inventory's `{}` group is empty",
+        Group::Etcd.name()
+    ));
+    for host in cluster.group(Group::Etcd) {
+        match post(cluster, &host, "/v3/kv/deleterange", &body).await {
+            Ok(text) => {
+                let answer: Json = serde_json::from_str(&text).unwrap_or_default();
+                // The gateway gives int64 as strings, and leaves out zeros.
+                return Ok(match &answer["deleted"] {
+                    Json::String(n) => n.parse().unwrap_or(0),
+                    n => n.as_u64().unwrap_or(0),
+                });
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The maintenance status of `host`'s member.
 pub async fn member_status(cluster: &Cluster, host: &str) -> Result<MemberStatus, ClusterError> {
     let text = post(cluster, host, "/v3/maintenance/status", "{}").await?;
@@ -216,8 +259,7 @@ pub async fn pending_restarts(cluster: &Cluster) -> Result<Vec<String>, ClusterE
         let marker = cluster
             .stack()
             .required_string(&host, contract::ETCD_RESTART_PENDING_FILE)?;
-        let script = format!("set -- {}\n{PENDING}", pgdeploy_text::quote(&marker));
-        if cluster.exec(&host, &script).await?.trim() == "pending" {
+        if cluster.script(&host, PENDING, &[&marker]).await?.trim() == "pending" {
             pending.push(host);
         }
     }
@@ -297,8 +339,7 @@ pub async fn converge(cluster: &Cluster, say: Say<'_>) -> Result<Vec<String>, Cl
         let marker = cluster
             .stack()
             .required_string(&member, contract::ETCD_RESTART_PENDING_FILE)?;
-        let script = format!("set -- {}\n{RESTART}", pgdeploy_text::quote(&marker));
-        cluster.exec(&member, &script).await?;
+        cluster.script(&member, RESTART, &[&marker]).await?;
         wait_all_healthy(
             cluster,
             &format!("every etcd member healthy after {member}'s restart"),
@@ -330,6 +371,13 @@ pub async fn converge(cluster: &Cluster, say: Say<'_>) -> Result<Vec<String>, Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_a_prefix_range() {
+        assert_eq!(prefix_end(b"/service/lab/"), b"/service/lab0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), [0]);
+    }
 
     fn status(db: u64, in_use: u64) -> MemberStatus {
         MemberStatus {

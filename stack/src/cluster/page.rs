@@ -17,7 +17,8 @@ use minijinja::{
 };
 use serde::Serialize;
 
-use super::status::{self, format_utc, parse_backups, Backup, Limits, MemberStatus, Status};
+use super::backup::Backup;
+use super::status::{self, format_utc, Limits, MemberStatus, Status};
 use super::Cluster;
 use pgdeploy_engine::apply_state::ApplyState;
 
@@ -56,10 +57,10 @@ pub async fn collect(cluster: &Cluster, limits: Limits, state: &std::path::Path)
     let status = status::collect(cluster, limits).await;
     let backups = match cluster.group(Group::Backup).into_iter().next() {
         Some(host) => {
-            let list = status::pgbackrest_info(cluster, &host)
+            let list = super::backup::repository(cluster)
                 .await
-                .map_err(|e| e.to_string())
-                .and_then(|info| parse_backups(&info));
+                .map(|r| r.backups)
+                .map_err(|e| e.to_string());
             Some((host, list))
         }
         None => None,
@@ -672,6 +673,7 @@ fn link(lx: i64, k: usize, m: &MemberStatus, rx: i64) -> Link {
 
 #[cfg(test)]
 mod tests {
+    use crate::cluster::backup::parse_backups;
     use std::collections::BTreeMap;
 
     use super::*;

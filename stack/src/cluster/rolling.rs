@@ -373,12 +373,7 @@ pub async fn remove_stale_etcd_members(
             let data_dir = cluster
                 .stack()
                 .required_string(&name, contract::ETCD_DATA_DIR)?;
-            let script = format!(
-                "set -- {}\n{}",
-                pgdeploy_text::quote(&data_dir),
-                ETCD_RETIRE
-            );
-            cluster.exec(&name, &script).await?;
+            cluster.script(&name, ETCD_RETIRE, &[&data_dir]).await?;
             say(&format!(
                 "{name}: etcd stopped and disabled; its data moved to {data_dir}.removed-*"
             ));

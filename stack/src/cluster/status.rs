@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::backup::{self as repo, ArchivedWal, RecoveryWindow, Repository};
 use super::{etcd as upkeep, Cluster, ClusterError, PatroniNode};
 
 /// Limits beyond which the cluster counts as degraded.
@@ -88,6 +89,10 @@ pub struct ArchiverStatus {
     pub last_failed_age_s: Option<f64>,
     /// WAL files waiting to be archived (`.ready` in pg_wal/archive_status).
     pub waiting: u64,
+    /// The WAL file the leader writes now.
+    pub current_wal: Option<String>,
+    /// The leader's `archive_timeout`, in seconds (0: none).
+    pub archive_timeout_s: Option<f64>,
 }
 
 /// WAL waiting while nothing was archived for this long is degraded too.
@@ -201,6 +206,13 @@ pub struct BackupStatus {
     pub stopped_at: i64,
     /// Its age in hours when `status` ran.
     pub age_hours: f64,
+    /// How many usable backups the repository holds.
+    pub count: usize,
+    /// The newest archived WAL segment.
+    pub newest_wal: Option<ArchivedWal>,
+    /// The oldest backup's end to the newest archived WAL: what
+    /// `pgdeploy restore --to` can reach.
+    pub recovery_window: Option<RecoveryWindow>,
 }
 
 /// How long the reachability probe of each host may take.
@@ -247,8 +259,21 @@ pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
     let etcd = etcd(cluster, &mut problems).await;
     let haproxy = haproxy(cluster, leader.as_deref(), &mut problems).await;
     let (vip, vip_holders) = vip(cluster, &mut problems).await;
-    let backup = backup(cluster, limits, &mut problems).await;
+    let repository = repository(cluster, &mut problems).await;
     let archiver = archiver(cluster, leader.as_deref(), &mut problems).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let backup = repository
+        .as_ref()
+        .and_then(|r| backup_status(r, limits, now, &mut problems));
+    if let (Some(a), Some(w)) = (
+        &archiver,
+        repository.as_ref().and_then(|r| r.newest_wal.as_ref()),
+    ) {
+        problems.extend(archive_behind(a, w, now));
+    }
     Status {
         cluster: cluster.name(),
         unreachable,
@@ -416,8 +441,8 @@ const ARCHIVER: &str = include_str!("../sh/pg-archiver.sh");
 /// Reads the line [`ARCHIVER`] prints: counts, WAL names and ages.
 pub fn parse_archiver(member: &str, line: &str) -> Result<ArchiverStatus, String> {
     let fields: Vec<&str> = line.trim().split('|').collect();
-    if fields.len() != 7 {
-        return Err(format!("expected 7 fields, got `{}`", line.trim()));
+    if fields.len() != 9 {
+        return Err(format!("expected 9 fields, got `{}`", line.trim()));
     }
     let text = |i: usize| Some(fields[i].to_string()).filter(|s| !s.is_empty());
     let num = |i: usize| text(i).and_then(|s| s.parse::<f64>().ok());
@@ -430,6 +455,8 @@ pub fn parse_archiver(member: &str, line: &str) -> Result<ArchiverStatus, String
         last_failed_wal: text(4),
         last_failed_age_s: num(5),
         waiting: num(6).unwrap_or(0.0) as u64,
+        current_wal: text(7),
+        archive_timeout_s: num(8),
     })
 }
 
@@ -439,8 +466,9 @@ pub async fn archiver_status(
     leader: &str,
 ) -> Result<ArchiverStatus, ClusterError> {
     let port = cluster.port(leader, contract::POSTGRES_PORT)?;
-    let script = format!("set -- {port}\n{ARCHIVER}");
-    let line = cluster.exec(leader, &script).await?;
+    let line = cluster
+        .script(leader, ARCHIVER, &[&port.to_string()])
+        .await?;
     parse_archiver(leader, &line).map_err(|reason| ClusterError::Unparsable {
         host: leader.to_string(),
         service: "pg_stat_archiver".into(),
@@ -566,99 +594,75 @@ async fn vip(cluster: &Cluster, problems: &mut Vec<String>) -> (Option<String>, 
     (Some(vip), holders)
 }
 
-/// One backup in the repository.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Backup {
-    /// pgBackRest's label.
-    pub label: String,
-    /// `full`, `diff`, `incr`.
-    pub kind: String,
-    /// When it started (Unix seconds).
-    pub started_at: i64,
-    /// When it finished (Unix seconds).
-    pub stopped_at: i64,
-    /// Size of the database it copied, in bytes.
-    pub size: Option<u64>,
-    /// Size it takes in the repository (compressed), in bytes.
-    pub repository_size: Option<u64>,
-    /// pgBackRest flagged it as having errors.
-    pub error: bool,
-}
-
-/// The backups of `pgbackrest info --output=json`, newest first.
-pub fn parse_backups(info: &str) -> Result<Vec<Backup>, String> {
-    let doc: Json = serde_json::from_str(info).map_err(|e| format!("not JSON: {e}"))?;
-    let stanzas = doc.as_array().ok_or("not a list of stanzas".to_string())?;
-    let mut list: Vec<Backup> = stanzas
-        .iter()
-        .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten()) // not a group: the key of pgBackRest's info JSON
-        .map(|b| Backup {
-            label: b["label"].as_str().unwrap_or("?").to_string(),
-            kind: b["type"].as_str().unwrap_or("?").to_string(),
-            started_at: b["timestamp"]["start"].as_i64().unwrap_or(0),
-            stopped_at: b["timestamp"]["stop"].as_i64().unwrap_or(0),
-            size: b["info"]["size"].as_u64(),
-            repository_size: b["info"]["repository"]["size"].as_u64(),
-            error: b["error"] == true,
-        })
-        .collect();
-    list.sort_by_key(|b| std::cmp::Reverse(b.stopped_at));
-    Ok(list)
-}
-
-/// The newest backup without errors in `pgbackrest info --output=json`:
-/// label, type and when it finished.
-pub fn newest_backup(info: &str) -> Option<(String, String, i64)> {
-    parse_backups(info)
-        .ok()?
-        .into_iter()
-        .find(|b| !b.error)
-        .map(|b| (b.label, b.kind, b.stopped_at))
-}
-
-/// `pgbackrest info --output=json` of the cluster's stanza on `host`.
-pub async fn pgbackrest_info(cluster: &Cluster, host: &str) -> Result<String, ClusterError> {
-    let script = format!(
-        "runuser -u postgres -- pgbackrest --stanza={} info --output=json",
-        pgdeploy_text::quote(&cluster.name())
-    );
-    cluster.exec(host, &script).await
-}
-
-async fn backup(
-    cluster: &Cluster,
-    limits: Limits,
-    problems: &mut Vec<String>,
-) -> Option<BackupStatus> {
+/// What the repository holds; no backup in it, or none readable, is a
+/// problem.
+async fn repository(cluster: &Cluster, problems: &mut Vec<String>) -> Option<Repository> {
     let host = cluster.group(Group::Backup).into_iter().next()?;
-    let info = match pgbackrest_info(cluster, &host).await {
-        Ok(i) => i,
+    match repo::repository(cluster).await {
+        Ok(r) => {
+            if r.newest().is_none() {
+                problems.push(format!("no backup in the repository on {host}"));
+            }
+            Some(r)
+        }
         Err(e) => {
             problems.push(format!("cannot read the backups on {host}: {e}"));
-            return None;
+            None
         }
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let Some((label, kind, stopped_at)) = newest_backup(&info) else {
-        problems.push(format!("no backup in the repository on {host}"));
-        return None;
-    };
-    let age_hours = (now - stopped_at).max(0) as f64 / 3600.0;
+    }
+}
+
+/// The newest backup and the recovery window, as `status` shows them;
+/// a backup older than the limit is a problem.
+fn backup_status(
+    repo: &Repository,
+    limits: Limits,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> Option<BackupStatus> {
+    let newest = repo.newest()?;
+    let age_hours = (now - newest.stopped_at).max(0) as f64 / 3600.0;
     if age_hours > limits.max_backup_age_hours {
         problems.push(format!(
-            "the newest backup ({label}) is {age_hours:.1} h old (limit {} h)",
-            limits.max_backup_age_hours
+            "the newest backup ({}) is {age_hours:.1} h old (limit {} h)",
+            newest.label, limits.max_backup_age_hours
         ));
     }
     Some(BackupStatus {
-        host,
-        label,
-        kind,
-        stopped_at,
+        host: repo.host.clone(),
+        label: newest.label.clone(),
+        kind: newest.kind.clone(),
+        stopped_at: newest.stopped_at,
         age_hours,
+        count: repo.usable().count(),
+        newest_wal: repo.newest_wal.clone(),
+        recovery_window: repo.window(),
+    })
+}
+
+/// A WAL segment's place in the WAL stream, whatever its timeline (16 MB
+/// segments: 256 per log file).
+pub fn segment_number(name: &str) -> Option<u64> {
+    let hex = |r: std::ops::Range<usize>| u64::from_str_radix(name.get(r)?, 16).ok();
+    (name.len() >= 24).then_some(())?;
+    Some(hex(8..16)? * 0x100 + hex(16..24)?)
+}
+
+/// Why the repository's WAL counts as stalled, when it does: a segment the
+/// leader finished is missing from the repository, and the newest one there
+/// arrived more than 3 × `archive_timeout` ago, so the recovery window
+/// stopped moving.
+pub fn archive_behind(archiver: &ArchiverStatus, newest: &ArchivedWal, now: i64) -> Option<String> {
+    let current = segment_number(archiver.current_wal.as_deref()?)?;
+    let archived = segment_number(&newest.name)?;
+    let limit = 3.0 * archiver.archive_timeout_s.filter(|t| *t > 0.0)?;
+    let age = (now - newest.archived_at) as f64;
+    (archived + 1 < current && age > limit).then(|| {
+        format!(
+            "the repository's newest WAL {} arrived {age:.0} s ago (limit 3 × archive_timeout = {limit:.0} s) while {} segment(s) the leader finished are missing: the recovery window stopped moving",
+            newest.name,
+            current - archived - 1
+        )
     })
 }
 
@@ -806,8 +810,14 @@ fn etcd_summary(etcd: &[EtcdStatus]) -> String {
 fn backup_summary(backup: Option<&BackupStatus>) -> String {
     match backup {
         Some(b) => format!(
-            "{} ({}) on {}, {:.1} h old",
-            b.label, b.kind, b.host, b.age_hours
+            "{} ({}) on {}, {:.1} h old, {} backup(s); recoverable {}",
+            b.label,
+            b.kind,
+            b.host,
+            b.age_hours,
+            b.count,
+            b.recovery_window
+                .map_or("nowhere".to_string(), |w| w.view())
         ),
         None => "none".into(),
     }
@@ -883,23 +893,6 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
     }
 
     #[test]
-    fn newest_backup_of_pgbackrest_info() {
-        let info = r#"[{"backup":[{"label":"20261124-042014F","type":"full","error":false,"timestamp":{"start":1795494014,"stop":1795494019}},
-            {"label":"20261124-042014F_20261125-010000D","type":"diff","error":false,"timestamp":{"start":1795570000,"stop":1795570060}},
-            {"label":"broken","type":"incr","error":true,"timestamp":{"start":1795580000,"stop":1795580060}}],"name":"lab"}]"#;
-        assert_eq!(
-            newest_backup(info),
-            Some((
-                "20261124-042014F_20261125-010000D".into(),
-                "diff".into(),
-                1795570060
-            ))
-        );
-        assert_eq!(newest_backup(r#"[{"backup":[],"name":"lab"}]"#), None);
-        assert_eq!(newest_backup("not json"), None);
-    }
-
-    #[test]
     fn utc_times() {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
@@ -939,6 +932,8 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             last_failed_wal: Some("000000010000000000000029".into()),
             last_failed_age_s: Some(1000.0),
             waiting: 1,
+            current_wal: Some("00000001000000000000002A".into()),
+            archive_timeout_s: Some(60.0),
         }
     }
 
@@ -979,13 +974,57 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
 
     #[test]
     fn archiver_line() {
-        let line = "40|3|000000010000000000000028|20.5|||1\n";
+        let line = "40|3|000000010000000000000028|20.5|||1|000000020000000100000003|60\n";
         let a = parse_archiver("node1", line).expect("parses");
         assert_eq!(a.archived_count, 40);
         assert_eq!(a.last_archived_age_s, Some(20.5));
         assert_eq!(a.last_failed_wal, None);
         assert_eq!(a.waiting, 1);
+        assert_eq!(a.current_wal.as_deref(), Some("000000020000000100000003"));
+        assert_eq!(a.archive_timeout_s, Some(60.0));
         assert!(parse_archiver("node1", "1|2").is_err());
+    }
+
+    #[test]
+    fn segments_in_wal_order_whatever_the_timeline() {
+        assert_eq!(segment_number("000000010000000000000007"), Some(7));
+        assert_eq!(segment_number("0000000300000001000000FF"), Some(0x1FF));
+        assert_eq!(segment_number("000000020000000200000000"), Some(0x200));
+        assert_eq!(segment_number("00000002000000020000000"), None);
+        assert_eq!(segment_number("00000002000000020000000X"), None);
+    }
+
+    #[test]
+    fn the_repository_behind_the_leader_for_three_archive_timeouts() {
+        let leader = archiver_fixture(); // writes ...2A, archive_timeout 60 s
+        let wal = |name: &str, archived_at: i64| ArchivedWal {
+            name: name.into(),
+            archived_at,
+        };
+        let now = 10_000;
+        // The segment before the current one is archived: up to date, however old.
+        assert_eq!(archive_behind(&leader, &wal("000000010000000000000029", 0), now), None);
+        // One finished segment missing, but for less than 180 s: in flight.
+        assert_eq!(
+            archive_behind(&leader, &wal("000000010000000000000028", now - 170), now),
+            None
+        );
+        let stalled = archive_behind(&leader, &wal("000000010000000000000028", now - 200), now)
+            .expect("stalled");
+        assert!(stalled.contains("000000010000000000000028 arrived 200 s ago"), "{stalled}");
+        assert!(stalled.contains("1 segment(s)"), "{stalled}");
+        // A new timeline's name does not hide the gap.
+        let promoted = ArchiverStatus {
+            current_wal: Some("00000002000000000000002A".into()),
+            ..archiver_fixture()
+        };
+        assert!(archive_behind(&promoted, &wal("000000010000000000000027", 0), now).is_some());
+        // Without archive_timeout nothing is expected.
+        let no_timeout = ArchiverStatus {
+            archive_timeout_s: Some(0.0),
+            ..archiver_fixture()
+        };
+        assert_eq!(archive_behind(&no_timeout, &wal("000000010000000000000020", 0), now), None);
     }
 
     #[test]
@@ -1067,6 +1106,15 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
                 kind: "full".into(),
                 stopped_at: 1_795_494_019,
                 age_hours: 3.5,
+                count: 2,
+                newest_wal: Some(ArchivedWal {
+                    name: "000000010000000000000007".into(),
+                    archived_at: 1_795_500_000,
+                }),
+                recovery_window: Some(RecoveryWindow {
+                    from: 1_795_400_000,
+                    to: 1_795_500_000,
+                }),
             }),
             archiver: Some(archiver_fixture()),
             problems: vec!["node4 is unreachable".into()],
@@ -1103,6 +1151,7 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             ("/haproxy/0", "backends"),
             ("/haproxy/0/backends/0", "server"),
             ("/backup", "age_hours"),
+            ("/backup/recovery_window", "to"),
         ] {
             let mut doc = serde_json::to_value(full_status()).expect("json");
             let object = doc
