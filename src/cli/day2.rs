@@ -106,7 +106,7 @@ pub fn restore(args: &ClusterArgs, to: &str, yes: bool) -> ExitCode {
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
     operation(args, |c| async move {
-        let plan = restore::plan(&c, target).await?;
+        let plan = restore::plan(&c, target, &say).await?;
         for line in plan.lines(&c.name()) {
             println!("{line}");
         }

@@ -414,8 +414,28 @@ impl Cluster {
         args: &[&str],
     ) -> Result<String, ClusterError> {
         let args: Vec<String> = args.iter().map(|a| pgdeploy_text::quote(a)).collect();
-        self.exec(host, &format!("set -- {}\n{body}", args.join(" ")))
-            .await
+        let done = self
+            .exec(host, &format!("set -- {}\n{body}", args.join(" ")))
+            .await;
+        // A failure names the script by its first comment line, not `set --`.
+        done.map_err(|e| match e {
+            ClusterError::CommandFailed {
+                host,
+                status,
+                stderr,
+                ..
+            } => ClusterError::CommandFailed {
+                host,
+                command: body
+                    .lines()
+                    .find_map(|l| l.strip_prefix("# "))
+                    .unwrap_or("script")
+                    .to_string(),
+                status,
+                stderr,
+            },
+            other => other,
+        })
     }
 
     /// One plain HTTP request to `port` on `host`'s loopback, through a

@@ -210,9 +210,7 @@ pub async fn backup(cluster: &Cluster, kind: &str, say: Say<'_>) -> Result<Backu
     let before = repository(cluster).await?;
     let host = before.host.clone();
     if before.backup_running {
-        return Err(ClusterError::Refused(format!(
-            "a backup is already running on {host} (pgBackRest's lock is held); not starting another"
-        )));
+        return Err(already_running(&host));
     }
     say(&format!("{kind} backup of {} on {host} ...", cluster.name()));
     let started = Instant::now();
@@ -238,7 +236,13 @@ pub async fn backup(cluster: &Cluster, kind: &str, say: Say<'_>) -> Result<Backu
             }
         }
     };
-    result?;
+    match result {
+        // pgBackRest's LockAcquireError: another backup holds the stanza's lock.
+        Err(ClusterError::CommandFailed { status: 50, .. }) => {
+            return Err(already_running(&host));
+        }
+        other => other?,
+    };
     let after = repository(cluster).await?;
     let new = after
         .usable()
@@ -249,6 +253,12 @@ pub async fn backup(cluster: &Cluster, kind: &str, say: Say<'_>) -> Result<Backu
                 "pgBackRest on {host} ended without error, but no new backup is in the repository"
             ))
         })
+}
+
+fn already_running(host: &str) -> ClusterError {
+    ClusterError::Refused(format!(
+        "a backup is already running on {host} (pgBackRest's lock is held); not starting another"
+    ))
 }
 
 #[cfg(test)]

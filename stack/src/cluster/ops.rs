@@ -249,6 +249,20 @@ pub async fn wait_for_haproxy(
     leader: &str,
     timeout: Duration,
 ) -> Result<(), ClusterError> {
+    wait_for_backends(cluster, leader, &[], timeout).await
+}
+
+/// Waits until every balancer's HAProxy has exactly `leader` UP in its
+/// read-write backend and exactly `readers` UP in its read-only one (an
+/// empty list: that backend is not checked).
+pub async fn wait_for_backends(
+    cluster: &Cluster,
+    leader: &str,
+    readers: &[String],
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    let mut readers = readers.to_vec();
+    readers.sort();
     poll(&format!("HAProxy following {leader}"), timeout, || async {
         for host in cluster.group(Group::Balancers) {
             let port = cluster
@@ -258,13 +272,23 @@ pub async fn wait_for_haproxy(
                 .http(&host, port, "GET", "/;csv", None)
                 .await
                 .map_err(|e| e.to_string())?;
-            let up: Vec<String> = parse_haproxy_csv(&res.text())
-                .into_iter()
-                .filter(|b| b.proxy == "postgres_rw" && b.status.starts_with("UP"))
-                .map(|b| b.server)
-                .collect();
-            if up != [leader] {
-                return Err(format!("{host} has [{}] up for writes", up.join(", ")));
+            let backends = parse_haproxy_csv(&res.text());
+            let up = |proxy: &str| {
+                let mut up: Vec<String> = backends
+                    .iter()
+                    .filter(|b| b.proxy == proxy && b.status.starts_with("UP"))
+                    .map(|b| b.server.clone())
+                    .collect();
+                up.sort();
+                up
+            };
+            let writers = up("postgres_rw");
+            if writers != [leader] {
+                return Err(format!("{host} has [{}] up for writes", writers.join(", ")));
+            }
+            let reading = up("postgres_ro");
+            if !readers.is_empty() && reading != readers {
+                return Err(format!("{host} has [{}] up for reads", reading.join(", ")));
             }
         }
         Ok(())

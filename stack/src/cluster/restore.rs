@@ -358,16 +358,32 @@ impl RestorePlan {
     }
 }
 
-/// The plan of a restore to `target`, or why it is refused; reads only.
-/// Every member must answer over SSH: one that could not be stopped might
-/// come back and lead with its old data.
-pub async fn plan(cluster: &Cluster, target: Target) -> Result<RestorePlan, ClusterError> {
+/// The plan of a restore to `target`, or why it is refused. It changes
+/// nothing but the leader's WAL file: a running leader first switches to a
+/// new one and the repository receives the one it closed, so that the
+/// window reaches the newest writes (the mistake the restore undoes is
+/// usually in them). Every member must answer over SSH: one that could not
+/// be stopped might come back and lead with its old data.
+pub async fn plan(
+    cluster: &Cluster,
+    target: Target,
+    say: Say<'_>,
+) -> Result<RestorePlan, ClusterError> {
     let refuse = |why: String| ClusterError::Refused(format!("restore refused: {why}"));
     let members = cluster.group(Group::Postgres);
     let first = members
         .first()
         .cloned()
         .ok_or_else(|| refuse(format!("the `{}` group is empty", Group::Postgres.name())))?;
+    let live = cluster.patroni_cluster().await.ok().map(|(_, c)| c);
+    let leader = live
+        .as_ref()
+        .and_then(|c| c.leader())
+        .map(|l| l.name.clone())
+        .filter(|l| members.contains(l));
+    if let Some(leader) = &leader {
+        archive_the_newest_wal(cluster, leader, say).await;
+    }
     let repo = backup::repository(cluster).await?;
     if repo.backup_running {
         return Err(refuse(format!(
@@ -388,13 +404,7 @@ pub async fn plan(cluster: &Cluster, target: Target) -> Result<RestorePlan, Clus
             missing.join(", ")
         )));
     }
-    let live = cluster.patroni_cluster().await.ok().map(|(_, c)| c);
-    let bootstrap = live
-        .as_ref()
-        .and_then(|c| c.leader())
-        .map(|l| l.name.clone())
-        .filter(|l| members.contains(l))
-        .unwrap_or(first.clone());
+    let bootstrap = leader.unwrap_or(first.clone());
     let timeline_before = live
         .as_ref()
         .and_then(|c| c.members.iter().filter_map(|m| m.timeline).max());
@@ -453,9 +463,6 @@ pub async fn restore(
     let name = cluster.name();
     let b = plan.bootstrap.as_str();
     let bin_dir = cluster.stack().required_string(b, contract::POSTGRES_BIN_DIR)?;
-    if plan.target == Target::Latest {
-        archive_the_newest_wal(cluster, b, say).await;
-    }
     // The others first: none of them takes over while the leader stops.
     let mut order: Vec<&String> = plan.members.iter().filter(|m| *m != b).collect();
     order.push(&plan.bootstrap);
@@ -507,8 +514,16 @@ pub async fn restore(
         say(&format!("{member} rebuilt from the repository and streams"));
     }
     if !cluster.group(Group::Balancers).is_empty() {
-        ops::wait_for_haproxy(cluster, b, Duration::from_secs(60)).await?;
-        say(&format!("HAProxy routes writes to {b}"));
+        let readers: Vec<String> = others.iter().map(|m| m.to_string()).collect();
+        ops::wait_for_backends(cluster, b, &readers, Duration::from_secs(60)).await?;
+        say(&format!(
+            "HAProxy routes writes to {b}{}",
+            if readers.is_empty() {
+                String::new()
+            } else {
+                format!(", reads to {}", readers.join(", "))
+            }
+        ));
     }
     let node: PatroniNode = cluster.patroni_get(b, "/patroni").await?;
     let history = cluster.script(b, HISTORY, &[&plan.data_dir]).await?;
@@ -567,8 +582,8 @@ fn bootstrap_method(
 }
 
 /// Has the leader switch to a new WAL file and waits (up to a minute) until
-/// the repository holds the one it closed, so that `latest` includes the
-/// newest writes. A cluster without a leader has nothing more to archive.
+/// the repository holds the one it closed. A leader that does not answer
+/// SQL has nothing more to archive.
 async fn archive_the_newest_wal(cluster: &Cluster, leader: &str, say: Say<'_>) {
     let Ok(rows) = cluster
         .query(leader, "select pg_walfile_name(pg_switch_wal())")

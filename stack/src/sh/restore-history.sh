@@ -6,5 +6,5 @@ set -eu
 newest=$(find "$1/pg_wal" -maxdepth 1 -name '*.history' | sort | tail -n 1)
 if [ -n "$newest" ]; then
   echo "timeline-file $(basename "$newest")"
-  tail -n 1 "$newest"
+  grep -v "^[[:space:]]*$" "$newest" | tail -n 1
 fi
