@@ -12,7 +12,7 @@
 mod common;
 
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 
@@ -78,18 +78,6 @@ fn sql(host: &str, q: &str) -> String {
     )
     .trim()
     .to_string()
-}
-
-/// Polls `check` every second until it gives `Some`, for at most `secs`.
-fn wait<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }
 
 /// Writes `segments` WAL segments on the leader (a row, then a switch, each).

@@ -522,3 +522,15 @@ pub fn vip_psql(port: u16, password: &str, sql: &str, limit: Duration) -> Result
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
+
+/// Polls `check` every second until it gives `Some`, for at most `secs`.
+pub fn wait<T>(what: &str, secs: u64, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

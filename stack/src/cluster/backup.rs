@@ -212,7 +212,10 @@ pub async fn backup(cluster: &Cluster, kind: &str, say: Say<'_>) -> Result<Backu
     if before.backup_running {
         return Err(already_running(&host));
     }
-    say(&format!("{kind} backup of {} on {host} ...", cluster.name()));
+    say(&format!(
+        "{kind} backup of {} on {host} ...",
+        cluster.name()
+    ));
     let started = Instant::now();
     let name = cluster.name();
     let args = [name.as_str(), kind];
@@ -249,10 +252,10 @@ pub async fn backup(cluster: &Cluster, kind: &str, say: Say<'_>) -> Result<Backu
         .find(|b| !before.backups.iter().any(|o| o.label == b.label))
         .cloned();
     new.ok_or_else(|| {
-            ClusterError::Refused(format!(
-                "pgBackRest on {host} ended without error, but no new backup is in the repository"
-            ))
-        })
+        ClusterError::Refused(format!(
+            "pgBackRest on {host} ended without error, but no new backup is in the repository"
+        ))
+    })
 }
 
 fn already_running(host: &str) -> ClusterError {
@@ -280,7 +283,11 @@ mod tests {
         let labels: Vec<&str> = repo.backups.iter().map(|b| b.label.as_str()).collect();
         assert_eq!(
             labels,
-            ["broken", "20261124-042014F_20261125-010000D", "20261124-042014F"]
+            [
+                "broken",
+                "20261124-042014F_20261125-010000D",
+                "20261124-042014F"
+            ]
         );
         assert_eq!(
             repo.newest().map(|b| b.label.as_str()),
@@ -313,7 +320,10 @@ mod tests {
                 archived_at: 1795600000
             })
         );
-        assert_eq!(repo.window().map(|w| (w.from, w.to)), Some((1795494019, 1795600000)));
+        assert_eq!(
+            repo.window().map(|w| (w.from, w.to)),
+            Some((1795494019, 1795600000))
+        );
     }
 
     #[test]

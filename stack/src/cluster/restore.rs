@@ -91,7 +91,7 @@ impl Target {
     pub fn view(&self) -> String {
         match self {
             Target::Latest => "the end of the archived WAL (latest)".into(),
-            Target::Time { unix, .. } => format!("{}", super::status::format_utc(*unix as i64)),
+            Target::Time { unix, .. } => super::status::format_utc(*unix as i64),
             Target::Label(l) => format!("the end of backup {l}"),
             Target::Lsn(l) => format!("WAL position {l}"),
         }
@@ -164,9 +164,15 @@ pub fn parse_time(text: &str) -> Option<f64> {
     let b = text.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let s = text.get(r)?;
-        s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
     };
-    if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':'
+    if b.len() < 16
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
     {
         return None;
     }
@@ -195,11 +201,17 @@ pub fn parse_time(text: &str) -> Option<f64> {
                 _ => return None,
             };
             let digits: String = zone[1..].chars().filter(|c| *c != ':').collect();
-            if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            if !(digits.len() == 2 || digits.len() == 4)
+                || !digits.bytes().all(|c| c.is_ascii_digit())
+            {
                 return None;
             }
             let h: i64 = digits[..2].parse().ok()?;
-            let m: i64 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+            let m: i64 = if digits.len() == 4 {
+                digits[2..].parse().ok()?
+            } else {
+                0
+            };
             if h > 15 || m > 59 {
                 return None;
             }
@@ -268,10 +280,16 @@ pub fn choose_backup(repo: &Repository, target: &Target) -> Result<Backup, Strin
         Target::Time { unix, .. } => {
             let t = *unix;
             if t < window.from as f64 {
-                return outside(format!("{} is before the oldest backup ended", target.view()));
+                return outside(format!(
+                    "{} is before the oldest backup ended",
+                    target.view()
+                ));
             }
             if t > window.to as f64 {
-                return outside(format!("{} is after the newest archived WAL", target.view()));
+                return outside(format!(
+                    "{} is after the newest archived WAL",
+                    target.view()
+                ));
             }
             newest_before(&|b| b.stopped_at as f64 <= t)
                 .ok_or_else(|| format!("no backup ended before {}", target.view()))
@@ -462,7 +480,9 @@ pub async fn restore(
     let started = Instant::now();
     let name = cluster.name();
     let b = plan.bootstrap.as_str();
-    let bin_dir = cluster.stack().required_string(b, contract::POSTGRES_BIN_DIR)?;
+    let bin_dir = cluster
+        .stack()
+        .required_string(b, contract::POSTGRES_BIN_DIR)?;
     // The others first: none of them takes over while the leader stops.
     let mut order: Vec<&String> = plan.members.iter().filter(|m| *m != b).collect();
     order.push(&plan.bootstrap);
@@ -504,7 +524,10 @@ pub async fn restore(
         started.elapsed().as_secs_f64()
     ));
     let new_backup = backup::backup(cluster, "full", say).await?;
-    say(&format!("backup {} taken on the new timeline", new_backup.label));
+    say(&format!(
+        "backup {} taken on the new timeline",
+        new_backup.label
+    ));
     let others: Vec<&String> = plan.members.iter().filter(|m| *m != b).collect();
     for member in &others {
         cluster.exec(member, "systemctl start patroni").await?;
@@ -556,7 +579,9 @@ fn bootstrap_method(
     plan: &RestorePlan,
 ) -> Result<serde_json::Value, ClusterError> {
     let name = cluster.name();
-    let bin_dir = cluster.stack().required_string(host, contract::POSTGRES_BIN_DIR)?;
+    let bin_dir = cluster
+        .stack()
+        .required_string(host, contract::POSTGRES_BIN_DIR)?;
     let quote = pgdeploy_text::quote;
     let command = format!(
         "/usr/bin/pgbackrest --stanza={} --set={} --delta restore",
@@ -581,25 +606,43 @@ fn bootstrap_method(
     }))
 }
 
-/// Has the leader switch to a new WAL file and waits (up to a minute) until
-/// the repository holds the one it closed. A leader that does not answer
-/// SQL has nothing more to archive.
+/// Has the leader switch to a new WAL file and waits until the repository
+/// holds the one it closed (a minute for each). A leader still starting
+/// (after a crash: crash recovery) is asked again; one that never answers
+/// leaves the window where it is, and the operator is told.
 async fn archive_the_newest_wal(cluster: &Cluster, leader: &str, say: Say<'_>) {
-    let Ok(rows) = cluster
-        .query(leader, "select pg_walfile_name(pg_switch_wal())")
-        .await
-    else {
-        return;
-    };
-    let Some(closed) = rows.first().and_then(|r| r.first()).cloned() else {
-        return;
+    let switched = ops::poll(
+        &format!("{leader} switching WAL files"),
+        Duration::from_secs(60),
+        || async {
+            let rows = cluster
+                .query(leader, "select pg_walfile_name(pg_switch_wal())")
+                .await
+                .map_err(|e| e.to_string())?;
+            rows.first()
+                .and_then(|r| r.first())
+                .cloned()
+                .ok_or_else(|| "no answer".to_string())
+        },
+    )
+    .await;
+    let closed = match switched {
+        Ok(closed) => closed,
+        Err(e) => {
+            say(&format!(
+                "warning: {e}; writes not yet in the repository cannot be restored"
+            ));
+            return;
+        }
     };
     let wanted = super::status::segment_number(&closed);
     let archived = ops::poll(
         &format!("{closed} archived"),
         Duration::from_secs(60),
         || async {
-            let repo = backup::repository(cluster).await.map_err(|e| e.to_string())?;
+            let repo = backup::repository(cluster)
+                .await
+                .map_err(|e| e.to_string())?;
             let newest = repo.newest_wal.map(|w| w.name).unwrap_or_default();
             match (super::status::segment_number(&newest), wanted) {
                 (Some(n), Some(w)) if n >= w => Ok(()),
@@ -609,8 +652,12 @@ async fn archive_the_newest_wal(cluster: &Cluster, leader: &str, say: Say<'_>) {
     )
     .await;
     match archived {
-        Ok(()) => say(&format!("{leader}: WAL up to {closed} is in the repository")),
-        Err(e) => say(&format!("warning: {e}; restoring what the repository holds")),
+        Ok(()) => say(&format!(
+            "{leader}: WAL up to {closed} is in the repository"
+        )),
+        Err(e) => say(&format!(
+            "warning: {e}; writes not yet in the repository cannot be restored"
+        )),
     }
 }
 
@@ -644,7 +691,11 @@ async fn wait_for_bootstrap(
                 }
             }
         }
-        if cluster.exec(member, "systemctl is-active --quiet patroni").await.is_err() {
+        if cluster
+            .exec(member, "systemctl is-active --quiet patroni")
+            .await
+            .is_err()
+        {
             return Err(ClusterError::Refused(format!(
                 "{member}: Patroni stopped during the restore's bootstrap; see `journalctl -u patroni` there"
             )));
@@ -674,14 +725,24 @@ mod tests {
             Target::parse("20261130-142726F_20261201-010000D"),
             Ok(Target::Label("20261130-142726F_20261201-010000D".into()))
         );
-        assert_eq!(Target::parse("0/6000050"), Ok(Target::Lsn("0/6000050".into())));
+        assert_eq!(
+            Target::parse("0/6000050"),
+            Ok(Target::Lsn("0/6000050".into()))
+        );
         assert_eq!(Target::parse("1a/ff"), Ok(Target::Lsn("1A/FF".into())));
         let Ok(Target::Time { unix, text }) = Target::parse("2026-11-30 14:30:00") else {
             panic!("a time")
         };
         assert_eq!(unix, 1_796_049_000.0);
         assert_eq!(text, "2026-11-30 14:30:00.000000+00");
-        for bad in ["yesterday", "2026-13-01 00:00", "2026-02-30 10:00", "2026-11-30", "0/", "20261130-142726X"] {
+        for bad in [
+            "yesterday",
+            "2026-13-01 00:00",
+            "2026-02-30 10:00",
+            "2026-11-30",
+            "0/",
+            "20261130-142726X",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }
@@ -742,8 +803,14 @@ mod tests {
         assert_eq!(chosen(&Target::Latest), Ok("20261130-120000F".into()));
         assert_eq!(chosen(&at(1_500.0)), Ok("20261129-120000F".into()));
         assert_eq!(chosen(&at(2_500.0)), Ok("20261130-120000F".into()));
-        assert_eq!(chosen(&Target::Lsn("0/7000000".into())), Ok("20261129-120000F".into()));
-        assert_eq!(chosen(&Target::Lsn("0/C000000".into())), Ok("20261130-120000F".into()));
+        assert_eq!(
+            chosen(&Target::Lsn("0/7000000".into())),
+            Ok("20261129-120000F".into())
+        );
+        assert_eq!(
+            chosen(&Target::Lsn("0/C000000".into())),
+            Ok("20261130-120000F".into())
+        );
         assert_eq!(
             chosen(&Target::Label("20261129-120000F".into())),
             Ok("20261129-120000F".into())
@@ -766,7 +833,10 @@ mod tests {
         assert!(why(&Target::Lsn("0/D000001".into())).contains("past the newest archived WAL"));
         assert!(choose_backup(&r, &Target::Lsn("0/D000000".into())).is_ok());
         let unknown = why(&Target::Label("20261128-120000F".into()));
-        assert!(unknown.contains("there are: 20261130-120000F, 20261129-120000F"), "{unknown}");
+        assert!(
+            unknown.contains("there are: 20261130-120000F, 20261129-120000F"),
+            "{unknown}"
+        );
         let empty = Repository {
             backups: vec![],
             ..repo()

@@ -1003,7 +1003,10 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
         };
         let now = 10_000;
         // The segment before the current one is archived: up to date, however old.
-        assert_eq!(archive_behind(&leader, &wal("000000010000000000000029", 0), now), None);
+        assert_eq!(
+            archive_behind(&leader, &wal("000000010000000000000029", 0), now),
+            None
+        );
         // One finished segment missing, but for less than 180 s: in flight.
         assert_eq!(
             archive_behind(&leader, &wal("000000010000000000000028", now - 170), now),
@@ -1011,7 +1014,10 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
         );
         let stalled = archive_behind(&leader, &wal("000000010000000000000028", now - 200), now)
             .expect("stalled");
-        assert!(stalled.contains("000000010000000000000028 arrived 200 s ago"), "{stalled}");
+        assert!(
+            stalled.contains("000000010000000000000028 arrived 200 s ago"),
+            "{stalled}"
+        );
         assert!(stalled.contains("1 segment(s)"), "{stalled}");
         // A new timeline's name does not hide the gap.
         let promoted = ArchiverStatus {
@@ -1024,7 +1030,10 @@ postgres_ro,node2,0,0,0,1,1000,2,0,0,,0,,0,0,0,0,UP 1/2,1\n";
             archive_timeout_s: Some(0.0),
             ..archiver_fixture()
         };
-        assert_eq!(archive_behind(&no_timeout, &wal("000000010000000000000020", 0), now), None);
+        assert_eq!(
+            archive_behind(&no_timeout, &wal("000000010000000000000020", 0), now),
+            None
+        );
     }
 
     #[test]

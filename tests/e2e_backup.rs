@@ -1,0 +1,324 @@
+//! End-to-end tests of backups proven by restores, on a 4-host lab: a
+//! replica rebuilt from the repository instead of the leader, an on-demand
+//! backup and the recovery window in `status`, bad restore targets refused
+//! before anything stops, and two restore drills: to a moment between two
+//! batches of writes (the table dropped after it comes back with exactly
+//! the rows written before it), and to `latest` after a hard crash of every
+//! host (nothing committed is lost).
+//!
+//! One test per scenario; they share one lab (4 hosts) and one fresh
+//! deploy, made by the first scenario that runs (see `Suite` in
+//! tests/common). Names start `sNN_` because libtest runs them in name order.
+
+mod common;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SCENARIOS: [&str; 5] = [
+    "s01_reinit_reads_the_repository_not_the_leader",
+    "s02_backup_on_demand_and_the_recovery_window_in_status",
+    "s03_bad_restore_targets_are_refused_before_anything_stops",
+    "s04_restore_to_a_time_brings_back_exactly_the_rows_before_it",
+    "s05_restore_latest_after_every_host_crashed_loses_nothing_committed",
+];
+
+static LAB: Suite<()> = Suite::new(&SCENARIOS, set_up, lab_down::<()>);
+
+const SUPERUSER_PASSWORD: &str = "e2e-Super-b4ck7p";
+const REPLICATION_PASSWORD: &str = "e2e-Repl-r3st0r";
+const MEMBERS: [&str; 3] = ["node1", "node2", "node3"];
+
+fn set_up() {
+    pgdeploy_ok(&["lab", "down"]);
+    lab_up(4);
+    fresh_deploy("fresh deploy", || run("apply", &[]));
+}
+
+/// `pgdeploy VERB -i lab` with the passwords and `extra`.
+fn run(verb: &str, extra: &[&str]) -> Output {
+    let inventory = lab_inventory();
+    let mut args: Vec<String> = vec![verb.into(), "-i".into(), inventory.to_string_lossy().into()];
+    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    pgdeploy(&refs)
+}
+
+/// `run`, which must succeed.
+fn run_ok(verb: &str, extra: &[&str]) -> Output {
+    let out = run(verb, extra);
+    assert!(out.status.success(), "{verb} {extra:?}: {}", text(&out));
+    out
+}
+
+/// `pgdeploy status --output json`.
+fn status() -> (Output, serde_json::Value) {
+    let out = run("status", &["--output", "json"]);
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}\n{}", text(&out)));
+    (out, doc)
+}
+
+/// SQL through the VIP: writes on 5000, reads on 5001.
+fn vip(port: u16, sql: &str) -> Result<String, String> {
+    vip_psql(port, SUPERUSER_PASSWORD, sql, Duration::from_secs(20))
+}
+
+/// SQL through the VIP's read-write port, which must succeed.
+fn write(sql: &str) -> String {
+    vip(5000, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The rows of `drill` per tag as `A:100 B:100`, read through `port`.
+fn tags(port: u16) -> Result<String, String> {
+    vip(
+        port,
+        "select string_agg(tag || ':' || n, ' ' order by tag) from (select tag, count(*) n from drill group by tag) t",
+    )
+}
+
+/// The healthy cluster after a restore: a leader, two streaming
+/// replicas, `status` exit 0.
+fn assert_healthy(after: &str) {
+    let (out, doc) = wait(&format!("healthy status {after}"), 180, || {
+        let (out, doc) = status();
+        out.status.success().then_some((out, doc))
+    });
+    let streaming = doc["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["streaming"] == true)
+        .count();
+    assert_eq!(streaming, 2, "{after}: {}", text(&out));
+}
+
+/// Bytes `host` has sent on its network link.
+fn sent_bytes(host: &str) -> u64 {
+    ssh(host, "cat /sys/class/net/host0/statistics/tx_bytes")
+        .trim()
+        .parse()
+        .expect("a byte count")
+}
+
+scenarios_are_listed!();
+
+/// A replica rebuilt with `reinit` restores from the repository (delta)
+/// and streams only the WAL since: the leader sends a fraction of the
+/// database, which pg_basebackup would copy whole.
+#[test]
+fn s01_reinit_reads_the_repository_not_the_leader() {
+    LAB.run(|_| {
+        write("create table big as select g, md5(g::text) || repeat(md5((g * 7)::text), 6) as t from generate_series(1, 500000) g");
+        let size_mb: f64 = write("select pg_database_size(current_database()) / 1048576.0")
+            .parse()
+            .expect("a size");
+        assert!(size_mb > 100.0, "database of {size_mb:.0} MB");
+        run_ok("backup", &["--type", "full"]);
+        // The table's WAL reaches the repository first (it leaves the leader
+        // too, and is not what is measured).
+        wait("the leader's WAL archived", 120, || {
+            let (_, doc) = status();
+            (doc["archiver"]["waiting"] == 0 && doc["problems"].as_array().is_some_and(Vec::is_empty))
+                .then_some(())
+        });
+        let leader = patroni_leader("node1");
+        let replica = MEMBERS.iter().find(|m| **m != leader).expect("a replica");
+        let before = sent_bytes(&leader);
+        let started = Instant::now();
+        run_ok("reinit", &[replica]);
+        let sent_mb = (sent_bytes(&leader) - before) as f64 / 1_048_576.0;
+        println!(
+            "reinit of {replica} ({size_mb:.0} MB database) in {:.1}s: the leader {leader} sent {sent_mb:.2} MB",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            sent_mb < 16.0,
+            "the leader sent {sent_mb:.1} MB for a {size_mb:.0} MB database"
+        );
+        assert_healthy("after the reinit");
+    });
+}
+
+/// `backup` prints the new label, which `status` then shows with a
+/// recovery window reaching past it; a backup that holds pgBackRest's lock
+/// makes a second one refuse, with exit 1.
+#[test]
+fn s02_backup_on_demand_and_the_recovery_window_in_status() {
+    LAB.run(|_| {
+        let out = run_ok("backup", &["--type", "incr"]);
+        let said = text(&out);
+        // `backup 20261130-145500F_20261130-145524I (incr) done in 3s: ...`
+        let label = said
+            .split_whitespace()
+            .find(|w| w.contains("F_") && w.ends_with('I'))
+            .unwrap_or_else(|| panic!("no incr label in: {said}"))
+            .to_string();
+        let (_, doc) = status();
+        let backup = &doc["backup"];
+        assert_eq!(backup["label"], label.as_str(), "{doc:#}");
+        assert_eq!(backup["kind"], "incr", "{doc:#}");
+        let window = &backup["recovery_window"];
+        let (from, to) = (
+            window["from"].as_i64().expect("from"),
+            window["to"].as_i64().expect("to"),
+        );
+        let stopped = backup["stopped_at"].as_i64().expect("stopped_at");
+        assert!(from <= stopped && stopped <= to, "{doc:#}");
+        assert!(backup["newest_wal"]["name"].is_string(), "{doc:#}");
+        println!("backup {label}; recoverable {from}..{to}");
+
+        // A backup running (its lock held) is respected.
+        let cluster = "lab";
+        ssh(
+            "node4",
+            &format!("(runuser -u postgres -- flock /tmp/pgbackrest/{cluster}-backup.lock sleep 20 >/dev/null 2>&1 &)"),
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let out = run("backup", &["--type", "full"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("a backup is already running on node4"),
+            "{}",
+            text(&out)
+        );
+        ssh("node4", "pkill -f 'flock /tmp/pgbackrest/' || true");
+    });
+}
+
+/// Targets outside the window, unknown labels and unreadable times are
+/// refused with the window named, and no member restarted.
+#[test]
+fn s03_bad_restore_targets_are_refused_before_anything_stops() {
+    LAB.run(|_| {
+        let leader = patroni_leader("node1");
+        let started = || write("select pg_postmaster_start_time()");
+        let before = started();
+        for (target, says) in [
+            ("2000-01-01 00:00:00", "is before the oldest backup ended"),
+            ("2099-01-01 00:00:00+01", "is after the newest archived WAL"),
+            ("20000101-000000F", "no usable backup `20000101-000000F`"),
+            ("0/100", "is before the oldest backup's end"),
+        ] {
+            let out = run("restore", &["--to", target, "--yes"]);
+            let said = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{target}: {said}");
+            assert!(said.contains(says), "{target}: {said}");
+            if !target.ends_with('F') {
+                assert!(
+                    said.contains("the recoverable window is"),
+                    "{target}: {said}"
+                );
+            }
+        }
+        let out = run("restore", &["--to", "soon", "--yes"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("--to `soon`"), "{}", text(&out));
+        // Without --yes and without a terminal: the plan, then a refusal.
+        let out = run("restore", &["--to", "latest"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("stop Patroni and PostgreSQL on"),
+            "{}",
+            text(&out)
+        );
+        assert!(text(&out).contains("give --yes"), "{}", text(&out));
+        assert_eq!(patroni_leader("node1"), leader);
+        assert_eq!(started(), before, "the leader restarted");
+        assert_healthy("after the refusals");
+    });
+}
+
+/// The drill: rows A, a full backup, rows B, the time T, rows C, the table
+/// dropped; `restore --to T` brings back exactly A and B, on the leader and
+/// through the read-only port, with a healthy cluster that takes a backup.
+#[test]
+fn s04_restore_to_a_time_brings_back_exactly_the_rows_before_it() {
+    LAB.run(|_| {
+        write("create table drill (n int, tag text)");
+        write("insert into drill select g, 'A' from generate_series(1, 100) g");
+        run_ok("backup", &["--type", "full"]);
+        write("insert into drill select g, 'B' from generate_series(1, 100) g");
+        std::thread::sleep(Duration::from_millis(1100));
+        let t = write("select now()");
+        std::thread::sleep(Duration::from_millis(1100));
+        write("insert into drill select g, 'C' from generate_series(1, 100) g");
+        write("drop table drill");
+        let started = Instant::now();
+        let out = run_ok("restore", &["--to", &t, "--yes"]);
+        let said = text(&out);
+        println!("restore to {t} in {:.0}s:\n{said}", started.elapsed().as_secs_f64());
+        assert!(said.contains("recovery stopped: before"), "{said}");
+        assert_eq!(tags(5000).as_deref(), Ok("A:100 B:100"));
+        // Each replica holds the same rows.
+        for member in MEMBERS {
+            let rows = ssh(
+                member,
+                "runuser -u postgres -- psql -XAtc \"select count(*) from drill where tag in ('A', 'B')\"",
+            );
+            assert_eq!(rows.trim(), "200", "{member}");
+        }
+        assert_eq!(tags(5001).as_deref(), Ok("A:100 B:100"));
+        assert_healthy("after the restore");
+        let (_, doc) = status();
+        assert!(
+            doc["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .all(|m| m["timeline"].as_u64() > Some(1)),
+            "a new timeline: {doc:#}"
+        );
+        run_ok("backup", &["--type", "incr"]);
+        // The old data directories are kept.
+        for member in MEMBERS {
+            let kept = ssh(member, "ls -d /var/lib/postgresql/15/patroni.before-restore-* | wc -l");
+            assert!(kept.trim() != "0", "{member} kept nothing");
+        }
+    });
+}
+
+/// Every host crashes at once after committed writes, some of them not yet
+/// archived; once the cluster is back (the leader recovered them from its
+/// pg_wal), `restore --to latest` archives them first and keeps every row
+/// that was committed.
+#[test]
+fn s05_restore_latest_after_every_host_crashed_loses_nothing_committed() {
+    LAB.run(|_| {
+        write("create table crash (n int)");
+        let mut committed = 0;
+        for i in 0..50 {
+            write(&format!("insert into crash values ({i})"));
+            committed += 1;
+        }
+        for host in ["node1", "node2", "node3", "node4"] {
+            pgdeploy_ok(&["lab", "kill", host]);
+        }
+        for host in ["node4", "node1", "node2", "node3"] {
+            pgdeploy_ok(&["lab", "start", host]);
+        }
+        assert_healthy("after the crash");
+        let started = Instant::now();
+        let out = run_ok("restore", &["--to", "latest", "--yes"]);
+        let said = text(&out);
+        println!(
+            "restore latest after the crash in {:.0}s:\n{said}",
+            started.elapsed().as_secs_f64(),
+        );
+        // The WAL the crashed leader wrote last reached the repository first.
+        assert!(said.contains("is in the repository"), "{said}");
+        assert!(
+            said.contains("recovery stopped: no recovery target specified"),
+            "{said}"
+        );
+        assert_eq!(
+            write("select count(*) from crash"),
+            committed.to_string(),
+            "rows committed before the crash"
+        );
+        assert_healthy("after the restore of latest");
+    });
+}
