@@ -134,7 +134,7 @@ pub fn parse_repository(host: &str, text: &str) -> Result<Repository, String> {
     let info = lines.next().unwrap_or_default();
     let backups = parse_backups(info)?;
     let doc: Json = serde_json::from_str(info).map_err(|e| format!("not JSON: {e}"))?;
-    let lock = &doc[0]["status"]["lock"]["backup"];
+    let lock = &doc[0]["status"]["lock"]["backup"]; // not a group: the key of pgBackRest's info JSON
     let progress = match (lock["size-cplt"].as_u64(), lock["size"].as_u64()) {
         (Some(done), Some(all)) => Some((done, all)),
         _ => None,

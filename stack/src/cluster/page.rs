@@ -203,6 +203,8 @@ struct PageView {
     problems: Vec<String>,
     apply: ApplyView,
     backups: BackupsView,
+    /// What `restore --to` reaches, `FROM – TO`.
+    recovery_window: Option<String>,
 }
 
 /// A row of the members table.
@@ -318,6 +320,11 @@ fn page_view(page: &Page) -> PageView {
         problems: s.problems.clone(),
         apply: apply_view(&page.apply),
         backups: backups_view(&page.backups),
+        recovery_window: s
+            .backup
+            .as_ref()
+            .and_then(|b| b.recovery_window)
+            .map(|w| w.view()),
     }
 }
 
@@ -753,7 +760,19 @@ mod tests {
                 haproxy: Vec::new(),
                 vip: Some("10.0.0.250".into()),
                 vip_holders: vec!["node3".into()],
-                backup: None,
+                backup: Some(super::super::status::BackupStatus {
+                    host: "node4".into(),
+                    label: "20261124-042014F_20261124-050000D".into(),
+                    kind: "diff".into(),
+                    stopped_at: 1_795_496_400,
+                    age_hours: 1.0,
+                    count: 2,
+                    newest_wal: None,
+                    recovery_window: Some(crate::cluster::backup::RecoveryWindow {
+                        from: 1_795_494_019,
+                        to: 1_795_499_000,
+                    }),
+                }),
                 archiver: None,
                 problems: vec!["replica node3 is not streaming from the leader".into()],
                 healthy: false,
@@ -800,6 +819,9 @@ mod tests {
         assert!(html.contains("<td class=\"result bad\">failed: postgres / query: &lt;script&gt;"));
         assert!(html.contains("<td>20261124-042014F_20261124-050000D</td><td>diff</td>"));
         assert!(html.contains("<td>30.0 MiB</td><td>4.0 MiB</td>"));
+        assert!(html.contains(
+            "<p id=\"recovery-window\">Point-in-time recovery (<code>pgdeploy restore --to</code>) reaches 2026-11-24 04:20:19 UTC – 2026-11-24 05:43:20 UTC.</p>"
+        ), "{html}");
         assert!(html.contains("class=\"verdict degraded\""));
         // Self-contained: no script, no link, nothing fetched.
         for banned in ["<script", "<link", "src=", "href=", "@import", "url(http"] {
