@@ -166,9 +166,11 @@ fn wait_streaming(leader: &str, member: &str, secs: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// The inode of `member`'s data directory: a reinit removes the directory
-/// and makes a new one, pg_rewind keeps it (and removes files the new
-/// leader lacks, so a marker file would not tell the two apart).
+/// The inode of `member`'s data directory: a reinit with pg_basebackup
+/// removes the directory and makes a new one, pg_rewind keeps it (and
+/// removes files the new leader lacks, so a marker file would not tell the
+/// two apart). A reinit from the repository keeps it too (delta restore):
+/// s02 also checks a marker file, which only a restart keeps.
 fn data_dir_inode(member: &str) -> String {
     ssh(member, &format!("stat -c %i {DATA_DIR}"))
         .trim()
@@ -204,7 +206,9 @@ fn s01_status_shows_etcd_db_size_and_the_archiver() {
 
 /// A replica stopped while the leader writes and recycles the WAL it would
 /// need streams again once started: what pg_wal lost comes from the archive
-/// (restore_command), without a reinit (its data directory is the same).
+/// (restore_command), without a reinit (its data directory is the same, and
+/// a marker file in it survives: a reinit from the repository keeps the
+/// directory but its delta restore removes the marker).
 #[test]
 fn s02_replica_rejoins_after_its_wal_was_recycled() {
     LAB.run(|_| {
@@ -215,6 +219,8 @@ fn s02_replica_rejoins_after_its_wal_was_recycled() {
             .expect("a replica")
             .to_string();
         let inode = data_dir_inode(&replica);
+        let marker = format!("{DATA_DIR}/pg_dynshmem/pgdeploy-e2e-marker");
+        ssh(&replica, &format!("touch {marker}"));
         ssh(&replica, "systemctl stop patroni");
         let wal = current_wal(&leader);
         recycle_past(&leader, &replica, &wal);
@@ -224,6 +230,15 @@ fn s02_replica_rejoins_after_its_wal_was_recycled() {
             "{replica} streams again {secs:.1}s after its start ({wal} came from the archive)"
         );
         assert_eq!(data_dir_inode(&replica), inode, "{replica} was rebuilt");
+        assert_eq!(
+            ssh(
+                &replica,
+                &format!("test -e {marker} && echo kept || echo gone")
+            )
+            .trim(),
+            "kept",
+            "{replica} was rebuilt (its data directory lost the marker)"
+        );
         let rows = sql(&leader, "select count(*) from upkeep");
         wait(&format!("{replica} has every row"), 30, || {
             (sql(&replica, "select count(*) from upkeep") == rows).then_some(())
