@@ -67,10 +67,7 @@ pub async fn collect(cluster: &Cluster, limits: Limits, state: &std::path::Path)
     };
     let inventory = cluster.inventory();
     Page {
-        generated_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
+        generated_at: status::unix_now(),
         inventory: inventory.path.display().to_string(),
         hosts: inventory
             .hosts

@@ -444,11 +444,7 @@ pub async fn plan(
 
 /// `YYYYmmddTHHMMSS` of now (UTC), for the folder kept aside.
 fn aside_stamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    super::status::format_utc(now)
+    super::status::format_utc(super::status::unix_now())
         .trim_end_matches(" UTC")
         .replace(['-', ':'], "")
         .replace(' ', "T")
@@ -504,7 +500,7 @@ pub async fn restore(
             aside => say(&format!("{member}: data directory kept as {aside}")),
         }
     }
-    let method = bootstrap_method(cluster, b, plan)?;
+    let method = bootstrap_method(cluster, &bin_dir, plan);
     cluster
         .script(b, BOOTSTRAP, &[PATRONI_CONFIG, &method.to_string()])
         .await?;
@@ -573,15 +569,8 @@ pub async fn restore(
 
 /// Patroni's `bootstrap` additions: the custom method that restores the
 /// chosen backup, and the recovery settings PostgreSQL stops with.
-fn bootstrap_method(
-    cluster: &Cluster,
-    host: &str,
-    plan: &RestorePlan,
-) -> Result<serde_json::Value, ClusterError> {
+fn bootstrap_method(cluster: &Cluster, bin_dir: &str, plan: &RestorePlan) -> serde_json::Value {
     let name = cluster.name();
-    let bin_dir = cluster
-        .stack()
-        .required_string(host, contract::POSTGRES_BIN_DIR)?;
     let quote = pgdeploy_text::quote;
     let command = format!(
         "/usr/bin/pgbackrest --stanza={} --set={} --delta restore",
@@ -596,14 +585,14 @@ fn bootstrap_method(
             quote(&name)
         )),
     );
-    Ok(json!({
+    json!({
         "method": "pgdeploy_restore",
         "pgdeploy_restore": {
             "command": command,
             "no_params": true,
             "recovery_conf": recovery,
         }
-    }))
+    })
 }
 
 /// Has the leader switch to a new WAL file and waits until the repository

@@ -261,10 +261,7 @@ pub async fn collect(cluster: &Cluster, limits: Limits) -> Status {
     let (vip, vip_holders) = vip(cluster, &mut problems).await;
     let repository = repository(cluster, &mut problems).await;
     let archiver = archiver(cluster, leader.as_deref(), &mut problems).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = unix_now();
     let backup = repository
         .as_ref()
         .and_then(|r| backup_status(r, limits, now, &mut problems));
@@ -832,7 +829,15 @@ pub fn verdict(status: &Status) -> String {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `unix` (seconds) as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn format_utc(unix: i64) -> String {
     let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
