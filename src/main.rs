@@ -93,7 +93,12 @@ fn main() -> ExitCode {
         Command::Restart { cluster, member } => day2::restart(&cluster, member),
         Command::Reinit { cluster, member } => day2::reinit(&cluster, member),
         Command::Backup { cluster, kind } => day2::backup(&cluster, kind),
-        Command::Restore { cluster, to, yes } => day2::restore(&cluster, &to, yes),
+        Command::Restore {
+            cluster,
+            to,
+            into,
+            yes,
+        } => day2::restore(&cluster, &to, into.as_deref(), yes),
         Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
         Command::Roles {
             command:

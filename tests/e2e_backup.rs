@@ -4,10 +4,11 @@
 //! before anything stops, and two restore drills: to a moment between two
 //! batches of writes (the table dropped after it comes back with exactly
 //! the rows written before it), and to `latest` after a hard crash of every
-//! host (nothing committed is lost).
+//! host (nothing committed is lost). Last, a restore `--into` a second
+//! cluster on two more hosts (a clone), with the first one left running.
 //!
-//! One test per scenario; they share one lab (4 hosts) and one fresh
-//! deploy, made by the first scenario that runs (see `Suite` in
+//! One test per scenario; they share one lab (4 hosts, 6 from s06 on) and
+//! one fresh deploy, made by the first scenario that runs (see `Suite` in
 //! tests/common). Names start `sNN_` because libtest runs them in name order.
 
 mod common;
@@ -17,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "s01_reinit_reads_the_repository_not_the_leader",
     "s02_backup_on_demand_and_the_recovery_window_in_status",
     "s03_bad_restore_targets_are_refused_before_anything_stops",
     "s04_restore_to_a_time_brings_back_exactly_the_rows_before_it",
     "s05_restore_latest_after_every_host_crashed_loses_nothing_committed",
+    "s06_restore_into_a_clone_leaves_the_cluster_running",
 ];
 
 static LAB: Suite<()> = Suite::new(&SCENARIOS, set_up, lab_down::<()>);
@@ -39,12 +41,7 @@ fn set_up() {
 
 /// `pgdeploy VERB -i lab` with the passwords and `extra`.
 fn run(verb: &str, extra: &[&str]) -> Output {
-    let inventory = lab_inventory();
-    let mut args: Vec<String> = vec![verb.into(), "-i".into(), inventory.to_string_lossy().into()];
-    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    pgdeploy(&refs)
+    run_on(&lab_inventory(), verb, extra)
 }
 
 /// `run`, which must succeed.
@@ -74,10 +71,17 @@ fn write(sql: &str) -> String {
 
 /// The rows of `drill` per tag as `A:100 B:100`, read through `port`.
 fn tags(port: u16) -> Result<String, String> {
-    vip(
-        port,
-        "select string_agg(tag || ':' || n, ' ' order by tag) from (select tag, count(*) n from drill group by tag) t",
-    )
+    vip(port, &count_tags("drill"))
+}
+
+/// The rows of `table` per tag, through the write port.
+fn tags_of(table: &str) -> Result<String, String> {
+    vip(5000, &count_tags(table))
+}
+
+/// SQL giving the rows of `table` per tag as `A:100 B:100`.
+fn count_tags(table: &str) -> String {
+    format!("select string_agg(tag || ':' || n, ' ' order by tag) from (select tag, count(*) n from {table} group by tag) t")
 }
 
 /// The healthy cluster after a restore: a leader, two streaming
@@ -94,6 +98,26 @@ fn assert_healthy(after: &str) {
         .filter(|m| m["streaming"] == true)
         .count();
     assert_eq!(streaming, 2, "{after}: {}", text(&out));
+}
+
+/// The drill's writes into a new `table`: 100 rows tagged A, a backup of
+/// `kind`, 100 rows B, the time T (returned, a second clear of both
+/// sides), 100 rows C.
+fn rows_a_backup_b_time_c(table: &str, kind: &str) -> String {
+    let rows = |tag: &str| {
+        write(&format!(
+            "insert into {table} select g, '{tag}' from generate_series(1, 100) g"
+        ))
+    };
+    write(&format!("create table {table} (n int, tag text)"));
+    rows("A");
+    run_ok("backup", &["--type", kind]);
+    rows("B");
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = write("select now()");
+    std::thread::sleep(Duration::from_millis(1100));
+    rows("C");
+    t
 }
 
 /// Bytes `host` has sent on its network link.
@@ -247,14 +271,7 @@ fn s03_bad_restore_targets_are_refused_before_anything_stops() {
 #[test]
 fn s04_restore_to_a_time_brings_back_exactly_the_rows_before_it() {
     LAB.run(|_| {
-        write("create table drill (n int, tag text)");
-        write("insert into drill select g, 'A' from generate_series(1, 100) g");
-        run_ok("backup", &["--type", "full"]);
-        write("insert into drill select g, 'B' from generate_series(1, 100) g");
-        std::thread::sleep(Duration::from_millis(1100));
-        let t = write("select now()");
-        std::thread::sleep(Duration::from_millis(1100));
-        write("insert into drill select g, 'C' from generate_series(1, 100) g");
+        let t = rows_a_backup_b_time_c("drill", "full");
         write("drop table drill");
         let started = Instant::now();
         let out = run_ok("restore", &["--to", &t, "--yes"]);
@@ -332,5 +349,156 @@ fn s05_restore_latest_after_every_host_crashed_loses_nothing_committed() {
             "rows committed before the crash"
         );
         assert_healthy("after the restore of latest");
+    });
+}
+
+/// The clone's inventory: node5 (etcd, PostgreSQL, HAProxy, keepalived on
+/// the next free VIP) and node6 (its repository), cluster `clone`.
+fn clone_inventory() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pgdeploy-e2e-clone-{}", lab_instance()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("clone folder");
+    let net = lab_net();
+    let text = format!(
+        "all:
+  vars:
+{login}    cluster_name: clone
+    vip_address: {net}.251
+    keepalived_router_id: 52
+    admin_networks: [{net}.0/24]
+    client_networks: [{net}.0/24]
+  hosts:
+    node5: {{ansible_host: {node5}}}
+    node6: {{ansible_host: {node6}}}
+  children:
+    etcd: {{hosts: {{node5: {{}}}}}}
+    postgres: {{hosts: {{node5: {{}}}}}}
+    balancers: {{hosts: {{node5: {{}}}}}}
+    backup: {{hosts: {{node6: {{}}}}}}
+",
+        login = lab_login_vars(),
+        node5 = address("node5"),
+        node6 = address("node6"),
+    );
+    let path = dir.join("clone.yaml");
+    std::fs::write(&path, text).expect("clone inventory");
+    path
+}
+
+/// `pgdeploy VERB -i INVENTORY` with the passwords and `extra`.
+fn run_on(inventory: &std::path::Path, verb: &str, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec![verb.into(), "-i".into(), inventory.to_string_lossy().into()];
+    args.extend(secret_args(SUPERUSER_PASSWORD, REPLICATION_PASSWORD));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    pgdeploy(&refs)
+}
+
+/// `restore --into` onto a deployed second cluster: the clone holds
+/// exactly the rows written before the target, on a new timeline of the
+/// same database system, with a repository of its own; the first cluster
+/// keeps running (no restart, every row, no key of the clone left on its
+/// backup host), and an `--into` that shares a host is refused.
+#[test]
+fn s06_restore_into_a_clone_leaves_the_cluster_running() {
+    LAB.run(|_| {
+        let lab = lab_inventory();
+        let out = run(
+            "restore",
+            &["--to", "latest", "--into", &lab.to_string_lossy(), "--yes"],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("must name other hosts"),
+            "{}",
+            text(&out)
+        );
+        lab_up(6);
+        let clone = clone_inventory();
+        let started = Instant::now();
+        let out = run_on(&clone, "apply", &[]);
+        assert!(out.status.success(), "clone apply: {}", text(&out));
+        println!("clone deployed in {:.0}s", started.elapsed().as_secs_f64());
+        let clone_sql = |sql: &str| {
+            psql_at(
+                &format!("{}.251", lab_net()),
+                5000,
+                SUPERUSER_PASSWORD,
+                sql,
+                Duration::from_secs(20),
+            )
+        };
+        clone_sql("create table clone_only (n int)").expect("the clone takes writes");
+
+        let t = rows_a_backup_b_time_c("cloned", "incr");
+        let leader_started = write("select pg_postmaster_start_time()");
+        let system = "select system_identifier from pg_control_system()";
+
+        let started = Instant::now();
+        let out = run(
+            "restore",
+            &["--to", &t, "--into", &clone.to_string_lossy(), "--yes"],
+        );
+        let said = text(&out);
+        println!(
+            "restore --into to {t} in {:.0}s:\n{said}",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("into cluster clone"), "{said}");
+        assert!(said.contains("recovery stopped: before"), "{said}");
+        // The clone: exactly A and B, the old cluster's system, a new timeline.
+        assert_eq!(
+            clone_sql(&count_tags("cloned")).as_deref(),
+            Ok("A:100 B:100")
+        );
+        assert_eq!(
+            clone_sql(system),
+            Ok(write(system)),
+            "the same database system"
+        );
+        assert!(
+            clone_sql("select 1 from clone_only").is_err(),
+            "the clone's own data is replaced"
+        );
+        let (out, doc) = wait("healthy clone", 120, || {
+            let out = run_on(&clone, "status", &["--output", "json"]);
+            out.status.success().then(|| {
+                let doc: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("status JSON");
+                (out, doc)
+            })
+        });
+        assert!(
+            doc["members"][0]["timeline"].as_u64() > Some(1),
+            "a new timeline: {}",
+            text(&out)
+        );
+        let out = run_on(&clone, "backup", &["--type", "incr"]);
+        assert!(
+            out.status.success(),
+            "a backup of the clone: {}",
+            text(&out)
+        );
+        let plan = run_on(&clone, "plan", &["--detailed-exitcode"]);
+        assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+        assert_eq!(
+            ssh(
+                "node6",
+                "ls -d /var/lib/pgbackrest-before-restore-*/backup/clone | wc -l"
+            )
+            .trim(),
+            "1",
+            "the clone's old stanza is kept"
+        );
+        // The first cluster: never stopped, every row, no trust left behind.
+        assert_eq!(write("select pg_postmaster_start_time()"), leader_started);
+        assert_eq!(tags_of("cloned").as_deref(), Ok("A:100 B:100 C:100"));
+        let trusted = ssh(
+            "node4",
+            "grep -c pgdeploy-restore-into /var/lib/postgresql/.ssh/authorized_keys || true",
+        );
+        assert_eq!(trusted.trim(), "0", "a restore key left on node4");
+        assert_healthy("after a restore into a clone");
     });
 }

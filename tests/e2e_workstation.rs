@@ -101,19 +101,15 @@ fn path(p: &Path) -> &str {
 fn set_up() -> JumpLab {
     lab_up(3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let lab = lab_dir();
     let inventory = format!(
         "all:
   vars:
-    ansible_user: admin
-    ansible_become: true
-    ansible_ssh_private_key_file: {lab}/id_ed25519
-    pgdeploy_known_hosts: {lab}/known_hosts
-  hosts:
+{login}  hosts:
     node1: {{ansible_host: {a1}}}
     node2: {{ansible_host: {a2}, pgdeploy_ssh_jump: node1}}
     node3: {{}}
 ",
+        login = lab_login_vars(),
         a1 = address("node1"),
         a2 = address("node2"),
     );

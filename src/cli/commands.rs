@@ -118,6 +118,11 @@ pub enum Command {
         /// as `+01` follows), a backup label or an LSN (`0/6000050`).
         #[arg(long)]
         to: String,
+        /// Restore onto the hosts of this inventory instead (a clone, or a
+        /// new site, deployed first with `apply`): its cluster is replaced,
+        /// the inventory's own keeps running.
+        #[arg(long, value_name = "INVENTORY")]
+        into: Option<PathBuf>,
         /// Go on without asking.
         #[arg(long)]
         yes: bool,

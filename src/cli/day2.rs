@@ -98,26 +98,33 @@ pub fn backup(args: &ClusterArgs, kind: String) -> ExitCode {
     })
 }
 
-/// `restore --to TARGET [--yes]`: the plan, a question (unless `--yes`),
-/// then the restore.
-pub fn restore(args: &ClusterArgs, to: &str, yes: bool) -> ExitCode {
+/// `restore --to TARGET [--into INVENTORY] [--yes]`: the plan, a question
+/// (unless `--yes`), then the restore. `--into`'s inventory is read as the
+/// first one is (the same `-e`, playbook and roles; its own `secrets.age`
+/// unless `--secrets` names one).
+pub fn restore(args: &ClusterArgs, to: &str, into: Option<&Path>, yes: bool) -> ExitCode {
     let target = match restore::Target::parse(to) {
         Ok(t) => t,
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
+    let dest = match into {
+        Some(inventory) => match open(&ClusterArgs {
+            inventory: inventory.to_path_buf(),
+            ..args.clone()
+        }) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     operation(args, |c| async move {
-        let plan = restore::plan(&c, target, &say).await?;
-        for line in plan.lines(&c.name()) {
-            println!("{line}");
+        let done = restore_on(&c, dest.as_deref(), target, yes).await;
+        if let Some(dest) = &dest {
+            dest.close().await;
         }
-        if !yes && !confirmed(&c.name())? {
-            return Err(ClusterError::Refused(
-                "restore not confirmed; nothing was changed".into(),
-            ));
-        }
-        let done = restore::restore(&c, &plan, &say).await?;
+        let done = done?;
         Ok(format!(
-            "restore done in {:.0}s: {} leads on timeline {}{}; new backup {}",
+            "restore done in {:.0}s: {} leads on timeline {}{}; {}",
             done.seconds,
             done.leader,
             done.timeline.map_or("?".into(), |t| t.to_string()),
@@ -125,8 +132,31 @@ pub fn restore(args: &ClusterArgs, to: &str, yes: bool) -> ExitCode {
                 .map(|s| format!(" (recovery stopped: {s})"))
                 .unwrap_or_default(),
             done.new_backup
+                .map_or("no new backup (no backup host)".into(), |b| format!(
+                    "new backup {b}"
+                ))
         ))
     })
+}
+
+/// The plan, the question, the restore.
+async fn restore_on(
+    c: &Cluster,
+    dest: Option<&Cluster>,
+    target: restore::Target,
+    yes: bool,
+) -> Result<restore::RestoreOutcome, ClusterError> {
+    let name = dest.unwrap_or(c).name();
+    let plan = restore::plan(c, dest, target, &say).await?;
+    for line in plan.lines(&name) {
+        println!("{line}");
+    }
+    if !yes && !confirmed(&name)? {
+        return Err(ClusterError::Refused(
+            "restore not confirmed; nothing was changed".into(),
+        ));
+    }
+    restore::restore(c, dest, &plan, &say).await
 }
 
 /// Asks on the terminal for the cluster's name; without a terminal the

@@ -134,6 +134,8 @@ vars! {
     PGBACKREST_ENABLED = "pgbackrest_enabled" in "pgbackrest";
     /// The repository's folder on the backup host.
     PGBACKREST_REPO_PATH = "pgbackrest_repo_path" in "pgbackrest";
+    /// pgBackRest's spool on each member (archive-async's WAL queue).
+    PGBACKREST_SPOOL_PATH = "pgbackrest_spool_path" in "pgbackrest";
     /// Each member's data directory (Patroni's `data_dir`).
     POSTGRES_DATA_DIR = "postgres_data_dir" in "postgres";
     /// PostgreSQL's programs (Patroni's `bin_dir`).

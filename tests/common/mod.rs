@@ -89,6 +89,15 @@ pub fn lab_dir() -> String {
     }
 }
 
+/// The `all.vars` lines (YAML, indented for `vars:`) that log in to the
+/// lab's hosts as `lab up`'s inventory does, for inventories a test writes.
+pub fn lab_login_vars() -> String {
+    let lab = lab_dir();
+    format!(
+        "    ansible_user: admin\n    ansible_become: true\n    ansible_ssh_private_key_file: {lab}/id_ed25519\n    pgdeploy_known_hosts: {lab}/known_hosts\n"
+    )
+}
+
 /// The VIP address `lab up` reserves for keepalived.
 pub fn lab_vip() -> String {
     format!("{}.250", lab_net())
@@ -508,9 +517,21 @@ pub fn secret_args(superuser: &str, replication: &str) -> Vec<String> {
 /// HAProxy `port`; stdout or the error. The whole call ends after `limit`
 /// (coreutils `timeout`), so a connection stuck on a dead host fails.
 pub fn vip_psql(port: u16, password: &str, sql: &str, limit: Duration) -> Result<String, String> {
+    psql_at(&lab_vip(), port, password, sql, limit)
+}
+
+/// `sql` as the superuser on a fresh connection to `address:port`, as
+/// [`vip_psql`] runs it.
+pub fn psql_at(
+    address: &str,
+    port: u16,
+    password: &str,
+    sql: &str,
+    limit: Duration,
+) -> Result<String, String> {
     let out = Command::new("timeout")
         .arg(format!("{}", limit.as_secs_f64()))
-        .args(["psql", "-h", &lab_vip(), "-p", &port.to_string()])
+        .args(["psql", "-h", address, "-p", &port.to_string()])
         .args(["-U", "postgres", "-d", "postgres", "-Atc", sql])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "3")

@@ -10,6 +10,13 @@
 //! full backup on the new timeline, and starts the other members, which
 //! rebuild themselves from that backup (`create_replica_methods`). It ends
 //! when every member streams and HAProxy routes writes to the new leader.
+//!
+//! With `--into` ([`plan`]'s `into`), the members stopped and restored are
+//! another, already deployed cluster's: the old cluster keeps running. Its
+//! backup host lets the new cluster's restoring member read the repository
+//! for the bootstrap only (a key line limited to that member's address,
+//! removed after; the new member pins the backup host's host key). The new
+//! cluster's own repository keeps its old stanza aside and starts a new one.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +38,16 @@ const BOOTSTRAP: &str = include_str!("../sh/restore-bootstrap.sh");
 const FINISH: &str = include_str!("../sh/restore-finish.sh");
 /// Prints the newest timeline history file.
 const HISTORY: &str = include_str!("../sh/restore-history.sh");
+/// Adds or removes `--into`'s temporary SSH trust line.
+const TRUST: &str = include_str!("../sh/restore-into-trust.sh");
+/// Moves the new cluster's stanza aside (`--into`).
+const INTO_REPO: &str = include_str!("../sh/restore-into-repo.sh");
+
+/// The postgres account's SSH files (role pgbackrest's).
+const AUTHORIZED_KEYS: &str = "/var/lib/postgresql/.ssh/authorized_keys";
+const KNOWN_HOSTS: &str = "/var/lib/postgresql/.ssh/known_hosts";
+const POSTGRES_PUBLIC_KEY: &str = "/var/lib/postgresql/.ssh/id_ed25519.pub";
+const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key.pub";
 
 /// Where role patroni writes Patroni's configuration.
 const PATRONI_CONFIG: &str = "/etc/patroni/config.yml";
@@ -328,6 +345,25 @@ pub struct RestorePlan {
     pub aside: String,
     /// The newest timeline before the restore, when a member told.
     pub timeline_before: Option<u64>,
+    /// `--into`: the cluster whose backups are restored, when not this one.
+    pub origin: Option<Origin>,
+}
+
+/// `restore --into`: where the backups come from, and what happens to the
+/// new cluster's own repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct Origin {
+    /// The cluster whose backups are restored (its pgBackRest stanza).
+    pub cluster: String,
+    /// Its backup host, as its inventory names it.
+    pub repo_host: String,
+    /// The address the new cluster's member reaches it at.
+    pub repo_address: String,
+    /// The new cluster's backup host, when it has one: its stanza is kept
+    /// aside (in `repo_aside`) and created anew.
+    pub new_repo: Option<String>,
+    /// Where that stanza is kept.
+    pub repo_aside: String,
 }
 
 impl RestorePlan {
@@ -339,8 +375,33 @@ impl RestorePlan {
             .filter(|m| **m != self.bootstrap)
             .map(String::as_str)
             .collect();
-        vec![
-            format!("restore cluster {cluster_name} to {}", self.target.view()),
+        let (title, source) = match &self.origin {
+            None => (
+                format!("restore cluster {cluster_name} to {}", self.target.view()),
+                None,
+            ),
+            Some(o) => (
+                format!(
+                    "restore cluster {}'s backups into cluster {cluster_name}, to {}",
+                    o.cluster,
+                    self.target.view()
+                ),
+                Some(format!(
+                    "  ~ {} ({}'s backup host; {} keeps running): {} may read the repository until it leads (a key line from its address only, then removed)",
+                    o.repo_host, o.cluster, o.cluster, self.bootstrap
+                )),
+            ),
+        };
+        let repository = self.origin.as_ref().and_then(|o| {
+            o.new_repo.as_ref().map(|host| {
+                format!(
+                    "  ~ {host}: {cluster_name}'s stanza kept aside as {} (not deleted); a new stanza for the restored data",
+                    o.repo_aside
+                )
+            })
+        });
+        let mut lines = vec![
+            title,
             format!(
                 "  recoverable window: {}; restored from backup {} ({}, ended {})",
                 self.window.view(),
@@ -359,47 +420,65 @@ impl RestorePlan {
                 "  ~ keep each data directory aside: {} -> {} (not deleted; remove it when done)",
                 self.data_dir, self.aside
             ),
+        ];
+        lines.extend(source);
+        lines.extend(repository);
+        let own_repo = self.origin.as_ref().is_none_or(|o| o.new_repo.is_some());
+        lines.extend([
             format!(
                 "  + {} restores the backup and recovers to the target, then leads on a new timeline",
                 self.bootstrap
             ),
-            "  + a full backup on the new timeline".to_string(),
-            format!(
-                "  + {} rebuild from the repository and stream",
-                if others.is_empty() {
-                    "no other member".to_string()
-                } else {
-                    others.join(", ")
-                }
-            ),
-        ]
+            if own_repo {
+                "  + a full backup on the new timeline".to_string()
+            } else {
+                "  ? no backup on the new timeline (no backup host)".to_string()
+            },
+            if others.is_empty() {
+                "  = no other member to rebuild".to_string()
+            } else {
+                format!(
+                    "  + {} rebuild from the {} and stream",
+                    others.join(", "),
+                    if own_repo { "repository" } else { "leader" }
+                )
+            },
+        ]);
+        lines
     }
 }
 
-/// The plan of a restore to `target`, or why it is refused. It changes
-/// nothing but the leader's WAL file: a running leader first switches to a
-/// new one and the repository receives the one it closed, so that the
-/// window reaches the newest writes (the mistake the restore undoes is
-/// usually in them). Every member must answer over SSH: one that could not
-/// be stopped might come back and lead with its old data.
+/// The plan of a restore of `cluster`'s backups to `target` (onto `into`'s
+/// members when given, else onto its own), or why it is refused. It
+/// changes nothing but the leader's WAL file: `cluster`'s running leader
+/// first switches to a new one and the repository receives the one it
+/// closed, so that the window reaches the newest writes (the mistake the
+/// restore undoes is usually in them). Every member restored onto must
+/// answer over SSH: one that could not be stopped might come back and lead
+/// with its old data.
 pub async fn plan(
     cluster: &Cluster,
+    into: Option<&Cluster>,
     target: Target,
     say: Say<'_>,
 ) -> Result<RestorePlan, ClusterError> {
     let refuse = |why: String| ClusterError::Refused(format!("restore refused: {why}"));
-    let members = cluster.group(Group::Postgres);
+    let dest = into.unwrap_or(cluster);
+    let members = dest.group(Group::Postgres);
     let first = members
         .first()
         .cloned()
         .ok_or_else(|| refuse(format!("the `{}` group is empty", Group::Postgres.name())))?;
-    let live = cluster.patroni_cluster().await.ok().map(|(_, c)| c);
-    let leader = live
-        .as_ref()
-        .and_then(|c| c.leader())
-        .map(|l| l.name.clone())
-        .filter(|l| members.contains(l));
-    if let Some(leader) = &leader {
+    if let Some(dest) = into {
+        if let Some(shared) = shared_host(cluster, dest) {
+            return Err(refuse(format!(
+                "--into must name other hosts: {shared} is in both inventories"
+            )));
+        }
+    }
+    let source_live = cluster.patroni_cluster().await.ok().map(|(_, c)| c);
+    let source_leader = leader_of(source_live.as_ref(), &cluster.group(Group::Postgres));
+    if let Some(leader) = &source_leader {
         archive_the_newest_wal(cluster, leader, say).await;
     }
     let repo = backup::repository(cluster).await?;
@@ -422,14 +501,34 @@ pub async fn plan(
             missing.join(", ")
         )));
     }
-    let bootstrap = leader.unwrap_or(first.clone());
+    let stamp = aside_stamp();
+    let (live, origin) = match into {
+        None => (source_live, None),
+        Some(dest) => {
+            for member in &members {
+                if dest
+                    .exec(member, &format!("test -f {PATRONI_CONFIG}"))
+                    .await
+                    .is_err()
+                {
+                    return Err(refuse(format!(
+                        "{member} has no Patroni configuration ({PATRONI_CONFIG}): deploy the new hosts first (`pgdeploy apply` with their inventory)"
+                    )));
+                }
+            }
+            let live = dest.patroni_cluster().await.ok().map(|(_, c)| c);
+            (live, Some(origin(cluster, dest, &repo.host, &stamp)?))
+        }
+    };
+    let bootstrap = leader_of(live.as_ref(), &members).unwrap_or(first.clone());
+    // Another cluster's timelines say nothing of the restored data's.
     let timeline_before = live
         .as_ref()
+        .filter(|_| into.is_none())
         .and_then(|c| c.members.iter().filter_map(|m| m.timeline).max());
-    let data_dir = cluster
+    let data_dir = dest
         .stack()
         .required_string(&first, contract::POSTGRES_DATA_DIR)?;
-    let stamp = aside_stamp();
     Ok(RestorePlan {
         target,
         backup: chosen,
@@ -439,7 +538,73 @@ pub async fn plan(
         aside: format!("{data_dir}.before-restore-{stamp}"),
         data_dir,
         timeline_before,
+        origin,
     })
+}
+
+/// The cluster's leader, when it is one of `members`.
+fn leader_of(live: Option<&super::PatroniCluster>, members: &[String]) -> Option<String> {
+    live.and_then(|c| c.leader())
+        .map(|l| l.name.clone())
+        .filter(|l| members.contains(l))
+}
+
+/// A host (by address) both clusters have in the stack's groups (an
+/// inventory may list other hosts).
+fn shared_host(a: &Cluster, b: &Cluster) -> Option<String> {
+    let hosts = |c: &Cluster| -> Vec<(String, String)> {
+        let mut names: Vec<String> = Group::ALL.iter().flat_map(|g| c.group(*g)).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|n| address(c, &n).ok().map(|a| (n, a)))
+            .collect()
+    };
+    let theirs = hosts(b);
+    hosts(a).into_iter().find_map(|(name, address)| {
+        theirs
+            .iter()
+            .any(|(_, other)| *other == address)
+            .then(|| format!("{name} ({address})"))
+    })
+}
+
+/// Where `--into`'s backups come from, and where the new cluster's own
+/// stanza goes.
+fn origin(
+    cluster: &Cluster,
+    dest: &Cluster,
+    repo_host: &str,
+    stamp: &str,
+) -> Result<Origin, ClusterError> {
+    let new_repo = dest.group(Group::Backup).into_iter().next();
+    let repo_aside = match &new_repo {
+        Some(host) => format!(
+            "{}-before-restore-{stamp}",
+            dest.stack()
+                .required_string(host, contract::PGBACKREST_REPO_PATH)?
+                .trim_end_matches('/')
+        ),
+        None => String::new(),
+    };
+    Ok(Origin {
+        cluster: cluster.name(),
+        repo_host: repo_host.to_string(),
+        repo_address: address(cluster, repo_host)?,
+        new_repo,
+        repo_aside,
+    })
+}
+
+/// A host's address in its inventory.
+fn address(cluster: &Cluster, host: &str) -> Result<String, ClusterError> {
+    cluster
+        .stack()
+        .inventory()
+        .host(host)
+        .map(|h| h.connection.address.clone())
+        .ok_or_else(|| ClusterError::Input(format!("{host} is not in the inventory")))
 }
 
 /// `YYYYmmddTHHMMSS` of now (UTC), for the folder kept aside.
@@ -461,19 +626,24 @@ pub struct RestoreOutcome {
     /// stopped and why (`before 2026-11-30 14:30:00+00`, `no recovery
     /// target specified`, ...).
     pub stopped: Option<String>,
-    /// The backup taken on the new timeline.
-    pub new_backup: String,
+    /// The backup taken on the new timeline (none for a cluster restored
+    /// `--into` without a backup host).
+    pub new_backup: Option<String>,
     /// How long the whole restore took, seconds.
     pub seconds: f64,
 }
 
-/// Carries out `plan` (see the module's documentation).
+/// Carries out `plan` (see the module's documentation): `cluster`'s
+/// backups restored onto `into`'s members when given, else its own.
 pub async fn restore(
     cluster: &Cluster,
+    into: Option<&Cluster>,
     plan: &RestorePlan,
     say: Say<'_>,
 ) -> Result<RestoreOutcome, ClusterError> {
     let started = Instant::now();
+    let source = cluster;
+    let cluster = into.unwrap_or(source);
     let name = cluster.name();
     let b = plan.bootstrap.as_str();
     let bin_dir = cluster
@@ -492,45 +662,113 @@ pub async fn restore(
     let deleted = etcd::delete_prefix(cluster, &prefix).await?;
     say(&format!("etcd: {deleted} key(s) under {prefix} removed"));
     for member in &plan.members {
+        // --into: the spool's queue and marks belong to the data replaced.
+        let spool = match &plan.origin {
+            Some(_) => format!(
+                "{}/archive/{name}",
+                cluster
+                    .stack()
+                    .required_string(member, contract::PGBACKREST_SPOOL_PATH)?
+            ),
+            None => String::new(),
+        };
         let kept = cluster
-            .script(member, ASIDE, &[&plan.data_dir, &plan.aside])
+            .script(member, ASIDE, &[&plan.data_dir, &plan.aside, &spool])
             .await?;
         match kept.trim() {
             "" => say(&format!("{member}: no data directory to keep")),
             aside => say(&format!("{member}: data directory kept as {aside}")),
         }
     }
-    let method = bootstrap_method(cluster, &bin_dir, plan);
+    if let Some(Origin {
+        new_repo: Some(host),
+        repo_aside,
+        ..
+    }) = &plan.origin
+    {
+        let repo_path = cluster
+            .stack()
+            .required_string(host, contract::PGBACKREST_REPO_PATH)?;
+        let moved = cluster
+            .script(host, INTO_REPO, &[&repo_path, &name, repo_aside])
+            .await?;
+        for folder in moved.lines() {
+            say(&format!("{host}: kept as {folder}"));
+        }
+    }
+    let method = bootstrap_method(&name, &bin_dir, plan);
     cluster
         .script(b, BOOTSTRAP, &[PATRONI_CONFIG, &method.to_string()])
         .await?;
-    cluster.exec(b, "systemctl start patroni").await?;
-    say(&format!(
-        "{b}: restoring backup {} and recovering to {} ...",
-        plan.backup.label,
-        plan.target.view()
-    ));
-    let bootstrapped = wait_for_bootstrap(cluster, b, say).await;
-    // Patroni's own configuration is back whatever happened.
+    if let Some(origin) = &plan.origin {
+        trust(source, cluster, b, origin, true).await?;
+        say(&format!(
+            "{}: {b} may read {}'s repository",
+            origin.repo_host, origin.cluster
+        ));
+    }
+    let bootstrapped = match cluster.exec(b, "systemctl start patroni").await {
+        Ok(_) => {
+            say(&format!(
+                "{b}: restoring backup {} and recovering to {} ...",
+                plan.backup.label,
+                plan.target.view()
+            ));
+            wait_for_bootstrap(cluster, b, say).await
+        }
+        Err(e) => Err(e),
+    };
+    // Patroni's own configuration is back, and the old cluster's backup
+    // host trusts no one new, whatever happened.
     let finished = cluster.script(b, FINISH, &[PATRONI_CONFIG]).await;
+    let distrusted = match &plan.origin {
+        Some(origin) => trust(source, cluster, b, origin, false).await,
+        None => Ok(()),
+    };
     bootstrapped?;
     finished?;
+    distrusted?;
     say(&format!(
         "{b} leads ({:.0}s); Patroni's configuration is back",
         started.elapsed().as_secs_f64()
     ));
-    let new_backup = backup::backup(cluster, "full", say).await?;
-    say(&format!(
-        "backup {} taken on the new timeline",
-        new_backup.label
-    ));
+    let has_repo = !cluster.group(Group::Backup).is_empty();
+    if let Some(Origin {
+        new_repo: Some(host),
+        ..
+    }) = &plan.origin
+    {
+        cluster
+            .exec(
+                host,
+                &format!(
+                    "runuser -u postgres -- pgbackrest --stanza={} stanza-create",
+                    pgdeploy_text::quote(&name)
+                ),
+            )
+            .await?;
+        say(&format!(
+            "{host}: stanza {name} created for the restored data"
+        ));
+    }
+    let new_backup = if has_repo {
+        let taken = backup::backup(cluster, "full", say).await?;
+        say(&format!("backup {} taken on the new timeline", taken.label));
+        Some(taken.label)
+    } else {
+        say("no backup host: no backup on the new timeline");
+        None
+    };
     let others: Vec<&String> = plan.members.iter().filter(|m| *m != b).collect();
     for member in &others {
         cluster.exec(member, "systemctl start patroni").await?;
     }
     for member in &others {
         ops::wait_for_streaming(cluster, member, REPLICA_WITHIN).await?;
-        say(&format!("{member} rebuilt from the repository and streams"));
+        say(&format!(
+            "{member} rebuilt from the {} and streams",
+            if has_repo { "repository" } else { "leader" }
+        ));
     }
     if !cluster.group(Group::Balancers).is_empty() {
         let readers: Vec<String> = others.iter().map(|m| m.to_string()).collect();
@@ -562,27 +800,42 @@ pub async fn restore(
         leader: b.to_string(),
         timeline: node.timeline,
         stopped,
-        new_backup: new_backup.label,
+        new_backup,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 /// Patroni's `bootstrap` additions: the custom method that restores the
 /// chosen backup, and the recovery settings PostgreSQL stops with.
-fn bootstrap_method(cluster: &Cluster, bin_dir: &str, plan: &RestorePlan) -> serde_json::Value {
-    let name = cluster.name();
+///
+/// `--into` reads the other cluster's repository (its stanza, its backup
+/// host) through pgBackRest's environment options, which win over the
+/// configuration file, with no asynchronous archive-get: the spool is the
+/// new cluster's.
+fn bootstrap_method(name: &str, bin_dir: &str, plan: &RestorePlan) -> serde_json::Value {
     let quote = pgdeploy_text::quote;
+    let (stanza, env) = match &plan.origin {
+        None => (name.to_string(), String::new()),
+        Some(o) => (
+            o.cluster.clone(),
+            format!(
+                "env PGBACKREST_REPO1_HOST={} PGBACKREST_PG1_PATH={} PGBACKREST_ARCHIVE_ASYNC=n ",
+                quote(&o.repo_address),
+                quote(&plan.data_dir)
+            ),
+        ),
+    };
     let command = format!(
-        "/usr/bin/pgbackrest --stanza={} --set={} --delta restore",
-        quote(&name),
+        "{env}/usr/bin/pgbackrest --stanza={} --set={} --delta restore",
+        quote(&stanza),
         quote(&plan.backup.label)
     );
     let mut recovery = plan.target.recovery_settings();
     recovery.insert(
         "restore_command".into(),
         json!(format!(
-            "/usr/local/sbin/pgdeploy-pgbackrest-wal get {} {bin_dir} %f \"%p\"",
-            quote(&name)
+            "{env}/usr/local/sbin/pgdeploy-pgbackrest-wal get {} {bin_dir} %f \"%p\"",
+            quote(&stanza)
         )),
     );
     json!({
@@ -593,6 +846,83 @@ fn bootstrap_method(cluster: &Cluster, bin_dir: &str, plan: &RestorePlan) -> ser
             "recovery_conf": recovery,
         }
     })
+}
+
+/// Lets `member` (of `dest`) read the repository on `origin`'s backup host
+/// (`grant`), or no more. The backup host accepts `member`'s postgres key
+/// from `member`'s address only, without forwarding or a terminal; `member`
+/// pins the backup host's key, read over pgdeploy's own verified
+/// connection. Both lines carry a marker naming the new cluster, by which
+/// they (and an interrupted restore's) are removed.
+async fn trust(
+    source: &Cluster,
+    dest: &Cluster,
+    member: &str,
+    origin: &Origin,
+    grant: bool,
+) -> Result<(), ClusterError> {
+    let marker = format!("pgdeploy-restore-into@{}", dest.name());
+    if !grant {
+        source
+            .script(
+                &origin.repo_host,
+                TRUST,
+                &["remove", AUTHORIZED_KEYS, &marker],
+            )
+            .await?;
+        dest.script(member, TRUST, &["remove", KNOWN_HOSTS, &marker])
+            .await?;
+        return Ok(());
+    }
+    let text = dest
+        .exec(member, &format!("cat {POSTGRES_PUBLIC_KEY}"))
+        .await?;
+    let member_key = public_key(member, POSTGRES_PUBLIC_KEY, &text)?;
+    let text = source
+        .exec(&origin.repo_host, &format!("cat {HOST_KEY}"))
+        .await?;
+    let host_key = public_key(&origin.repo_host, HOST_KEY, &text)?;
+    let member_address = address(dest, member)?;
+    source
+        .script(
+            &origin.repo_host,
+            TRUST,
+            &[
+                "add",
+                AUTHORIZED_KEYS,
+                &marker,
+                &format!(
+                    "from=\"{member_address}\",no-agent-forwarding,no-X11-forwarding,no-port-forwarding,no-pty {member_key} {marker}"
+                ),
+            ],
+        )
+        .await?;
+    dest.script(
+        member,
+        TRUST,
+        &[
+            "add",
+            KNOWN_HOSTS,
+            &marker,
+            &format!("{} {host_key} {marker}", origin.repo_address),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The type and key of an SSH public key file's text (`ssh-ed25519 AAAA…`).
+fn public_key(host: &str, file: &str, text: &str) -> Result<String, ClusterError> {
+    let fields: Vec<&str> = text.split_whitespace().take(2).collect();
+    match fields[..] {
+        [kind, key] if kind.starts_with("ssh-") && !key.is_empty() => Ok(format!("{kind} {key}")),
+        _ => Err(ClusterError::Unparsable {
+            host: host.to_string(),
+            service: file.to_string(),
+            reason: "not an SSH public key".into(),
+            answer: super::shortened(text),
+        }),
+    }
 }
 
 /// Has the leader switch to a new WAL file and waits until the repository
@@ -833,6 +1163,108 @@ mod tests {
         assert!(choose_backup(&empty, &Target::Latest)
             .expect_err("refused")
             .contains("no usable backup"));
+    }
+
+    fn a_plan(origin: Option<Origin>) -> RestorePlan {
+        let r = repo();
+        RestorePlan {
+            target: Target::Latest,
+            backup: r.backups[0].clone(),
+            window: r.window().expect("a window"),
+            bootstrap: "c1".into(),
+            members: vec!["c1".into(), "c2".into()],
+            data_dir: "/var/lib/postgresql/15/patroni".into(),
+            aside: "/var/lib/postgresql/15/patroni.before-restore-X".into(),
+            timeline_before: None,
+            origin,
+        }
+    }
+
+    fn from_lab(new_repo: Option<&str>) -> Origin {
+        Origin {
+            cluster: "lab".into(),
+            repo_host: "node4".into(),
+            repo_address: "10.0.0.4".into(),
+            new_repo: new_repo.map(str::to_string),
+            repo_aside: "/var/lib/pgbackrest-before-restore-X".into(),
+        }
+    }
+
+    #[test]
+    fn a_restore_into_another_cluster_reads_the_old_repository() {
+        let own = bootstrap_method("clone", "/usr/lib/postgresql/15/bin", &a_plan(None));
+        let method = &own["pgdeploy_restore"];
+        assert_eq!(
+            method["command"],
+            "/usr/bin/pgbackrest --stanza=clone --set=20261130-120000F --delta restore"
+        );
+        let into = bootstrap_method(
+            "clone",
+            "/usr/lib/postgresql/15/bin",
+            &a_plan(Some(from_lab(Some("c3")))),
+        );
+        let method = &into["pgdeploy_restore"];
+        let env = "env PGBACKREST_REPO1_HOST=10.0.0.4 PGBACKREST_PG1_PATH=/var/lib/postgresql/15/patroni PGBACKREST_ARCHIVE_ASYNC=n ";
+        assert_eq!(
+            method["command"],
+            format!("{env}/usr/bin/pgbackrest --stanza=lab --set=20261130-120000F --delta restore")
+        );
+        assert_eq!(
+            method["recovery_conf"]["restore_command"],
+            format!("{env}/usr/local/sbin/pgdeploy-pgbackrest-wal get lab /usr/lib/postgresql/15/bin %f \"%p\"")
+        );
+    }
+
+    #[test]
+    fn the_plan_of_a_restore_into_names_both_clusters() {
+        let lines = a_plan(Some(from_lab(Some("c3")))).lines("clone").join("\n");
+        assert!(
+            lines.starts_with("restore cluster lab's backups into cluster clone, to the end"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "~ node4 (lab's backup host; lab keeps running): c1 may read the repository"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "~ c3: clone's stanza kept aside as /var/lib/pgbackrest-before-restore-X"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("+ a full backup on the new timeline"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("+ c2 rebuild from the repository"),
+            "{lines}"
+        );
+        let no_repo = a_plan(Some(from_lab(None))).lines("clone").join("\n");
+        assert!(
+            no_repo.contains("? no backup on the new timeline"),
+            "{no_repo}"
+        );
+        assert!(
+            no_repo.contains("+ c2 rebuild from the leader"),
+            "{no_repo}"
+        );
+        let own = a_plan(None).lines("lab").join("\n");
+        assert!(own.starts_with("restore cluster lab to the end"), "{own}");
+        assert!(!own.contains("keeps running"), "{own}");
+    }
+
+    #[test]
+    fn public_keys_are_read_or_refused() {
+        assert_eq!(
+            public_key("h", "f", "ssh-ed25519 AAAAC3Nz pgbackrest@lab\n").ok(),
+            Some("ssh-ed25519 AAAAC3Nz".to_string())
+        );
+        for bad in ["", "cat: f: No such file", "ssh-ed25519"] {
+            assert!(public_key("h", "f", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
