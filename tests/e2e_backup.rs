@@ -5,7 +5,8 @@
 //! batches of writes (the table dropped after it comes back with exactly
 //! the rows written before it), and to `latest` after a hard crash of every
 //! host (nothing committed is lost). Last, a restore `--into` a second
-//! cluster on two more hosts (a clone), with the first one left running.
+//! cluster on two more hosts (a clone), with the first one left running;
+//! and `status` degraded while the leader's WAL cannot reach the repository.
 //!
 //! One test per scenario; they share one lab (4 hosts, 6 from s06 on) and
 //! one fresh deploy, made by the first scenario that runs (see `Suite` in
@@ -18,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "s01_reinit_reads_the_repository_not_the_leader",
     "s02_backup_on_demand_and_the_recovery_window_in_status",
     "s03_bad_restore_targets_are_refused_before_anything_stops",
     "s04_restore_to_a_time_brings_back_exactly_the_rows_before_it",
     "s05_restore_latest_after_every_host_crashed_loses_nothing_committed",
     "s06_restore_into_a_clone_leaves_the_cluster_running",
+    "s07_a_stalled_archive_makes_status_degraded_until_it_catches_up",
 ];
 
 static LAB: Suite<()> = Suite::new(&SCENARIOS, set_up, lab_down::<()>);
@@ -500,5 +502,45 @@ fn s06_restore_into_a_clone_leaves_the_cluster_running() {
         );
         assert_eq!(trusted.trim(), "0", "a restore key left on node4");
         assert_healthy("after a restore into a clone");
+    });
+}
+
+/// The leader loses its way to the repository (its pgBackRest key
+/// unreadable) while it finishes WAL segments: `status` turns degraded,
+/// naming the stalled recovery window, once the newest archived segment is
+/// older than 3 × archive_timeout (10 s here); given the key back, the
+/// archive catches up and `status` is healthy again.
+#[test]
+fn s07_a_stalled_archive_makes_status_degraded_until_it_catches_up() {
+    LAB.run(|_| {
+        let params =
+            std::env::temp_dir().join(format!("pgdeploy-e2e-stall-{}.yaml", lab_instance()));
+        std::fs::write(&params, "postgres_parameters:\n  archive_timeout: 10s\n")
+            .expect("params file");
+        run_ok("apply", &["-e", &format!("@{}", params.display())]);
+        let leader = patroni_leader("node1");
+        let key = "/var/lib/postgresql/.ssh/id_ed25519";
+        ssh(&leader, &format!("chmod 000 {key}"));
+        write("create table stall (n int)");
+        for n in 0..3 {
+            write(&format!("insert into stall values ({n})"));
+            write("select pg_switch_wal()");
+        }
+        let stalled = wait("status degraded by the stalled archive", 120, || {
+            let (out, doc) = status();
+            let problems = doc["problems"].to_string();
+            (out.status.code() == Some(1)
+                && problems.contains("the recovery window stopped moving"))
+            .then_some(problems)
+        });
+        println!("stalled: {stalled}");
+        assert!(
+            stalled.contains("limit 3 × archive_timeout = 30 s"),
+            "{stalled}"
+        );
+        ssh(&leader, &format!("chmod 600 {key}"));
+        wait("the archive caught up", 180, || {
+            status().0.status.success().then_some(())
+        });
     });
 }
