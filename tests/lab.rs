@@ -1,11 +1,12 @@
 //! End-to-end test of `pgdeploy lab`: real containers, real SSH, real
-//! network. ONE test function runs every scenario in order, on a dedicated
-//! lab: instance 1 (`PGDEPLOY_LAB_INSTANCE=1`: bridge pgdlab1, subnet
-//! 10.213.51.0/24, /var/lib/pgdeploy/lab-1), so it never touches the main
-//! lab (instance 0) that the other end-to-end tests and people use.
+//! network. ONE test function runs every scenario in order, a second one a
+//! lab of mixed Debian releases, both on a dedicated lab: instance 1
+//! (`PGDEPLOY_LAB_INSTANCE=1`: bridge pgdlab1, subnet 10.213.51.0/24,
+//! /var/lib/pgdeploy/lab-1), so they never touch the main lab (instance 0)
+//! that the other end-to-end tests and people use.
 //! Needs root and the Debian packages debootstrap, systemd-container,
 //! nftables and openssh-client; without them (or root) it says so and passes.
-//! A second test checks the Vagrant topology with `vagrant validate`.
+//! A third test checks the Vagrant topology with `vagrant validate`.
 
 mod common;
 
@@ -170,15 +171,21 @@ fn nspawn_processes(sub: &str) -> Vec<u32> {
     v
 }
 
-/// Parsed `pgdeploy lab status`: (host, state, ssh, network).
-fn status() -> Vec<(String, String, String, String)> {
+/// The host lines of `pgdeploy lab status`, split in words: HOST ADDRESS
+/// RELEASE STATE SSH NETWORK MEMORY.
+fn status_words() -> Vec<Vec<String>> {
     pgdeploy_ok(&["lab", "status"])
         .lines()
         .filter(|l| l.starts_with("node"))
-        .map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w[0].into(), w[2].into(), w[3].into(), w[4].into())
-        })
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+/// Parsed `pgdeploy lab status`: (host, state, ssh, network).
+fn status() -> Vec<(String, String, String, String)> {
+    status_words()
+        .into_iter()
+        .map(|w| (w[0].clone(), w[3].clone(), w[4].clone(), w[5].clone()))
         .collect()
 }
 
@@ -542,6 +549,110 @@ fn lab_end_to_end() {
 
     eprintln!(
         "[lab test] all scenarios passed in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A lab of mixed releases: node1 bookworm, node2 trixie (the trixie cache
+/// is built once, about 100 s, and shared like bookworm's).
+#[test]
+fn lab_mixed_releases() {
+    if !common::lab_available() {
+        return;
+    }
+    let _lock = test_lock();
+    let t0 = Instant::now();
+    pgdeploy_ok(&["lab", "down"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inv = tmp.path().join("lab.yaml");
+    let inv_s = inv.to_str().expect("utf-8 path");
+    let up = |release: &str| {
+        pgdeploy(&[
+            "lab",
+            "up",
+            "--nodes",
+            "2",
+            "--release",
+            release,
+            "--inventory",
+            inv_s,
+        ])
+    };
+
+    // A bad --release changes nothing.
+    for (release, says) in [
+        ("jessie", "unknown release \"jessie\""),
+        ("node3=trixie", "node1..node2"),
+    ] {
+        let o = up(release);
+        assert!(!o.status.success(), "--release {release} must fail");
+        assert!(text(&o).contains(says), "{}", text(&o));
+    }
+    assert!(leftovers().is_empty(), "after bad input: {:?}", leftovers());
+
+    let o = up("trixie,node1=bookworm");
+    assert!(o.status.success(), "mixed up failed:\n{}", text(&o));
+    assert!(text(&o).contains("lab is up: 2 hosts"), "{}", text(&o));
+    for (n, release) in [(1, "bookworm"), (2, "trixie")] {
+        assert_eq!(
+            ssh(n, ". /etc/os-release && echo $VERSION_CODENAME"),
+            release
+        );
+        let state = wait_system_running(n);
+        let failed = ssh(n, "systemctl --failed --no-legend --plain");
+        eprintln!("[lab test] node{n} ({release}): {state}; failed units: [{failed}]");
+        assert!(
+            state == "running" || state == "degraded",
+            "node{n} is {state}; failed: {failed}"
+        );
+        assert_eq!(ssh(n, "sudo -n id -un"), "root");
+        assert!(
+            ssh(n, "grep -rh '^[^#]' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true")
+                .contains(&format!("{release}-security")),
+            "node{n}'s apt sources name {release}"
+        );
+    }
+    ssh(2, "sudo apt-get update -q >/dev/null");
+    let releases: Vec<(String, String)> = status_words()
+        .into_iter()
+        .map(|w| (w[0].clone(), w[2].clone()))
+        .collect();
+    assert_eq!(
+        releases,
+        vec![
+            ("node1".into(), "bookworm".into()),
+            ("node2".into(), "trixie".into())
+        ]
+    );
+    let y = fs::read_to_string(&inv).expect("inventory written");
+    assert!(
+        !y.contains("bookworm") && !y.contains("trixie"),
+        "no release in the inventory:\n{y}"
+    );
+
+    // Another release for a host that exists is refused, naming it; the lab runs on.
+    let o = up("bookworm");
+    assert!(!o.status.success(), "a release change must be refused");
+    assert!(
+        text(&o).contains("node2 exists and runs trixie, not bookworm as asked")
+            && text(&o).contains("lab down"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(ssh(2, "hostname"), "node2");
+    // Without --release, hosts keep theirs.
+    let out = pgdeploy_ok(&["lab", "up", "--nodes", "2", "--inventory", inv_s]);
+    assert!(out.contains("nothing to do"), "{out}");
+
+    pgdeploy_ok(&["lab", "down"]);
+    assert!(leftovers().is_empty(), "after down: {:?}", leftovers());
+    for r in ["bookworm", "trixie"] {
+        let stamp =
+            Path::new("/var/cache/pgdeploy/lab").join(format!("rootfs-{r}/.pgdeploy-lab-rootfs"));
+        assert!(stamp.exists(), "the {r} cache stays");
+    }
+    eprintln!(
+        "[lab test] mixed releases passed in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
 }

@@ -4,6 +4,7 @@
 use crate::net::{self, PREFIX};
 use crate::paths::Layout;
 use crate::procs::{self, Container};
+use crate::release::Release;
 use crate::rootfs::ADMIN;
 use crate::util::{self, run, write_file, write_if_changed};
 use anyhow::{bail, Context, Result};
@@ -22,20 +23,24 @@ pub struct HostSpec {
     pub name: String,
     /// Its address on the bridge.
     pub address: Ipv4Addr,
+    /// The release its disk overlays.
+    pub release: Release,
 }
 
 impl HostSpec {
-    /// Host `k` (1-based).
-    pub fn nth(k: usize) -> Self {
+    /// Host `k` (1-based) of `release`.
+    pub fn nth(k: usize, release: Release) -> Self {
         Self {
             name: format!("node{k}"),
             address: net::node_addr(k),
+            release,
         }
     }
 }
 
-/// Mounts the host's overlay if it is not mounted; tells whether it mounted it.
-pub fn ensure_mounted(layout: &Layout, host: &str) -> Result<bool> {
+/// Mounts the host's overlay on the cache of `release` if it is not
+/// mounted; tells whether it mounted it.
+pub fn ensure_mounted(layout: &Layout, host: &str, release: Release) -> Result<bool> {
     let merged = layout.merged(host);
     for d in [layout.upper(host), layout.work(host), merged.clone()] {
         fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -45,7 +50,7 @@ pub fn ensure_mounted(layout: &Layout, host: &str) -> Result<bool> {
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        layout.rootfs().display(),
+        layout.rootfs(release).display(),
         layout.upper(host).display(),
         layout.work(host).display()
     );
@@ -436,7 +441,10 @@ mod tests {
 
     #[test]
     fn hosts_lists_everyone() {
-        let s = hosts_file(&[HostSpec::nth(1), HostSpec::nth(2)]);
+        let s = hosts_file(&[
+            HostSpec::nth(1, Release::Bookworm),
+            HostSpec::nth(2, Release::Trixie),
+        ]);
         assert!(s.contains("10.213.47.11\tnode1\n"));
         assert!(s.contains("10.213.47.12\tnode2\n"));
     }

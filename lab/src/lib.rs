@@ -1,11 +1,11 @@
-//! pgdeploy's lab: real Debian 12 hosts, each a systemd-nspawn container
-//! with its own systemd and sshd, on a private bridge with NAT out, for
-//! end-to-end tests of pgdeploy (see docs/lab.md).
+//! pgdeploy's lab: real Debian 12 (bookworm) or 13 (trixie) hosts, each a
+//! systemd-nspawn container with its own systemd and sshd, on a private
+//! bridge with NAT out, for end-to-end tests of pgdeploy (see docs/lab.md).
 //!
 //! The lab is a singleton on the machine: one bridge (`pgdlab0`), one
 //! subnet (10.213.47.0/24), state under /var/lib/pgdeploy/lab, a cached
-//! root file system under /var/cache/pgdeploy/lab. Every command takes a
-//! lock, so two lab commands never interleave.
+//! root file system per release under /var/cache/pgdeploy/lab. Every
+//! command takes a lock, so two lab commands never interleave.
 
 pub mod host;
 pub mod inventory;
@@ -13,6 +13,7 @@ pub mod net;
 pub mod paths;
 pub mod prereq;
 pub mod procs;
+pub mod release;
 pub mod rootfs;
 pub mod state;
 pub mod undo;
@@ -21,6 +22,7 @@ pub mod util;
 use anyhow::{bail, Context, Result};
 use host::HostSpec;
 use paths::Layout;
+use release::{Release, ReleaseItem, Releases};
 use state::{HostRecord, LabState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -40,6 +42,11 @@ pub enum LabCommand {
         /// Where to write the inventory.
         #[arg(long, default_value = "inventories/lab.yaml")]
         inventory: PathBuf,
+        /// The Debian release of the hosts: bookworm (default) or trixie, or of one host:
+        /// node4=trixie. Repeat it or separate with commas: trixie,node1=bookworm. Hosts that
+        /// exist keep theirs (asking another one for them is refused).
+        #[arg(long, value_name = "[HOST=]RELEASE", value_delimiter = ',')]
+        release: Vec<ReleaseItem>,
     },
     /// Remove every host, mount, the bridge, the nftables table and the keys (the cache stays).
     Down,
@@ -76,6 +83,8 @@ pub struct LabOptions {
     pub inventory: PathBuf,
     /// The inventory groups the hosts go into.
     pub groups: inventory::Groups,
+    /// The releases asked for the hosts (new hosts without one: bookworm).
+    pub releases: Releases,
 }
 
 /// A host of a running lab.
@@ -85,6 +94,8 @@ pub struct HostInfo {
     pub name: String,
     /// Address on the lab's bridge.
     pub address: Ipv4Addr,
+    /// The release it runs (its os-release codename).
+    pub release: String,
 }
 
 /// What [`up`] did.
@@ -125,6 +136,9 @@ pub struct HostStatus {
     pub name: String,
     /// Address on the bridge.
     pub address: Ipv4Addr,
+    /// The release it runs: VERSION_CODENAME of its os-release (an upgrade
+    /// inside changes it), else the one it was made with; `None`: unknown.
+    pub release: Option<String>,
     /// Whether its container is running.
     pub running: bool,
     /// Its init's pid, as seen from the machine.
@@ -162,11 +176,16 @@ fn lab_lock() -> Result<util::FileLock> {
 /// inventory groups `up` puts the hosts in (the product's contract).
 pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
     match cmd {
-        LabCommand::Up { nodes, inventory } => {
+        LabCommand::Up {
+            nodes,
+            inventory,
+            release,
+        } => {
             let r = up(&LabOptions {
                 nodes: *nodes,
                 inventory: inventory.clone(),
                 groups: groups.clone(),
+                releases: Releases::from_items(release)?,
             })?;
             print_up(&r);
         }
@@ -210,7 +229,7 @@ fn print_up(r: &UpReport) {
         }
     }
     for h in &r.hosts {
-        println!("  {:<8} {}", h.name, h.address);
+        println!("  {:<8} {:<15} {}", h.name, h.address, h.release);
     }
     println!("inventory: {}", r.inventory.display());
     if let Some(h) = r.hosts.first() {
@@ -241,14 +260,15 @@ fn print_status(st: &[HostStatus]) {
         println!("lab is down (no hosts)");
     }
     println!(
-        "{:<8} {:<15} {:<8} {:<4} {:<9} MEMORY",
-        "HOST", "ADDRESS", "STATE", "SSH", "NETWORK"
+        "{:<8} {:<15} {:<9} {:<8} {:<4} {:<9} MEMORY",
+        "HOST", "ADDRESS", "RELEASE", "STATE", "SSH", "NETWORK"
     );
     for h in st {
         println!(
-            "{:<8} {:<15} {:<8} {:<4} {:<9} {}",
+            "{:<8} {:<15} {:<9} {:<8} {:<4} {:<9} {}",
             h.name,
             h.address,
+            h.release.as_deref().unwrap_or("-"),
             if h.running { "running" } else { "stopped" },
             if h.ssh { "yes" } else { "no" },
             if !h.running {
@@ -271,6 +291,7 @@ pub fn up(opts: &LabOptions) -> Result<UpReport> {
     if !(1..=net::MAX_NODES).contains(&opts.nodes) {
         bail!("--nodes must be between 1 and {}", net::MAX_NODES);
     }
+    opts.releases.check_hosts(opts.nodes)?;
     prereq::check()?;
     let _lock = lab_lock()?;
     let layout = Layout::system();
@@ -303,13 +324,14 @@ type Running = BTreeMap<String, procs::Container>;
 fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpReport> {
     let t0 = Instant::now();
     let mut actions = Vec::new();
-    let specs: Vec<HostSpec> = (1..=opts.nodes).map(HostSpec::nth).collect();
+    let prior = LabState::load(&layout.state_file())?.unwrap_or_default();
+    let specs = plan_hosts(layout, opts, &prior)?;
     net::check_subnet_free()?;
     let mirror = rootfs::detect_mirror()?;
     let dns = rootfs::detect_nameserver()?;
 
     let running = procs::containers(&layout.lab_dir);
-    ensure_rootfs(layout, &mirror, &running, &mut actions)?;
+    ensure_rootfs(layout, &specs, &prior, &mirror, &running, &mut actions)?;
     fail_point("rootfs")?;
 
     ensure_lab_dir(layout, undo)?;
@@ -351,6 +373,7 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
             .map(|s| HostInfo {
                 name: s.name.clone(),
                 address: s.address,
+                release: runs(layout, &s.name).unwrap_or_else(|| s.release.to_string()),
             })
             .collect(),
         actions,
@@ -361,16 +384,67 @@ fn up_inner(layout: &Layout, opts: &LabOptions, undo: &mut Undo) -> Result<UpRep
     })
 }
 
-/// Builds the cached root file system when it is missing or stale.
+/// The release a host's root says it runs (VERSION_CODENAME of its
+/// os-release): from the mounted overlay, else from its disk's upper layer
+/// (where an upgrade inside writes it). `None`: neither tells.
+fn runs(layout: &Layout, name: &str) -> Option<String> {
+    release::codename_of_root(&layout.merged(name))
+        .or_else(|| release::codename_of_root(&layout.upper(name)))
+}
+
+/// The hosts `up` wants, each with the release its disk overlays: a host
+/// that exists keeps the one it was made with, a new one gets the one
+/// asked (else bookworm). Refuses, before anything changes, when a host
+/// that exists runs another release than asked: `up` never recreates a disk.
+fn plan_hosts(layout: &Layout, opts: &LabOptions, state: &LabState) -> Result<Vec<HostSpec>> {
+    let mut specs = Vec::new();
+    let mut mismatches = Vec::new();
+    for k in 1..=opts.nodes {
+        let name = format!("node{k}");
+        let exists = layout.upper(&name).is_dir();
+        let release = match exists {
+            true => state.host(&name).map(|h| h.release).unwrap_or_default(),
+            false => opts.releases.for_new_host(k),
+        };
+        if let Some(asked) = opts.releases.asked(k).filter(|_| exists) {
+            let now = runs(layout, &name).unwrap_or_else(|| release.to_string());
+            if now != asked.codename() {
+                mismatches.push(release::Mismatch {
+                    host: name,
+                    runs: now,
+                    asked,
+                });
+            }
+        }
+        specs.push(HostSpec::nth(k, release));
+    }
+    if !mismatches.is_empty() {
+        return Err(release::ReleaseMismatch(mismatches).into());
+    }
+    Ok(specs)
+}
+
+/// Builds the cached root file system of every release the hosts need
+/// when it is missing or stale.
 fn ensure_rootfs(
     layout: &Layout,
+    specs: &[HostSpec],
+    state: &LabState,
     mirror: &rootfs::Mirror,
     running: &Running,
     actions: &mut Vec<String>,
 ) -> Result<()> {
-    let in_use = !running.is_empty() || !procs::mounts_under(&layout.lab_dir)?.is_empty();
-    if rootfs::ensure(&layout.rootfs(), mirror, in_use)? {
-        actions.push("built the root file system cache".to_string());
+    let releases: BTreeSet<Release> = specs.iter().map(|s| s.release).collect();
+    for r in releases {
+        let dir = layout.rootfs(r);
+        // Overlaid by hosts of any lab instance, or by running hosts of this one.
+        let in_use = procs::overlaid(&dir)?
+            || running
+                .keys()
+                .any(|n| state.host(n).map(|h| h.release).unwrap_or_default() == r);
+        if rootfs::ensure(&dir, r, mirror, in_use)? {
+            actions.push(format!("built the {r} root file system cache"));
+        }
     }
     Ok(())
 }
@@ -529,7 +603,7 @@ fn prepare_hosts(
                 util::remove_tree(&d)
             });
         }
-        if host::ensure_mounted(layout, name)? {
+        if host::ensure_mounted(layout, name, spec.release)? {
             let (l, n) = (layout.clone(), name.clone());
             undo.push(format!("unmount {name}"), move || {
                 host::unmount(&l, &n).map(drop)
@@ -596,12 +670,14 @@ fn boot_stopped(
         if let Some(r) = state.host_mut(&spec.name) {
             r.nspawn_pid = Some(started.nspawn.id());
             r.init_pid = Some(started.init_pid);
+            r.release = spec.release;
         } else {
             state.hosts.push(HostRecord {
                 name: spec.name.clone(),
                 address: spec.address.to_string(),
                 nspawn_pid: Some(started.nspawn.id()),
                 init_pid: Some(started.init_pid),
+                release: spec.release,
             });
         }
         booted.push(spec.name.clone());
@@ -689,13 +765,15 @@ fn record_hosts(
     state.inventory = Some(opts.inventory.clone());
     state.hosts.retain(|h| wanted.contains(h.name.as_str()));
     for spec in specs {
-        if state.host_mut(&spec.name).is_none() {
-            state.hosts.push(HostRecord {
+        match state.host_mut(&spec.name) {
+            Some(r) => r.release = spec.release,
+            None => state.hosts.push(HostRecord {
                 name: spec.name.clone(),
                 address: spec.address.to_string(),
                 nspawn_pid: None,
                 init_pid: inits.get(&spec.name).copied(),
-            });
+                release: spec.release,
+            }),
         }
     }
     state.hosts.sort_by_key(|h| host_sort_key(&h.name));
@@ -929,6 +1007,7 @@ pub fn status() -> Result<Vec<HostStatus>> {
             .map(|n| {
                 let c = running.get(n);
                 let layout = &layout;
+                let made_with = state.as_ref().and_then(|s| s.host(n)).map(|h| h.release);
                 s.spawn(move || {
                     let address = address_of(n).unwrap_or(Ipv4Addr::UNSPECIFIED);
                     let veth = net::veth_name(n);
@@ -938,6 +1017,7 @@ pub fn status() -> Result<Vec<HostStatus>> {
                     HostStatus {
                         name: n.clone(),
                         address,
+                        release: runs(layout, n).or_else(|| made_with.map(|r| r.to_string())),
                         running: c.is_some(),
                         init_pid: c.map(|c| c.init_pid),
                         ssh,
@@ -952,15 +1032,22 @@ pub fn status() -> Result<Vec<HostStatus>> {
     Ok(out)
 }
 
+/// A host that exists, with the release it was made with (from the state file).
 fn known_host(layout: &Layout, name: &str) -> Result<HostSpec> {
     let address = address_of(name)
         .with_context(|| format!("no such lab host: {name:?} (hosts are node1, node2, ...)"))?;
     if !layout.host_dir(name).join("upper").is_dir() {
         bail!("no such lab host: {name} (is the lab up? `pgdeploy lab status`)");
     }
+    let state = LabState::load(&layout.state_file())?;
     Ok(HostSpec {
         name: name.to_string(),
         address,
+        release: state
+            .as_ref()
+            .and_then(|s| s.host(name))
+            .map(|h| h.release)
+            .unwrap_or_default(),
     })
 }
 
@@ -996,7 +1083,7 @@ pub fn start(name: &str) -> Result<bool> {
         bail!("the lab's network is gone: run `pgdeploy lab up` to repair the lab");
     }
     clear_remains(&layout, &[name])?;
-    host::ensure_mounted(&layout, name)?;
+    host::ensure_mounted(&layout, name, spec.release)?;
     let started = host::start(&layout, name)?;
     let mut child = started.nspawn;
     let r = host::wait_ssh(
@@ -1061,6 +1148,76 @@ mod tests {
         assert_eq!(address_of("db1"), None);
     }
 
+    fn opts(releases: &[&str], nodes: usize) -> LabOptions {
+        let items: Vec<ReleaseItem> = releases.iter().map(|r| r.parse().unwrap()).collect();
+        LabOptions {
+            nodes,
+            inventory: "inv.yaml".into(),
+            groups: inventory::Groups {
+                core: vec![],
+                fourth: "backup".into(),
+            },
+            releases: Releases::from_items(&items).unwrap(),
+        }
+    }
+
+    #[test]
+    fn existing_hosts_keep_their_release() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            lab_dir: d.path().join("lab"),
+            cache_dir: d.path().join("cache"),
+        };
+        // node1 exists, made with trixie; node2 exists from an old state file
+        // (no release: bookworm) and was upgraded to trixie inside.
+        fs::create_dir_all(layout.upper("node1")).unwrap();
+        fs::create_dir_all(layout.upper("node2").join("usr/lib")).unwrap();
+        fs::write(
+            layout.upper("node2").join("usr/lib/os-release"),
+            "VERSION_CODENAME=trixie\n",
+        )
+        .unwrap();
+        let state = LabState {
+            hosts: vec![HostRecord {
+                name: "node1".into(),
+                address: "10.213.47.11".into(),
+                nspawn_pid: None,
+                init_pid: None,
+                release: Release::Trixie,
+            }],
+            ..Default::default()
+        };
+        let rel = |specs: Vec<HostSpec>| specs.iter().map(|s| s.release).collect::<Vec<_>>();
+        use Release::{Bookworm, Trixie};
+        // Nothing asked: hosts that exist keep theirs, new ones are bookworm.
+        let specs = plan_hosts(&layout, &opts(&[], 3), &state).unwrap();
+        assert_eq!(rel(specs), vec![Trixie, Bookworm, Bookworm]);
+        // Asked what they run: fine; node2's disk still overlays bookworm.
+        let specs = plan_hosts(&layout, &opts(&["trixie"], 3), &state).unwrap();
+        assert_eq!(rel(specs), vec![Trixie, Bookworm, Trixie]);
+        let specs = plan_hosts(&layout, &opts(&["node3=trixie"], 4), &state).unwrap();
+        assert_eq!(rel(specs), vec![Trixie, Bookworm, Trixie, Bookworm]);
+        // Another release for a host that exists: refused, naming it.
+        let e = plan_hosts(&layout, &opts(&["trixie", "node1=bookworm"], 2), &state).unwrap_err();
+        let m = e.downcast_ref::<release::ReleaseMismatch>().unwrap();
+        assert_eq!(
+            m.0,
+            vec![release::Mismatch {
+                host: "node1".into(),
+                runs: "trixie".into(),
+                asked: Bookworm
+            }]
+        );
+        let e = plan_hosts(&layout, &opts(&["bookworm"], 2), &state).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<release::ReleaseMismatch>()
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
+    }
+
     #[test]
     fn cli_shape() {
         use clap::Parser;
@@ -1074,9 +1231,39 @@ mod tests {
             c.cmd,
             LabCommand::Up {
                 nodes: 4,
-                inventory: "inventories/lab.yaml".into()
+                inventory: "inventories/lab.yaml".into(),
+                release: vec![],
             }
         );
+        let c = Cli::try_parse_from([
+            "x",
+            "up",
+            "--release",
+            "trixie,node1=bookworm",
+            "--release",
+            "node3=trixie",
+        ])
+        .unwrap();
+        let LabCommand::Up { release, .. } = c.cmd else {
+            panic!("not up")
+        };
+        assert_eq!(
+            release,
+            vec![
+                ReleaseItem::All(Release::Trixie),
+                ReleaseItem::Host(1, Release::Bookworm),
+                ReleaseItem::Host(3, Release::Trixie),
+            ]
+        );
+        let r = Releases::from_items(&release).unwrap();
+        assert_eq!(r.asked(1), Some(Release::Bookworm));
+        assert_eq!(r.asked(2), Some(Release::Trixie));
+        let e = Cli::try_parse_from(["x", "up", "--release", "jessie"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("unknown release \"jessie\""), "{e}");
+        assert!(Cli::try_parse_from(["x", "up", "--release", "db1=trixie"]).is_err());
         let c = Cli::try_parse_from(["x", "kill", "node2"]).unwrap();
         assert_eq!(
             c.cmd,

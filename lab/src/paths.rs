@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub struct Layout {
     /// Per-host state, keys, known_hosts and the state file.
     pub lab_dir: PathBuf,
-    /// The cached root file system.
+    /// The cached root file systems, one per release.
     pub cache_dir: PathBuf,
 }
 
@@ -30,10 +30,9 @@ impl Layout {
             cache_dir: "/var/cache/pgdeploy/lab".into(),
         }
     }
-    /// The cached Debian root file system.
-    pub fn rootfs(&self) -> PathBuf {
-        self.cache_dir
-            .join(format!("rootfs-{}", crate::rootfs::SUITE))
+    /// The cached Debian root file system of `release` (`rootfs-bookworm`, `rootfs-trixie`).
+    pub fn rootfs(&self, release: crate::release::Release) -> PathBuf {
+        self.cache_dir.join(format!("rootfs-{release}"))
     }
     /// The lab's SSH private key.
     pub fn key(&self) -> PathBuf {

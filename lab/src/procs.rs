@@ -88,6 +88,16 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// Whether an overlay in this mount namespace (any lab instance's host)
+/// has `lower` as its lower directory.
+pub fn overlaid(lower: &Path) -> Result<bool> {
+    let text =
+        fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    Ok(parse_mountinfo(&text).iter().any(|m| {
+        m.fstype == "overlay" && opt_value(&m.super_opts, "lowerdir").map(Path::new) == Some(lower)
+    }))
+}
+
 /// Whether `path` is a mount point in this mount namespace.
 pub fn is_mounted(path: &Path) -> Result<bool> {
     let text =

@@ -1,19 +1,30 @@
-//! The cached Debian 12 root file system every host overlays: built once
-//! with debootstrap into a temporary directory, customised, and renamed
-//! into place only when complete.
+//! The cached Debian root file systems the hosts overlay, one per release
+//! (`rootfs-bookworm`, `rootfs-trixie`): each built once with debootstrap
+//! into a temporary directory, customised, and renamed into place only when
+//! complete.
 
+use crate::release::Release;
 use crate::util::{self, run, write_file};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The Debian release the hosts run.
-pub const SUITE: &str = "bookworm";
-/// Packages added to the minimal base.
+/// Packages added to the minimal base (of every release; see [`include`]).
 pub const INCLUDE: &str =
     "systemd,systemd-sysv,dbus,openssh-server,iproute2,python3,sudo,ca-certificates,procps,iputils-ping";
-/// Bump when [`customize`] changes: an older cache is rebuilt.
+
+/// The packages debootstrap adds to the minimal base of `release`: trixie's
+/// systemd only dlopens libkmod (bookworm's depends on it), and without it
+/// systemd-modules-load.service fails at every boot.
+pub fn include(release: Release) -> String {
+    match release {
+        Release::Bookworm => INCLUDE.to_string(),
+        Release::Trixie => format!("{INCLUDE},libkmod2"),
+    }
+}
+
+/// Bump when [`customize`] changes: an older cache (of every release) is rebuilt.
 pub const ROOTFS_VERSION: u32 = 1;
 /// The stamp file inside a complete cache.
 pub const STAMP: &str = ".pgdeploy-lab-rootfs";
@@ -47,17 +58,53 @@ pub struct Mirror {
     pub security: Option<String>,
 }
 
+/// A host's apt sources: the file (relative to its root) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptSources {
+    /// Relative to the root: `etc/apt/sources.list` (bookworm) or
+    /// `etc/apt/sources.list.d/debian.sources` (trixie: deb822).
+    pub path: &'static str,
+    /// The file's text.
+    pub text: String,
+}
+
 impl Mirror {
-    /// The hosts' /etc/apt/sources.list.
-    pub fn sources_list(&self) -> String {
-        let mut s = format!(
-            "deb {} {SUITE} main\ndeb {} {SUITE}-updates main\n",
-            self.main, self.main
-        );
-        if let Some(sec) = &self.security {
-            s.push_str(&format!("deb {sec} {SUITE}-security main\n"));
+    /// The apt sources of a host of `release`: main, updates and security
+    /// suites of that release.
+    pub fn apt_sources(&self, release: Release) -> AptSources {
+        let r = release.codename();
+        match release {
+            Release::Bookworm => {
+                let mut text = format!(
+                    "deb {} {r} main\ndeb {} {r}-updates main\n",
+                    self.main, self.main
+                );
+                if let Some(sec) = &self.security {
+                    text.push_str(&format!("deb {sec} {r}-security main\n"));
+                }
+                AptSources {
+                    path: "etc/apt/sources.list",
+                    text,
+                }
+            }
+            Release::Trixie => {
+                let block = |uri: &str, suites: &str| {
+                    format!(
+                        "Types: deb\nURIs: {uri}\nSuites: {suites}\nComponents: main\n\
+                         Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp\n"
+                    )
+                };
+                let mut text = block(&self.main, &format!("{r} {r}-updates"));
+                if let Some(sec) = &self.security {
+                    text.push('\n');
+                    text.push_str(&block(sec, &format!("{r}-security")));
+                }
+                AptSources {
+                    path: "etc/apt/sources.list.d/debian.sources",
+                    text,
+                }
+            }
         }
-        s
     }
 }
 
@@ -180,13 +227,16 @@ pub fn pick_nameserver(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Whether `dir` holds a complete cache of the current version.
-pub fn is_complete(dir: &Path) -> bool {
-    fs::read_to_string(dir.join(STAMP)).is_ok_and(|s| s.trim() == stamp().trim())
+/// Whether `dir` holds a complete cache of `release` of the current version.
+pub fn is_complete(dir: &Path, release: Release) -> bool {
+    fs::read_to_string(dir.join(STAMP)).is_ok_and(|s| s.trim() == stamp(release).trim())
 }
 
-fn stamp() -> String {
-    format!("version {ROOTFS_VERSION}\nsuite {SUITE}\ninclude {INCLUDE}\n")
+fn stamp(release: Release) -> String {
+    format!(
+        "version {ROOTFS_VERSION}\nsuite {release}\ninclude {}\n",
+        include(release)
+    )
 }
 
 /// Removes a (half-built) tree, unmounting whatever a killed debootstrap left mounted in it.
@@ -197,19 +247,19 @@ fn discard(dir: &Path) -> Result<()> {
     util::remove_tree(dir)
 }
 
-/// Makes sure a complete cache is at `dir`; builds it if missing. Tells
-/// whether it built it. `in_use` says whether hosts are overlaying it now
-/// (an outdated cache is then not replaced under them).
-pub fn ensure(dir: &Path, mirror: &Mirror, in_use: bool) -> Result<bool> {
-    if is_complete(dir) {
+/// Makes sure a complete cache of `release` is at `dir`; builds it if
+/// missing. Tells whether it built it. `in_use` says whether hosts are
+/// overlaying it now (an outdated cache is then not replaced under them).
+pub fn ensure(dir: &Path, release: Release, mirror: &Mirror, in_use: bool) -> Result<bool> {
+    if is_complete(dir, release) {
         return Ok(false);
     }
-    // Lab instances share the cache: one builds it, the others wait.
+    // Lab instances share the caches: one builds a release's, the others wait.
     let _lock = util::FileLock::acquire(
-        "/run/pgdeploy-lab-cache.lock",
-        "another lab building the cache",
+        &format!("/run/pgdeploy-lab-cache-{release}.lock"),
+        &format!("another lab building the {release} cache"),
     )?;
-    if is_complete(dir) {
+    if is_complete(dir, release) {
         return Ok(false);
     }
     if dir.exists() && in_use {
@@ -228,8 +278,11 @@ pub fn ensure(dir: &Path, mirror: &Mirror, in_use: bool) -> Result<bool> {
     let tmp = parent.join(format!("{name}.tmp"));
     discard(&tmp).context("cannot remove a half-built cache")?;
     let started = Instant::now();
-    eprintln!("lab: building the Debian {SUITE} root file system with debootstrap (once; about a minute) ...");
-    let r = build(&tmp, mirror);
+    eprintln!(
+        "lab: building the Debian {} ({release}) root file system with debootstrap (once; a minute or two) ...",
+        release.version()
+    );
+    let r = build(&tmp, release, mirror);
     if let Err(e) = r {
         let _ = discard(&tmp);
         return Err(e);
@@ -251,13 +304,17 @@ pub fn ensure(dir: &Path, mirror: &Mirror, in_use: bool) -> Result<bool> {
     Ok(true)
 }
 
-fn build(tmp: &Path, mirror: &Mirror) -> Result<()> {
+fn build(tmp: &Path, release: Release, mirror: &Mirror) -> Result<()> {
     fs::create_dir_all(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let log = tmp.with_extension("log");
     let logf =
         fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let status = util::command("debootstrap")
-        .args(["--variant=minbase", &format!("--include={INCLUDE}"), SUITE])
+        .args([
+            "--variant=minbase",
+            &format!("--include={}", include(release)),
+            release.codename(),
+        ])
         .arg(tmp)
         .arg(&mirror.main)
         .stdin(std::process::Stdio::null())
@@ -267,26 +324,38 @@ fn build(tmp: &Path, mirror: &Mirror) -> Result<()> {
         .context("cannot run debootstrap")?;
     if !status.success() {
         let text = fs::read_to_string(&log).unwrap_or_default();
+        let hint = if text.contains("signed by unknown key") {
+            format!(
+                "\n(this machine's debian-archive-keyring lacks the keys of {release}: \
+                 apt-get install debian-archive-keyring; bookworm's 2023.3+deb12u2 has trixie's)"
+            )
+        } else {
+            String::new()
+        };
         bail!(
-            "debootstrap failed ({status}); see {}:\n{}",
+            "debootstrap failed ({status}); see {}:\n{}{hint}",
             log.display(),
             util::tail(&text, 1500)
         );
     }
-    customize(tmp, mirror).context("cannot customise the root file system")?;
-    write_file(&tmp.join(STAMP), &stamp(), 0o644)?;
+    customize(tmp, release, mirror).context("cannot customise the root file system")?;
+    write_file(&tmp.join(STAMP), &stamp(release), 0o644)?;
     let _ = fs::remove_file(&log);
     Ok(())
 }
 
-/// What every host shares: apt sources, no host keys, no machine id,
-/// masked units, networkd enabled, the admin user with passwordless sudo.
-fn customize(root: &Path, mirror: &Mirror) -> Result<()> {
-    write_file(
-        &root.join("etc/apt/sources.list"),
-        &mirror.sources_list(),
-        0o644,
-    )?;
+/// What every host shares: apt sources of its release (bookworm: one-line
+/// /etc/apt/sources.list; trixie: deb822 sources.list.d/debian.sources, the
+/// format Debian 13's apt recommends), no host keys, no machine id, masked
+/// units, networkd and ssh.service enabled (on both releases sshd runs as
+/// ssh.service, not socket-activated), the admin user with passwordless sudo.
+fn customize(root: &Path, release: Release, mirror: &Mirror) -> Result<()> {
+    let sources = mirror.apt_sources(release);
+    if sources.path != "etc/apt/sources.list" {
+        // debootstrap writes a one-line sources.list; the deb822 file replaces it.
+        let _ = fs::remove_file(root.join("etc/apt/sources.list"));
+    }
+    write_file(&root.join(sources.path), &sources.text, 0o644)?;
     // The cache must not share host keys: each host gets its own.
     for e in fs::read_dir(root.join("etc/ssh")).context("no /etc/ssh in the root file system")? {
         let p = e?.path();
@@ -366,9 +435,41 @@ Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-securi
             m.security.as_deref(),
             Some("http://mirror.invalid/debian-security")
         );
-        let s = m.sources_list();
-        assert!(s.contains("deb http://mirror.invalid/debian bookworm-updates main\n"));
-        assert!(s.contains("deb http://mirror.invalid/debian-security bookworm-security main\n"));
+        let s = m.apt_sources(Release::Bookworm);
+        assert_eq!(s.path, "etc/apt/sources.list");
+        assert_eq!(
+            s.text,
+            "deb http://mirror.invalid/debian bookworm main\n\
+             deb http://mirror.invalid/debian bookworm-updates main\n\
+             deb http://mirror.invalid/debian-security bookworm-security main\n"
+        );
+    }
+
+    #[test]
+    fn trixie_sources_are_deb822_of_trixie() {
+        let m = pick_mirror(&parse_deb822(DEB822)).unwrap();
+        let s = m.apt_sources(Release::Trixie);
+        assert_eq!(s.path, "etc/apt/sources.list.d/debian.sources");
+        assert_eq!(
+            s.text,
+            "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: trixie trixie-updates\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp\n\n\
+             Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: trixie-security\nComponents: main\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.pgp\n"
+        );
+        assert!(!s.text.contains("bookworm"));
+        // Read back as apt would: the same archives, trixie's suites.
+        let back = parse_deb822(&s.text);
+        assert_eq!(back[0].1, vec!["trixie", "trixie-updates"]);
+        assert_eq!(back[1].1, vec!["trixie-security"]);
+        let no_sec = Mirror {
+            main: "http://m.invalid/debian".into(),
+            security: None,
+        };
+        assert!(!no_sec
+            .apt_sources(Release::Trixie)
+            .text
+            .contains("security"));
     }
 
     #[test]
@@ -399,10 +500,24 @@ Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-securi
     #[test]
     fn stamp_check() {
         let d = tempfile::tempdir().unwrap();
-        assert!(!is_complete(d.path()));
-        fs::write(d.path().join(STAMP), stamp()).unwrap();
-        assert!(is_complete(d.path()));
+        assert!(!is_complete(d.path(), Release::Bookworm));
+        fs::write(d.path().join(STAMP), stamp(Release::Bookworm)).unwrap();
+        assert!(is_complete(d.path(), Release::Bookworm));
+        assert!(
+            !is_complete(d.path(), Release::Trixie),
+            "a cache is of one release"
+        );
         fs::write(d.path().join(STAMP), "version 0\n").unwrap();
-        assert!(!is_complete(d.path()));
+        assert!(!is_complete(d.path(), Release::Bookworm));
+    }
+
+    #[test]
+    fn bookworm_stamp_is_the_one_before_releases() {
+        // Existing bookworm caches stay valid (no rebuild under running labs).
+        assert_eq!(
+            stamp(Release::Bookworm),
+            "version 1\nsuite bookworm\ninclude systemd,systemd-sysv,dbus,openssh-server,iproute2,python3,sudo,\
+             ca-certificates,procps,iputils-ping\n"
+        );
     }
 }

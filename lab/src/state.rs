@@ -1,5 +1,6 @@
 //! The lab's small JSON state file: what `lab up` made.
 
+use crate::release::Release;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ pub struct HostRecord {
     pub nspawn_pid: Option<u32>,
     /// Its init, as seen from the machine.
     pub init_pid: Option<u32>,
+    /// The release it was made with (the cache its disk overlays); state
+    /// files from before releases have none: bookworm.
+    #[serde(default)]
+    pub release: Release,
 }
 
 impl LabState {
@@ -56,6 +61,11 @@ impl LabState {
     }
 
     /// The record of `host`, if any.
+    pub fn host(&self, host: &str) -> Option<&HostRecord> {
+        self.hosts.iter().find(|h| h.name == host)
+    }
+
+    /// The record of `host`, if any, to change.
     pub fn host_mut(&mut self, host: &str) -> Option<&mut HostRecord> {
         self.hosts.iter_mut().find(|h| h.name == host)
     }
@@ -78,12 +88,37 @@ mod tests {
                 address: "10.213.47.11".into(),
                 nspawn_pid: Some(5),
                 init_pid: None,
+                release: Release::Trixie,
             }],
             ..Default::default()
         };
         s.save(&p).unwrap();
         assert_eq!(LabState::load(&p).unwrap(), Some(s));
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .contains("\"release\": \"trixie\""));
         std::fs::write(&p, "{").unwrap();
         assert!(LabState::load(&p).is_err());
+    }
+
+    #[test]
+    fn old_state_files_mean_bookworm() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        std::fs::write(
+            &p,
+            r#"{"nodes": 1, "bridge": "pgdlab0", "subnet": "10.213.47.0/24", "nft_table": "pgdeploy_lab",
+                "sysctl_before": {}, "inventory": "inventories/lab.yaml",
+                "hosts": [{"name": "node1", "address": "10.213.47.11", "nspawn_pid": 7, "init_pid": 9}]}"#,
+        )
+        .unwrap();
+        let s = LabState::load(&p).unwrap().unwrap();
+        assert_eq!(s.host("node1").unwrap().release, Release::Bookworm);
+        std::fs::write(&p, r#"{"nodes": 1, "bridge": "b", "subnet": "s", "nft_table": "t", "inventory": null,
+                "hosts": [{"name": "node1", "address": "a", "nspawn_pid": null, "init_pid": null, "release": "forky"}]}"#).unwrap();
+        assert!(
+            LabState::load(&p).is_err(),
+            "an unknown release is a corrupt state file"
+        );
     }
 }
