@@ -7,7 +7,8 @@
 //! `openssl`); the key itself never leaves the host. The plan re-issues (a
 //! new key and certificate, uploaded atomically) only when the certificate
 //! or key is missing, the key does not match, the certificate is not signed
-//! by the CA, its names differ from `names`, or it expires within
+//! by the CA, it lacks an Authority Key Identifier (strict verifiers need
+//! it), its names differ from `names`, or it expires within
 //! `renew_days`. Otherwise it only fixes owner, group and mode. Plans never
 //! show key material.
 
@@ -242,6 +243,16 @@ fn reissue_reason(
     if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
         return Some("not signed by the cluster CA".into());
     }
+    let has_aki = cert
+        .extensions()
+        .iter()
+        .any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER);
+    if !has_aki {
+        return Some(
+            "no Authority Key Identifier (strict clients such as Python 3.13 on Debian 13 refuse it)"
+                .into(),
+        );
+    }
     let sans = cert_names(&cert);
     let wanted: BTreeSet<San> = wanted.iter().cloned().collect();
     if sans != wanted {
@@ -313,6 +324,9 @@ impl CertResource {
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        // Python 3.13's default verification (Debian 13: Patroni, patronictl)
+        // is strict and refuses a certificate without it.
+        params.use_authority_key_identifier_extension = true;
         let now = time::OffsetDateTime::now_utc();
         // An hour back: a host whose clock is a little behind still accepts it.
         params.not_before = now - time::Duration::hours(1);
@@ -569,6 +583,42 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .starts_with("expires"));
+    }
+
+    #[test]
+    fn issued_certificates_carry_an_authority_key_identifier_and_older_ones_are_reissued() {
+        let ca1 = ca("ca");
+        let ca_key = rcgen::KeyPair::from_pem(&ca1.1).expect("CA key");
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca1.0, &ca_key).expect("issuer");
+        let (_, ca_der) = x509_parser::pem::parse_x509_pem(ca1.0.as_bytes()).expect("CA PEM");
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der.contents).expect("CA");
+        let leaf = |aki: bool| {
+            let key = rcgen::KeyPair::generate().expect("key");
+            let mut p = rcgen::CertificateParams::new(vec!["db1".to_string()]).expect("params");
+            p.use_authority_key_identifier_extension = aki;
+            p.signed_by(&key, &issuer).expect("signed").pem()
+        };
+        let wanted = [San::Dns("db1".into())];
+        let reason = reissue_reason(leaf(false).as_bytes(), &ca_cert, &wanted, 0);
+        assert!(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("no Authority Key Identifier")),
+            "{reason:?}"
+        );
+        assert_eq!(
+            reissue_reason(leaf(true).as_bytes(), &ca_cert, &wanted, 0),
+            None
+        );
+        // What the module issues passes.
+        if !have_openssl() {
+            eprintln!("skipped the issued certificate: no openssl on this machine");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        converge(resource(params(dir.path(), &ca1, &["db1"])).as_ref());
+        let pem = std::fs::read(dir.path().join("server.crt")).expect("issued");
+        assert_eq!(reissue_reason(&pem, &ca_cert, &wanted, 0), None);
     }
 
     #[test]
