@@ -225,10 +225,16 @@ struct Call<'a> {
     body: Option<&'a str>,
     /// Basic authentication (user, password).
     auth: Option<(&'a str, &'a str)>,
+    /// How long the exchange may take.
+    limit: Duration,
 }
 
 /// How long one HTTP exchange or query through a tunnel may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Patroni may take to answer an operation (restart, switchover,
+/// reinitialize): it answers when the operation is done, and a restart on
+/// a busy host takes longer than a plain answer.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(180);
 
 impl Cluster {
     /// A cluster as the stack contract describes it (inventory, role
@@ -453,6 +459,7 @@ impl Cluster {
             path,
             body,
             auth: None,
+            limit: EXCHANGE_TIMEOUT,
         };
         self.exchange(host, port, call, None).await
     }
@@ -473,6 +480,7 @@ impl Cluster {
             path,
             body,
             auth: None,
+            limit: EXCHANGE_TIMEOUT,
         };
         self.tls_exchange(host, port, call).await
     }
@@ -503,6 +511,11 @@ impl Cluster {
             path,
             body,
             auth: auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            limit: if method == "GET" {
+                EXCHANGE_TIMEOUT
+            } else {
+                OPERATION_TIMEOUT
+            },
         };
         self.tls_exchange(host, port, call).await
     }
@@ -540,6 +553,7 @@ impl Cluster {
             path,
             body,
             auth,
+            limit,
         } = call;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let service = format!("{method} {scheme}://127.0.0.1:{port}{path}");
@@ -568,9 +582,9 @@ impl Cluster {
             };
             answer.map_err(|e| err(e.to_string()))
         };
-        tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        tokio::time::timeout(limit, exchange)
             .await
-            .map_err(|_| err(format!("no answer within {}s", EXCHANGE_TIMEOUT.as_secs())))?
+            .map_err(|_| err(format!("no answer within {}s", limit.as_secs())))?
     }
 
     /// Patroni's REST port on `host`.
