@@ -6,7 +6,8 @@
 //! the rows written before it), and to `latest` after a hard crash of every
 //! host (nothing committed is lost). Last, a restore `--into` a second
 //! cluster on two more hosts (a clone), with the first one left running;
-//! and `status` degraded while the leader's WAL cannot reach the repository.
+//! `status` degraded while the leader's WAL cannot reach the repository;
+//! and retention by days instead of by count.
 //!
 //! One test per scenario; they share one lab (4 hosts, 6 from s06 on) and
 //! one fresh deploy, made by the first scenario that runs (see `Suite` in
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "s01_reinit_reads_the_repository_not_the_leader",
     "s02_backup_on_demand_and_the_recovery_window_in_status",
     "s03_bad_restore_targets_are_refused_before_anything_stops",
@@ -27,6 +28,7 @@ const SCENARIOS: [&str; 7] = [
     "s05_restore_latest_after_every_host_crashed_loses_nothing_committed",
     "s06_restore_into_a_clone_leaves_the_cluster_running",
     "s07_a_stalled_archive_makes_status_degraded_until_it_catches_up",
+    "s08_retention_by_time_keeps_every_full_backup_of_its_days",
 ];
 
 static LAB: Suite<()> = Suite::new(&SCENARIOS, set_up, lab_down::<()>);
@@ -415,8 +417,18 @@ fn s06_restore_into_a_clone_leaves_the_cluster_running() {
             "{}",
             text(&out)
         );
-        lab_up(6);
         let clone = clone_inventory();
+        // node5 and node6 stay out of the lab's own inventory: later
+        // applies of the lab cluster leave the clone alone.
+        let six = clone.with_file_name("lab-6.yaml");
+        pgdeploy_ok(&[
+            "lab",
+            "up",
+            "--nodes",
+            "6",
+            "--inventory",
+            &six.to_string_lossy(),
+        ]);
         let started = Instant::now();
         let out = run_on(&clone, "apply", &[]);
         assert!(out.status.success(), "clone apply: {}", text(&out));
@@ -542,5 +554,53 @@ fn s07_a_stalled_archive_makes_status_degraded_until_it_catches_up() {
         wait("the archive caught up", 180, || {
             status().0.status.success().then_some(())
         });
+    });
+}
+
+/// How many full backups the repository holds.
+fn full_backups() -> usize {
+    let info = ssh(
+        "node4",
+        "runuser -u postgres -- pgbackrest --stanza=lab info --output=json",
+    );
+    let doc: serde_json::Value = serde_json::from_str(&info).expect("pgbackrest info JSON");
+    doc[0]["backup"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter(|b| b["type"] == "full")
+        .count()
+}
+
+/// `pgbackrest_retention_full_type: time`: full backups are kept by age
+/// (here 1 day), where the count rule (2) expires all but the newest two
+/// after each backup.
+#[test]
+fn s08_retention_by_time_keeps_every_full_backup_of_its_days() {
+    LAB.run(|_| {
+        for _ in 0..2 {
+            run_ok("backup", &["--type", "full"]);
+        }
+        assert_eq!(full_backups(), 2, "by count: the newest two");
+        let by_time = [
+            "-e",
+            "pgbackrest_retention_full_type=time",
+            "-e",
+            "pgbackrest_retention_full=1",
+        ];
+        run_ok("apply", &by_time);
+        assert!(
+            ssh("node4", "cat /etc/pgbackrest.conf").contains("repo1-retention-full-type=time\n")
+        );
+        for _ in 0..2 {
+            run_ok("backup", &["--type", "full"]);
+        }
+        assert_eq!(
+            full_backups(),
+            4,
+            "by time: every full backup of the last day"
+        );
+        let plan = run("plan", &[&by_time[..], &["--detailed-exitcode"]].concat());
+        assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     });
 }
