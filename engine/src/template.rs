@@ -102,6 +102,58 @@ impl TemplateError {
     }
 }
 
+/// The placeholder behind `value`, when it is one.
+fn placeholder(value: &Value) -> Option<Arc<Unknown>> {
+    value.downcast_object::<Unknown>()
+}
+
+/// The built-in filters that convert or pick from a value, taught that a
+/// placeholder ([`Unknown`]) gives a placeholder: `facts.os_version | int`
+/// is known at run time, not "cannot convert map to integer".
+fn add_placeholder_filters(env: &mut Environment<'static>) {
+    use minijinja::filters;
+    use minijinja::value::Kwargs;
+    use minijinja::State;
+    let through = |u: &Arc<Unknown>| {
+        u.touch();
+        Value::from_dyn_object(u.clone())
+    };
+    env.add_filter(
+        "int",
+        move |state: &State,
+              value: &Value,
+              default: Option<Value>,
+              base: Option<u32>,
+              kwargs: Kwargs| {
+            match placeholder(value) {
+                Some(u) => Ok(through(&u)),
+                None => filters::int(state, value, default, base, kwargs),
+            }
+        },
+    );
+    env.add_filter(
+        "float",
+        move |state: &State, value: &Value, default: Option<Value>, kwargs: Kwargs| {
+            match placeholder(value) {
+                Some(u) => Ok(through(&u)),
+                None => filters::float(state, value, default, kwargs),
+            }
+        },
+    );
+    env.add_filter("first", move |value: &Value| match placeholder(value) {
+        Some(u) => Ok(through(&u)),
+        None => filters::first(value),
+    });
+    env.add_filter("last", move |value: Value| match placeholder(&value) {
+        Some(u) => Ok(through(&u)),
+        None => filters::last(value),
+    });
+    env.add_filter("length", move |value: &Value| match placeholder(value) {
+        Some(u) => Ok(through(&u)),
+        None => filters::length(value).map(Value::from),
+    });
+}
+
 /// The shared templating environment (filters, strict undefined); a clone
 /// shares it.
 #[derive(Clone, Debug)]
@@ -143,6 +195,7 @@ impl Templater {
                 None => container.get_item(&key),
             },
         );
+        add_placeholder_filters(&mut env);
         Self { env: Arc::new(env) }
     }
 
@@ -437,5 +490,32 @@ mod tests {
         assert!(rendered.is_ok(), "{rendered:?}");
         assert!(used.load(Ordering::Relaxed), "facts are a placeholder");
         assert!(t.render("{{ y }}", &ctx).expect_err("y").undefined);
+    }
+
+    #[test]
+    fn filters_pass_placeholders_through() {
+        let t = Templater::new();
+        let used = Arc::new(AtomicBool::new(false));
+        let ctx = Value::from_pairs([("facts", Unknown::value(&used))]);
+        for source in [
+            "{{ 17 if facts.os_version | int >= 13 else 15 }}",
+            "{{ facts.memory_kb | float }}",
+            "{{ facts.majors | last }} {{ facts.majors | first }} {{ facts.majors | length }}",
+        ] {
+            used.store(false, Ordering::Relaxed);
+            let rendered = t.render(source, &ctx);
+            assert!(rendered.is_ok(), "{source}: {rendered:?}");
+            assert!(
+                used.load(Ordering::Relaxed),
+                "{source}: a placeholder was used"
+            );
+        }
+        // Known values keep the built-in behaviour.
+        let known = Value::from_pairs([("v", Value::from("13")), ("l", Value::from(vec![1, 2]))]);
+        assert_eq!(
+            t.render("{{ v | int + 1 }} {{ l | last }} {{ l | first }} {{ l | length }} {{ 'x' | int(default=7) }} {{ '2.5' | float }}", &known)
+                .expect("builtins"),
+            "14 2 1 2 7 2.5"
+        );
     }
 }
