@@ -31,8 +31,8 @@ use crate::contract::{self, Group};
 mod into;
 mod target;
 
+use into::shared_host;
 pub use into::Origin;
-use into::{shared_host, trust};
 pub use target::{choose_backup, lsn, parse_time, Target};
 
 /// Stops Patroni and PostgreSQL on a member.
@@ -81,6 +81,13 @@ pub struct RestorePlan {
 }
 
 impl RestorePlan {
+    /// Whether the cluster restored onto has a repository of its own: the
+    /// full backup on the new timeline, replicas rebuilt from it. Always,
+    /// but for a cluster restored `--into` without a backup host.
+    pub fn has_repository(&self) -> bool {
+        self.origin.as_ref().is_none_or(|o| o.new_repo.is_some())
+    }
+
     /// The plan, one step per line.
     pub fn lines(&self, cluster_name: &str) -> Vec<String> {
         let others: Vec<&str> = self
@@ -137,7 +144,7 @@ impl RestorePlan {
         ];
         lines.extend(source);
         lines.extend(repository);
-        let own_repo = self.origin.as_ref().is_none_or(|o| o.new_repo.is_some());
+        let own_repo = self.has_repository();
         lines.extend([
             format!(
                 "  + {} restores the backup and recovers to the target, then leads on a new timeline",
@@ -357,7 +364,7 @@ pub async fn restore(
         .script(b, BOOTSTRAP, &[PATRONI_CONFIG, &method.to_string()])
         .await?;
     if let Some(origin) = &plan.origin {
-        trust(source, cluster, b, origin, true).await?;
+        into::grant(source, cluster, b, origin).await?;
         say(&format!(
             "{}: {b} may read {}'s repository",
             origin.repo_host, origin.cluster
@@ -378,7 +385,7 @@ pub async fn restore(
     // host trusts no one new, whatever happened.
     let finished = cluster.script(b, FINISH, &[PATRONI_CONFIG]).await;
     let distrusted = match &plan.origin {
-        Some(origin) => trust(source, cluster, b, origin, false).await,
+        Some(origin) => into::revoke(source, cluster, b, origin).await,
         None => Ok(()),
     };
     bootstrapped?;
@@ -388,7 +395,7 @@ pub async fn restore(
         "{b} leads ({:.0}s); Patroni's configuration is back",
         started.elapsed().as_secs_f64()
     ));
-    let has_repo = !cluster.group(Group::Backup).is_empty();
+    let has_repo = plan.has_repository();
     if let Some(Origin {
         new_repo: Some(host),
         ..

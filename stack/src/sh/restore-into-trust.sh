@@ -5,7 +5,7 @@
 # MARKER is removed first, so an interrupted restore's line goes too; add
 # then appends LINE. The file is written by postgres itself, never by root
 # into a home postgres owns.
-# Arguments (set -- by stack/src/cluster/restore.rs): add|remove FILE MARKER [LINE]
+# Arguments (set -- by stack/src/cluster/restore/into.rs): add|remove FILE MARKER [LINE]
 set -eu
 [ "$1" = remove ] && [ ! -e "$2" ] && exit 0
 runuser -u postgres -- sh -s -- "$@" <<'SH'

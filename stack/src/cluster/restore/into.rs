@@ -90,32 +90,23 @@ fn address(cluster: &Cluster, host: &str) -> Result<String, ClusterError> {
         .ok_or_else(|| ClusterError::Input(format!("{host} is not in the inventory")))
 }
 
-/// Lets `member` (of `dest`) read the repository on `origin`'s backup host
-/// (`grant`), or no more. The backup host accepts `member`'s postgres key
-/// from `member`'s address only, without forwarding or a terminal; `member`
-/// pins the backup host's key, read over pgdeploy's own verified
-/// connection. Both lines carry a marker naming the new cluster, by which
-/// they (and an interrupted restore's) are removed.
-pub(super) async fn trust(
+/// The marker of `--into`'s lines, naming the new cluster: by it they (and
+/// an interrupted restore's) are removed.
+fn marker(dest: &Cluster) -> String {
+    format!("pgdeploy-restore-into@{}", dest.name())
+}
+
+/// Lets `member` (of `dest`) read the repository on `origin`'s backup
+/// host: the backup host accepts `member`'s postgres key from `member`'s
+/// address only, without forwarding or a terminal; `member` pins the
+/// backup host's key, read over pgdeploy's own verified connection.
+pub(super) async fn grant(
     source: &Cluster,
     dest: &Cluster,
     member: &str,
     origin: &Origin,
-    grant: bool,
 ) -> Result<(), ClusterError> {
-    let marker = format!("pgdeploy-restore-into@{}", dest.name());
-    if !grant {
-        source
-            .script(
-                &origin.repo_host,
-                TRUST,
-                &["remove", AUTHORIZED_KEYS, &marker],
-            )
-            .await?;
-        dest.script(member, TRUST, &["remove", KNOWN_HOSTS, &marker])
-            .await?;
-        return Ok(());
-    }
+    let marker = marker(dest);
     let text = dest
         .exec(member, &format!("cat {POSTGRES_PUBLIC_KEY}"))
         .await?;
@@ -150,6 +141,26 @@ pub(super) async fn trust(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Takes back what [`grant`] gave: both lines, by their marker.
+pub(super) async fn revoke(
+    source: &Cluster,
+    dest: &Cluster,
+    member: &str,
+    origin: &Origin,
+) -> Result<(), ClusterError> {
+    let marker = marker(dest);
+    source
+        .script(
+            &origin.repo_host,
+            TRUST,
+            &["remove", AUTHORIZED_KEYS, &marker],
+        )
+        .await?;
+    dest.script(member, TRUST, &["remove", KNOWN_HOSTS, &marker])
+        .await?;
     Ok(())
 }
 
