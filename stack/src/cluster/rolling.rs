@@ -478,13 +478,17 @@ async fn settled_cluster(cluster: &Cluster) -> Result<PatroniCluster, ClusterErr
 /// playbook wrote.
 const RELOAD_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Waits until Patroni on `member` flags `pending_restart`: it has reloaded
-/// the configuration the playbook (or a PATCH of the dynamic one) changed
-/// and written it for PostgreSQL. Patroni reloads in its next cycle; a
-/// restart before that brings PostgreSQL back with the old values (seen in
-/// CI on a loaded machine). After [`RELOAD_WITHIN`] the restart goes ahead
-/// with a warning, and the check after the roll-out tells.
-async fn reloaded(cluster: &Cluster, member: &str, say: Say<'_>) {
+/// Restarts `member` once its Patroni flags `pending_restart`: it has
+/// reloaded the configuration the playbook (or a PATCH of the dynamic one)
+/// changed and written it for PostgreSQL. Patroni reloads in its next
+/// cycle; a restart before that brings PostgreSQL back with the old values
+/// (seen in CI on a loaded machine). After [`RELOAD_WITHIN`] the restart
+/// goes ahead with a warning, and the check after the roll-out tells.
+async fn restart_reloaded(
+    cluster: &Cluster,
+    member: &str,
+    say: Say<'_>,
+) -> Result<(), ClusterError> {
     let flagged = ops::poll(
         &format!("{member}'s Patroni flagging pending_restart"),
         RELOAD_WITHIN,
@@ -504,6 +508,7 @@ async fn reloaded(cluster: &Cluster, member: &str, say: Say<'_>) {
     if let Err(e) = flagged {
         say(&format!("warning: {e}; restarting anyway"));
     }
+    ops::restart(cluster, member, say).await.map(drop)
 }
 
 /// Restarts the members that need it, replicas one by one, the leader last
@@ -527,8 +532,7 @@ pub async fn converge(
     for member in members.iter().filter(|m| **m != leader) {
         if needs_restart(cluster, member).await? {
             say(&format!("rolling restart: replica {member}"));
-            reloaded(cluster, member, say).await;
-            ops::restart(cluster, member, say).await?;
+            restart_reloaded(cluster, member, say).await?;
             restarted.push(member.clone());
         }
     }
@@ -539,13 +543,11 @@ pub async fn converge(
             ));
             ops::switchover(cluster, None, max_lag_mb, say).await?;
             if needs_restart(cluster, &leader).await? {
-                reloaded(cluster, &leader, say).await;
-                ops::restart(cluster, &leader, say).await?;
+                restart_reloaded(cluster, &leader, say).await?;
             }
         } else {
             say(&format!("rolling restart: {leader}, the only member"));
-            reloaded(cluster, &leader, say).await;
-            ops::restart(cluster, &leader, say).await?;
+            restart_reloaded(cluster, &leader, say).await?;
         }
         restarted.push(leader);
     }
