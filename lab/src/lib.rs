@@ -403,7 +403,7 @@ fn plan_hosts(layout: &Layout, opts: &LabOptions, state: &LabState) -> Result<Ve
         let name = format!("node{k}");
         let exists = layout.upper(&name).is_dir();
         let release = match exists {
-            true => state.host(&name).map(|h| h.release).unwrap_or_default(),
+            true => state.release(&name),
             false => opts.releases.for_new_host(k),
         };
         if let Some(asked) = opts.releases.asked(k).filter(|_| exists) {
@@ -438,10 +438,7 @@ fn ensure_rootfs(
     for r in releases {
         let dir = layout.rootfs(r);
         // Overlaid by hosts of any lab instance, or by running hosts of this one.
-        let in_use = procs::overlaid(&dir)?
-            || running
-                .keys()
-                .any(|n| state.host(n).map(|h| h.release).unwrap_or_default() == r);
+        let in_use = procs::overlaid(&dir)? || running.keys().any(|n| state.release(n) == r);
         if rootfs::ensure(&dir, r, mirror, in_use)? {
             actions.push(format!("built the {r} root file system cache"));
         }
@@ -1043,11 +1040,7 @@ fn known_host(layout: &Layout, name: &str) -> Result<HostSpec> {
     Ok(HostSpec {
         name: name.to_string(),
         address,
-        release: state
-            .as_ref()
-            .and_then(|s| s.host(name))
-            .map(|h| h.release)
-            .unwrap_or_default(),
+        release: state.map(|s| s.release(name)).unwrap_or_default(),
     })
 }
 

@@ -65,6 +65,12 @@ impl LabState {
         self.hosts.iter().find(|h| h.name == host)
     }
 
+    /// The release `host` was made with: bookworm without a record (or
+    /// from a state file of before releases).
+    pub fn release(&self, host: &str) -> Release {
+        self.host(host).map(|h| h.release).unwrap_or_default()
+    }
+
     /// The record of `host`, if any, to change.
     pub fn host_mut(&mut self, host: &str) -> Option<&mut HostRecord> {
         self.hosts.iter_mut().find(|h| h.name == host)
