@@ -1,5 +1,10 @@
 //! Facts: what a host is (OS, addresses, CPUs, memory), read in one round
 //! trip before its tasks are templated. Templates see them as `facts.*`.
+//!
+//! Local facts are what roles left on the host for later runs: each
+//! `/etc/pgdeploy/facts.d/NAME.fact` holds `KEY=VALUE` lines, read as
+//! `facts.local.NAME.KEY` (a string). `facts.local` is always there (empty
+//! on a new host), so a default can ask `facts.local.NAME is defined`.
 
 use serde_json::{json, Value as Json};
 
@@ -11,6 +16,7 @@ pub fn parse(output: &str) -> Json {
     let mut facts = serde_json::Map::new();
     let mut interfaces = serde_json::Map::new();
     let mut addresses = Vec::new();
+    let mut local = serde_json::Map::new();
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -27,6 +33,18 @@ pub fn parse(output: &str) -> Json {
                     interfaces.entry(dev.to_string()).or_insert_with(
                         || json!({"address": addr, "prefix": prefix.parse::<u8>().unwrap_or(0)}),
                     );
+                }
+            }
+            "local" => {
+                let mut parts = value.splitn(3, ' ');
+                if let (Some(file), Some(name), Some(value)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    if let Json::Object(keys) =
+                        local.entry(file.to_string()).or_insert_with(|| json!({}))
+                    {
+                        keys.insert(name.to_string(), Json::from(value));
+                    }
                 }
             }
             "cpus" | "memory_kb" => {
@@ -52,6 +70,7 @@ pub fn parse(output: &str) -> Json {
     facts.insert("default_ipv4".into(), default_address);
     facts.insert("addresses".into(), Json::Array(addresses));
     facts.insert("interfaces".into(), Json::Object(interfaces));
+    facts.insert("local".into(), Json::Object(local));
     Json::Object(facts)
 }
 
@@ -70,6 +89,16 @@ mod tests {
         assert_eq!(facts["memory_mb"], 2000);
         assert_eq!(facts["default_ipv4"], "10.1.0.11");
         assert_eq!(facts["interfaces"]["eth1"]["prefix"], 16);
+        assert_eq!(facts["local"], json!({}), "always there");
+    }
+
+    #[test]
+    fn local_facts_are_grouped_by_file() {
+        let facts =
+            parse("local=postgres major 15\nlocal=postgres data /var/lib/x y\nlocal=etcd v 3.5\n");
+        assert_eq!(facts["local"]["postgres"]["major"], "15");
+        assert_eq!(facts["local"]["postgres"]["data"], "/var/lib/x y");
+        assert_eq!(facts["local"]["etcd"]["v"], "3.5");
     }
 
     #[test]

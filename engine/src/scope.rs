@@ -270,8 +270,10 @@ fn inventory_origin(inventory: &Inventory) -> String {
 /// as [`node_vars`] without play, task and registered vars. Null is unset.
 ///
 /// A value that holds a template is rendered against the same host's
-/// scope ([`render_templated`]); one that cannot be rendered is given as
-/// written (see [`host_var_rendered`] for the error).
+/// scope ([`render_templated`]), with the host's `facts` when the caller
+/// read them (a default that reads facts cannot be rendered without); one
+/// that cannot be rendered is given as written (see [`host_var_rendered`]
+/// for the error).
 pub fn host_var(
     inventory: &Inventory,
     defaults: &Vars,
@@ -279,18 +281,19 @@ pub fn host_var(
     host: &str,
     name: &str,
 ) -> Option<Json> {
-    match host_var_rendered(inventory, defaults, extra, host, name) {
+    match host_var_rendered(inventory, defaults, extra, (host, None), name) {
         Ok(value) => value,
         Err(_) => raw_host_var(inventory, defaults, extra, host, name),
     }
 }
 
-/// [`host_var`], or why its template cannot be rendered.
+/// [`host_var`], or why its template cannot be rendered. `host` is the
+/// host's name and, when read, its facts.
 pub fn host_var_rendered(
     inventory: &Inventory,
     defaults: &Vars,
     extra: &Vars,
-    host: &str,
+    (host, facts): (&str, Option<&Json>),
     name: &str,
 ) -> Result<Option<Json>, VarError> {
     let Some(raw) = raw_host_var(inventory, defaults, extra, host, name) else {
@@ -306,12 +309,16 @@ pub fn host_var_rendered(
         .host(host)
         .map(|h| h.groups.clone())
         .unwrap_or_default();
+    let mut specials = vec![
+        ("inventory_hostname", Value::from(host)),
+        ("group_names", crate::template::value(&groups)),
+    ];
+    if let Some(facts) = facts {
+        specials.push(("facts", crate::template::value(facts)));
+    }
     let scope = minijinja::value::merge_maps([
         globals(inventory),
-        Value::from_pairs([
-            ("inventory_hostname", Value::from(host)),
-            ("group_names", crate::template::value(&groups)),
-        ]),
+        Value::from_pairs(specials),
         merged(&layers),
     ]);
     let rendered = render_templated(shared_templater(), &layers, &scope, &|_| false)
@@ -529,6 +536,37 @@ mod tests {
     }
 
     #[test]
+    fn day2_values_read_the_facts_they_are_given() {
+        let (_dir, inventory, resolved) = fixture(
+            "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n",
+            "v: \"{{ facts.local.pg.major if facts.local.pg is defined else 17 }}\"\nd: /x/{{ v }}/y\n",
+            "{}",
+        );
+        let d = |facts: Option<&Json>| {
+            host_var_rendered(
+                &inventory,
+                &resolved.defaults,
+                &Vars::new(),
+                ("a", facts),
+                "d",
+            )
+        };
+        let known = json!({"local": {"pg": {"major": "15"}}});
+        assert_eq!(
+            d(Some(&known)).ok(),
+            Some(Some(json!("/x/15/y"))),
+            "a local fact"
+        );
+        let new_host = json!({"local": {}});
+        assert_eq!(
+            d(Some(&new_host)).ok(),
+            Some(Some(json!("/x/17/y"))),
+            "no local fact yet"
+        );
+        assert!(d(None).is_err(), "facts not read: {:?}", d(None));
+    }
+
+    #[test]
     fn a_cycle_is_a_typed_error_naming_its_variables_and_files() {
         let t = Templater::new();
         let (_dir, inventory, resolved) = fixture(
@@ -562,8 +600,14 @@ mod tests {
         let get = |name: &str| host_var(&inventory, &resolved.defaults, &Vars::new(), "a", name);
         assert_eq!(get("postgres_port"), Some(json!(5433)));
         assert_eq!(get("where"), Some(json!("a:5433")));
-        let err = host_var_rendered(&inventory, &resolved.defaults, &Vars::new(), "a", "loop_a")
-            .expect_err("a cycle");
+        let err = host_var_rendered(
+            &inventory,
+            &resolved.defaults,
+            &Vars::new(),
+            ("a", None),
+            "loop_a",
+        )
+        .expect_err("a cycle");
         assert!(matches!(err, VarError::Cycle { .. }), "{err}");
     }
 

@@ -212,6 +212,8 @@ pub struct Cluster {
     options: ConnectOptions,
     sessions: tokio::sync::Mutex<BTreeMap<String, Session>>,
     unreachable: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Each host's facts, read once when a variable needs them.
+    facts: tokio::sync::Mutex<BTreeMap<String, Json>>,
     /// Trusts the cluster CA (`tls_ca_cert`) only: Patroni, etcd and
     /// PostgreSQL are verified with it. `None` without a CA (a cluster
     /// deployed before TLS); an error when the CA certificate is unusable.
@@ -255,6 +257,7 @@ impl Cluster {
             options: ConnectOptions::default(),
             sessions: tokio::sync::Mutex::new(BTreeMap::new()),
             unreachable: std::sync::Mutex::new(BTreeMap::new()),
+            facts: tokio::sync::Mutex::new(BTreeMap::new()),
             tls,
         }
     }
@@ -385,6 +388,23 @@ impl Cluster {
             remembered.clone_from(&down);
         }
         down
+    }
+
+    /// A string variable as `host` sees it with its facts (read from the
+    /// host once per command), for those whose defaults read facts: the
+    /// PostgreSQL major a member runs and its paths.
+    pub async fn host_string(&self, host: &str, var: Var) -> Result<String, ClusterError> {
+        let mut cache = self.facts.lock().await;
+        let facts = match cache.get(host) {
+            Some(facts) => facts,
+            None => {
+                let out = self.exec(host, pgdeploy_engine::facts::SCRIPT).await?;
+                cache
+                    .entry(host.to_string())
+                    .or_insert(pgdeploy_engine::facts::parse(&out))
+            }
+        };
+        Ok(self.stack.required_string_with_facts(host, facts, var)?)
     }
 
     /// Runs a shell command on `host` (as root when the inventory says

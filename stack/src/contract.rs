@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use pgdeploy_engine::inventory::{json_truthy, Inventory, Vars};
 use pgdeploy_engine::playbook::Playbook;
 use pgdeploy_engine::resolve::role_defaults;
-use pgdeploy_engine::scope::host_var;
+use pgdeploy_engine::scope::{host_var, host_var_rendered};
 use serde_json::Value as Json;
 
 /// The inventory groups the stack's plays target.
@@ -233,13 +233,51 @@ impl Stack {
             .and_then(|v| v.as_str().map(String::from))
     }
 
-    /// A string variable that must be set.
+    /// A string variable that must be set (and, when it is a template,
+    /// rendered: see [`Stack::required_string_with_facts`] for one that
+    /// reads the host's facts).
     pub fn required_string(&self, host: &str, var: Var) -> Result<String, VarError> {
-        self.string(host, var).ok_or_else(|| VarError {
+        self.required_string_in(host, None, var)
+    }
+
+    /// [`Stack::required_string`] with the host's facts (read by
+    /// `Cluster::facts`): for the variables whose defaults read them, such
+    /// as PostgreSQL's major and its paths.
+    pub fn required_string_with_facts(
+        &self,
+        host: &str,
+        facts: &Json,
+        var: Var,
+    ) -> Result<String, VarError> {
+        self.required_string_in(host, Some(facts), var)
+    }
+
+    fn required_string_in(
+        &self,
+        host: &str,
+        facts: Option<&Json>,
+        var: Var,
+    ) -> Result<String, VarError> {
+        let error = |problem: String| VarError {
             host: host.to_string(),
             var,
-            problem: "not set (give it in the inventory, secrets.age or with -e)".into(),
-        })
+            problem,
+        };
+        let value = host_var_rendered(
+            &self.inventory,
+            &self.defaults,
+            &self.extra,
+            (host, facts),
+            var.name,
+        )
+        .map_err(|e| error(format!("cannot be rendered: {e}")))?;
+        match value {
+            Some(Json::String(s)) => Ok(s),
+            Some(other) => Err(error(format!("{other} is not a string"))),
+            None => Err(error(
+                "not set (give it in the inventory, secrets.age or with -e)".into(),
+            )),
+        }
     }
 
     /// A port variable: a number or a string of digits in 1..=65535.

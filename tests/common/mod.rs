@@ -58,9 +58,22 @@ pub fn fresh_deploy(what: &str, apply: impl FnOnce() -> Output) -> Output {
     out
 }
 
-/// Brings the lab up (idempotent) with `nodes` hosts.
+/// Brings the lab up (idempotent) with `nodes` hosts on Debian 12.
 pub fn lab_up(nodes: usize) {
-    pgdeploy_ok(&["lab", "up", "--nodes", &nodes.to_string()]);
+    lab_up_on(nodes, "bookworm");
+}
+
+/// Brings the lab up (idempotent) with `nodes` hosts on a Debian
+/// `release` (`bookworm`, `trixie`).
+pub fn lab_up_on(nodes: usize, release: &str) {
+    pgdeploy_ok(&[
+        "lab",
+        "up",
+        "--nodes",
+        &nodes.to_string(),
+        "--release",
+        release,
+    ]);
 }
 
 /// The lab instance the tests use: `PGDEPLOY_LAB_INSTANCE` (default 0, the

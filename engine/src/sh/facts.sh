@@ -17,3 +17,11 @@ echo "default_interface=$(echo "$route" | awk '{for (i=1;i<NF;i++) if ($i=="dev"
 echo "default_gateway=$(echo "$route" | awk '{for (i=1;i<NF;i++) if ($i=="via") print $(i+1)}')"
 ip -4 -o addr show scope global 2>/dev/null | awk '{split($4,a,"/"); print "address=" $2 " " a[1] " " a[2]}'
 echo "systemd=$(cat /proc/1/comm 2>/dev/null)"
+# Local facts: every /etc/pgdeploy/facts.d/NAME.fact holds KEY=VALUE lines
+# that roles wrote (the major a cluster runs, say); each becomes
+# facts.local.NAME.KEY.
+for file in /etc/pgdeploy/facts.d/*.fact; do
+  [ -r "$file" ] || continue
+  name=$(basename "$file" .fact)
+  awk -v name="$name" '/^[A-Za-z_][A-Za-z0-9_]*=/ { i = index($0, "="); print "local=" name " " substr($0, 1, i - 1) " " substr($0, i + 1) }' "$file"
+done

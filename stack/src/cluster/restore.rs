@@ -248,8 +248,8 @@ pub async fn plan(
         .filter(|_| into.is_none())
         .and_then(|c| c.members.iter().filter_map(|m| m.timeline).max());
     let data_dir = dest
-        .stack()
-        .required_string(&first, contract::POSTGRES_DATA_DIR)?;
+        .host_string(&first, contract::POSTGRES_DATA_DIR)
+        .await?;
     Ok(RestorePlan {
         target,
         backup: chosen,
@@ -309,9 +309,7 @@ pub async fn restore(
     let cluster = into.unwrap_or(source);
     let name = cluster.name();
     let b = plan.bootstrap.as_str();
-    let bin_dir = cluster
-        .stack()
-        .required_string(b, contract::POSTGRES_BIN_DIR)?;
+    let bin_dir = cluster.host_string(b, contract::POSTGRES_BIN_DIR).await?;
     // The others first: none of them takes over while the leader stops.
     let mut order: Vec<&String> = plan.members.iter().filter(|m| *m != b).collect();
     order.push(&plan.bootstrap);
