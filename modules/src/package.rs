@@ -1,6 +1,11 @@
 //! The `package` module: Debian packages through apt.
 //!
-//! `name` is a package or a list; `pkg=version` pins a version. The apt
+//! `name` is a package or a list; `pkg=version` pins a version. `hold:
+//! true` holds the packages (`apt-mark hold`) once installed, so that
+//! unattended-upgrades never upgrades (and restarts) them behind the
+//! operator's back; `hold: false` releases them; unset leaves the hold as
+//! it is. A held package this task installs or upgrades is changed on
+//! purpose (`--allow-change-held-packages`). The apt
 //! cache is refreshed at most once per run (before the first install of the
 //! run on that host), and only when something must be installed and
 //! `update_cache` is not false.
@@ -55,6 +60,8 @@ pub(crate) struct Params {
     purge: Option<bool>,
     #[serde(default, deserialize_with = "opt_u64")]
     lock_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "opt_bool")]
+    hold: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +114,12 @@ impl Module for Package {
                     format!("{spec:?} is not a Debian package name (name or name=version)"),
                 ));
             }
+            if p.hold.is_some() && p.state == State::Absent {
+                return Err(ModuleError::rejected(
+                    ["hold", "state"],
+                    "`hold` is for installed packages, not with state: absent".into(),
+                ));
+            }
             if version.is_some() && p.state != State::Present {
                 return Err(ModuleError::rejected(
                     ["name", "state"],
@@ -125,6 +138,7 @@ impl Module for Package {
             state: p.state,
             update_cache: p.update_cache.unwrap_or(true),
             purge: p.purge.unwrap_or(false),
+            hold: p.hold,
             lock_timeout: p.lock_timeout.unwrap_or(300),
             run_id: ctx.run_id().to_string(),
         }))
@@ -146,6 +160,8 @@ struct PackageResource {
     state: State,
     update_cache: bool,
     purge: bool,
+    /// Held (true) or released (false) once installed; `None`: as it is.
+    hold: Option<bool>,
     /// Seconds to wait for apt's and dpkg's locks.
     lock_timeout: u64,
     run_id: String,
@@ -199,6 +215,7 @@ impl Resource for PackageResource {
         let mut plan = Plan::none();
         let mut to_install = Vec::new();
         let mut to_remove = Vec::new();
+        let mut to_mark = Vec::new();
         for pkg in &self.packages {
             if let Some((change, step)) = self.package_change(pkg, &probed) {
                 plan.changes.push(change);
@@ -207,12 +224,33 @@ impl Resource for PackageResource {
                     Step::Remove => to_remove.push(pkg.name.as_str()),
                 }
             }
+            if let Some(hold) = self.hold {
+                if probed.held.contains(pkg.base.as_str()) != hold {
+                    let (before, after) = if hold {
+                        ("not held", "held")
+                    } else {
+                        ("held", "not held")
+                    };
+                    plan.changes.push(
+                        Change::new(ChangeKind::Update, format!("package {} hold", pkg.name))
+                            .states(before, after),
+                    );
+                    to_mark.push(pkg.name.as_str());
+                }
+            }
         }
         if !to_install.is_empty() {
             plan.actions.push(self.install_action(&to_install));
         }
         if !to_remove.is_empty() {
             plan.actions.push(self.remove_action(&to_remove));
+        }
+        if let (Some(hold), false) = (self.hold, to_mark.is_empty()) {
+            let mut args = vec![if hold { "hold" } else { "unhold" }];
+            args.extend(to_mark);
+            plan.actions.push(Action::run(
+                self.lock_wait_functions() + &with_args(scripts::APT_MARK, &args),
+            ));
         }
         Ok(plan)
     }
@@ -224,12 +262,15 @@ struct Probed<'a> {
     installed: BTreeMap<&'a str, &'a str>,
     /// name → candidate version
     candidate: BTreeMap<String, String>,
+    /// Installed packages dpkg holds.
+    held: std::collections::BTreeSet<&'a str>,
 }
 
 impl<'a> Probed<'a> {
     fn parse(stdout: &'a str) -> Self {
         let mut installed: BTreeMap<&str, &str> = BTreeMap::new();
         let mut candidate: BTreeMap<String, String> = BTreeMap::new();
+        let mut held = std::collections::BTreeSet::new();
         let mut current: Option<String> = None;
         for line in stdout.lines() {
             if let Some(rest) = line.strip_prefix("dpkg=") {
@@ -237,6 +278,9 @@ impl<'a> Probed<'a> {
                 // name want flag status version
                 if fields.len() >= 5 && fields[3] == "installed" {
                     installed.insert(fields[0], fields[4]);
+                    if fields[1] == "hold" {
+                        held.insert(fields[0]);
+                    }
                 }
             } else if let Some(name) = line.strip_prefix("policy=") {
                 current = Some(name.split(':').next().unwrap_or_default().to_string());
@@ -249,6 +293,7 @@ impl<'a> Probed<'a> {
         Probed {
             installed,
             candidate,
+            held,
         }
     }
 }
@@ -356,7 +401,7 @@ mod tests {
         let script = &plan.actions[0].script;
         assert!(script.starts_with("set -e\nset -- 300 5 "), "{script}");
         let install = "-o DPkg::Lock::Timeout=300 -y -q -o Dpkg::Options::=--force-confdef \
-                       -o Dpkg::Options::=--force-confold install --no-install-recommends curl nosuch";
+                       -o Dpkg::Options::=--force-confold install --no-install-recommends --allow-change-held-packages curl nosuch";
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(
             with_fake_apt(script, dir.path()),
@@ -383,7 +428,8 @@ mod tests {
             with_fake_apt(&plan.actions[0].script, dir.path()),
             [
                 "-o DPkg::Lock::Timeout=300 -y -q -o Dpkg::Options::=--force-confdef \
-              -o Dpkg::Options::=--force-confold install --no-install-recommends haproxy"
+              -o Dpkg::Options::=--force-confold install --no-install-recommends \
+              --allow-change-held-packages haproxy"
             ]
         );
         let r = build(
@@ -403,6 +449,37 @@ mod tests {
         assert!(r.plan(&probe_out(PROBE)).expect("plan").actions[0]
             .script
             .contains("haproxy=2.6.12-2"));
+    }
+
+    #[test]
+    fn hold_marks_what_is_not_held_yet() {
+        let probe = "dpkg=haproxy hold ok installed 2.6.12-1\n\
+            dpkg=curl install ok installed 7.88.1-10\n";
+        let r = build(
+            "package",
+            json!({"name": ["haproxy", "curl"], "hold": true}),
+        )
+        .expect("valid");
+        let plan = r.plan(&probe_out(probe)).expect("plan");
+        let changes: Vec<_> = plan.changes.iter().map(|c| c.subject.as_str()).collect();
+        assert_eq!(changes, ["package curl hold"]);
+        assert_eq!(plan.changes[0].after.as_deref(), Some("held"));
+        assert_eq!(plan.actions.len(), 1);
+        let script = &plan.actions[0].script;
+        assert!(script.contains("set -- hold curl\n"), "{script}");
+        let r = build("package", json!({"name": "haproxy", "hold": false})).expect("valid");
+        let plan = r.plan(&probe_out(probe)).expect("plan");
+        assert!(plan.actions[0].script.contains("set -- unhold haproxy\n"));
+        let r = build("package", json!({"name": "haproxy"})).expect("valid");
+        assert!(
+            r.plan(&probe_out(probe)).expect("plan").is_empty(),
+            "unset: as it is"
+        );
+        assert!(build(
+            "package",
+            json!({"name": "x", "state": "absent", "hold": true})
+        )
+        .is_err());
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub(crate) mod scripts {
     pub(crate) const APT_INSTALL: &str = include_str!("sh/apt_install.sh");
     /// Removes or purges packages (after [`APT_LOCKS`]).
     pub(crate) const APT_REMOVE: &str = include_str!("sh/apt_remove.sh");
+    /// Holds or releases packages (`hold`/`unhold`, then the names).
+    pub(crate) const APT_MARK: &str = include_str!("sh/apt_mark.sh");
     /// The package module's probe.
     pub(crate) const PACKAGE_PROBE: &str = include_str!("sh/package_probe.sh");
     /// An atomic, checked upload ([`super::atomic_write_script`]).

@@ -13,4 +13,5 @@ if [ -n "$run_id" ] && [ "$(cat "$run_id_file" 2>/dev/null)" != "$run_id" ]; the
   printf '%s\n' "$run_id" > "$run_id_file"
 fi
 wait_for_apt_locks
-apt_get -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends "$@"
+# A held package named here is installed on purpose (a version pinned, say).
+apt_get -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends --allow-change-held-packages "$@"
