@@ -99,6 +99,12 @@ fn main() -> ExitCode {
             into,
             yes,
         } => day2::restore(&cluster, &to, into.as_deref(), yes),
+        Command::Update {
+            cluster,
+            packages,
+            check,
+            yes,
+        } => day2::update(&cluster, &packages, check, yes),
         Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
         Command::Roles {
             command:

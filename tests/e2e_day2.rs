@@ -21,9 +21,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -156,121 +153,19 @@ fn etcd_member_list(host: &str) -> Vec<String> {
     members
 }
 
-/// A client inserting rows through the VIP's read-write port as fast as it
-/// can, reconnecting after errors. Only acknowledged (committed) inserts
-/// are recorded, with the time of their acknowledgement.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<(i64, Instant)>>,
+/// The writer of this file's scenarios: rows of `day2_writes` through the VIP.
+fn writer(first_id: i64) -> Writer {
+    Writer::start(SUPERUSER_PASSWORD, "day2_writes", first_id)
 }
 
-impl Writer {
-    fn start(first_id: i64) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let mut acked = Vec::new();
-                let mut id = first_id;
-                let mut client: Option<tokio_postgres::Client> = None;
-                while !flag.load(Ordering::Relaxed) {
-                    if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        client = connect_vip().await;
-                        if client.is_none() {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    }
-                    let Some(c) = client.as_ref() else { continue };
-                    id += 1;
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-                    let insert = c.execute("insert into day2_writes (id) values ($1)", &params);
-                    match tokio::time::timeout(Duration::from_secs(3), insert).await {
-                        Ok(Ok(1)) => acked.push((id, Instant::now())),
-                        _ => {
-                            client = None;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-                acked
-            })
-        });
-        Writer { stop, handle }
-    }
-
-    /// Stops the client; returns the longest gap between acknowledged
-    /// writes, and the acknowledged ids.
-    fn finish(self) -> (Duration, Vec<i64>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let acked = self.handle.join().expect("writer thread");
-        assert!(acked.len() > 10, "the writer hardly wrote: {}", acked.len());
-        let gap = acked
-            .windows(2)
-            .map(|w| w[1].1 - w[0].1)
-            .max()
-            .unwrap_or_default();
-        (gap, acked.into_iter().map(|(id, _)| id).collect())
-    }
-}
-
-async fn connect_vip() -> Option<tokio_postgres::Client> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(lab_vip())
-        .port(5000)
-        .user("postgres")
-        .password(SUPERUSER_PASSWORD)
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(2))
-        .ssl_mode(tokio_postgres::config::SslMode::Require);
-    // TLS verified with the lab's cluster CA and the VIP (pg_hba refuses plain connections).
-    let ca = std::fs::read_to_string(root().join("inventories/pki/ca.crt")).expect("the lab's CA");
-    let tls = pgdeploy_stack::tls::client_config(&ca).expect("CA");
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
-    let (client, connection) = config.connect(tls).await.ok()?;
-    tokio::spawn(connection);
-    Some(client)
-}
-
-/// Runs `sql` through the VIP's read-write port (retrying while it fails).
-fn vip_query(sql: &str) -> Vec<tokio_postgres::Row> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(c) = connect_vip().await {
-                match c.query(sql, &[]).await {
-                    Ok(rows) => return rows,
-                    Err(e) if Instant::now() > deadline => panic!("{sql}: {e}"),
-                    Err(_) => {}
-                }
-            }
-            assert!(Instant::now() < deadline, "{sql}: the VIP does not answer");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    })
-}
-
-/// Every acknowledged id is in the table.
+/// Every acknowledged id is in `day2_writes`.
 fn assert_no_write_lost(acked: &[i64], scenario: &str) {
-    let rows = vip_query("select id from day2_writes");
-    let stored: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let lost: Vec<&i64> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "{scenario}: {} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    println!("{scenario}: {} acknowledged writes, none lost", acked.len());
+    assert_no_write_lost_in(SUPERUSER_PASSWORD, "day2_writes", acked, scenario);
+}
+
+/// `sql` through the VIP's read-write port (retrying while it fails).
+fn vip_query(sql: &str) -> Vec<tokio_postgres::Row> {
+    vip_query_as(SUPERUSER_PASSWORD, sql)
 }
 
 /// The lab inventory with the `postgres` and `etcd` groups set to
@@ -480,7 +375,7 @@ fn s02_switchover_under_writes_loses_nothing() {
         d.ensure_table();
         let lab = &d.lab;
         let leader = leader_of(&status(lab).1);
-        let writer = Writer::start(0);
+        let writer = writer(0);
         std::thread::sleep(Duration::from_secs(2));
         let out = run_ok("switchover", lab, &[]);
         print!("{out}");
@@ -542,7 +437,7 @@ fn s03_parameter_change_rolls_out_restarting_each_member_once() {
                 .ends_with("→ 160MB (restart: rolling, replicas first, leader last)"));
             assert!(line_of(m, "work_mem").ends_with("→ 6MB (reload)"));
         }
-        let writer = Writer::start(1_000_000);
+        let writer = writer(1_000_000);
         std::thread::sleep(Duration::from_secs(2));
         let out = run_ok("apply", lab, &["-e", params_arg]);
         d.params = true;
@@ -880,7 +775,7 @@ fn s08_etcd_down_on_every_member_the_primary_stays_writable() {
         assert_eq!(config["failsafe_mode"], true, "{config:#}");
         let ttl = config["ttl"].as_u64().expect("ttl");
         let leader = leader_of(&status(lab).1);
-        let writer = Writer::start(2_000_000);
+        let writer = writer(2_000_000);
         std::thread::sleep(Duration::from_secs(2));
         for h in MEMBERS {
             ssh(h, "systemctl stop etcd");

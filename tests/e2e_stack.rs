@@ -286,10 +286,11 @@ fn s03_firewall_admits_exactly_the_intended_peers() {
             expected.sort();
             assert_eq!(ufw_rules(host), expected, "UFW rules on {host}");
         }
-        // VRRP between the balancers only, in before.rules.
+        // VRRP between the balancers only, in before.rules (Debian 13's
+        // iptables prints the protocol's number).
         let vrrp = ssh(
             "node1",
-            "iptables -S ufw-before-input | grep -c -- '-p vrrp -j ACCEPT'",
+            "iptables -S ufw-before-input | grep -cE -- '-p (vrrp|112) -j ACCEPT'",
         );
         assert_eq!(vrrp.trim(), "2", "VRRP from the two other balancers");
     });

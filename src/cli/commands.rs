@@ -127,6 +127,26 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Rolling point-release update of the stack's packages (held between
+    /// runs): shows the plan (which packages move from which version to
+    /// which, per host), asks, then updates one host at a time: hosts
+    /// that are not PostgreSQL members, the replicas, then the leader's
+    /// host after a switchover; each waits for its member streaming on the
+    /// new binary, the etcd quorum and the balancers.
+    Update {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The components to update (default: all): postgresql, patroni,
+        /// etcd, haproxy, keepalived, pgbackrest, pgbouncer.
+        #[arg(long, value_delimiter = ',')]
+        packages: Vec<String>,
+        /// Show the plan only (apt's lists are refreshed; no package moves).
+        #[arg(long)]
+        check: bool,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Write a starter project into DIR: a commented inventory with the
     /// stack's groups, a .gitignore and a README of next steps (with
     /// --hosts: addresses filled in and `secrets init` run). Never

@@ -1,5 +1,6 @@
 //! The day-2 commands on a running cluster: `status` (and `--watch`),
-//! `report`, `switchover`, `restart`, `reinit`, `backup`, `restore`.
+//! `report`, `switchover`, `restart`, `reinit`, `backup`, `restore`,
+//! `update`.
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -8,7 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgdeploy_stack::cluster::{backup, ops, page, restore, status, watch, Cluster, ClusterError};
+use pgdeploy_stack::cluster::{
+    backup, ops, page, restore, status, update, watch, Cluster, ClusterError,
+};
 use pgdeploy_stack::contract::Stack;
 
 use super::args::{ClusterArgs, OutputFormat, WatchArgs};
@@ -151,7 +154,7 @@ async fn restore_on(
     for line in plan.lines(&name) {
         println!("{line}");
     }
-    if !yes && !confirmed(&name)? {
+    if !yes && !confirmed(&name, "restore", "This stops every member")? {
         return Err(ClusterError::Refused(
             "restore not confirmed; nothing was changed".into(),
         ));
@@ -159,15 +162,52 @@ async fn restore_on(
     restore::restore(c, dest, &plan, &say).await
 }
 
-/// Asks on the terminal for the cluster's name; without a terminal the
-/// answer is no (`--yes` is how scripts go on).
-fn confirmed(cluster: &str) -> Result<bool, ClusterError> {
+/// `update [--packages LIST] [--check] [--yes]`: the plan, a question
+/// (unless `--yes`), then the rolling update.
+pub fn update(args: &ClusterArgs, packages: &[String], check: bool, yes: bool) -> ExitCode {
+    let max_lag_mb = args.max_lag_mb;
+    let packages = packages.to_vec();
+    operation(args, |c| async move {
+        let components = update::components(&packages)?;
+        let plan = update::plan(&c, &components).await?;
+        for line in plan.lines() {
+            println!("{line}");
+        }
+        if check || plan.is_empty() {
+            return Ok(if plan.is_empty() {
+                "No changes: nothing to update.".into()
+            } else {
+                "checked: nothing was changed".into()
+            });
+        }
+        if !yes && !confirmed(&c.name(), "update", "This restarts every member in turn")? {
+            return Err(ClusterError::Refused(
+                "update not confirmed; nothing was changed".into(),
+            ));
+        }
+        let done = update::update(&c, &plan, max_lag_mb, &say).await?;
+        Ok(format!(
+            "update done in {:.0}s: {} host(s){}",
+            done.seconds,
+            done.hosts.len(),
+            done.switchover
+                .map(|(from, to)| format!(", switchover {from} -> {to}"))
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// Asks on the terminal for the cluster's name before `what` (which does
+/// what `warning` says); without a terminal the answer is no (`--yes` is
+/// how scripts go on).
+fn confirmed(cluster: &str, what: &str, warning: &str) -> Result<bool, ClusterError> {
     if !std::io::stdin().is_terminal() {
-        return Err(ClusterError::Refused(
-            "restore stops the whole cluster: confirm on a terminal, or give --yes".into(),
-        ));
+        return Err(ClusterError::Refused(format!(
+            "{what}: {}: confirm on a terminal, or give --yes",
+            warning.to_lowercase()
+        )));
     }
-    eprint!("This stops every member. Type the cluster's name ({cluster}) to go on: ");
+    eprint!("{warning}. Type the cluster's name ({cluster}) to go on: ");
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)

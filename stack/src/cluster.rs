@@ -19,6 +19,7 @@ pub mod page;
 pub mod restore;
 pub mod rolling;
 pub mod status;
+pub mod update;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -191,6 +192,9 @@ pub struct PatroniNode {
     /// On the leader: its walsenders.
     #[serde(default)]
     pub replication: Vec<WalSender>,
+    /// The running server's version number (`150020` for 15.20).
+    #[serde(default)]
+    pub server_version: Option<u64>,
 }
 
 /// One walsender on the leader, as `GET /patroni` lists it.
@@ -394,17 +398,26 @@ impl Cluster {
     /// host once per command), for those whose defaults read facts: the
     /// PostgreSQL major a member runs and its paths.
     pub async fn host_string(&self, host: &str, var: Var) -> Result<String, ClusterError> {
+        let facts = self.facts(host).await?;
+        Ok(self.stack.required_string_with_facts(host, &facts, var)?)
+    }
+
+    /// A variable as `host` sees it with its facts; `None` when unset.
+    pub async fn host_var(&self, host: &str, var: Var) -> Result<Option<Json>, ClusterError> {
+        let facts = self.facts(host).await?;
+        Ok(self.stack.var_with_facts(host, &facts, var)?)
+    }
+
+    /// `host`'s facts, read once per command.
+    async fn facts(&self, host: &str) -> Result<Json, ClusterError> {
         let mut cache = self.facts.lock().await;
-        let facts = match cache.get(host) {
-            Some(facts) => facts,
-            None => {
-                let out = self.exec(host, pgdeploy_engine::facts::SCRIPT).await?;
-                cache
-                    .entry(host.to_string())
-                    .or_insert(pgdeploy_engine::facts::parse(&out))
-            }
-        };
-        Ok(self.stack.required_string_with_facts(host, facts, var)?)
+        if let Some(facts) = cache.get(host) {
+            return Ok(facts.clone());
+        }
+        let out = self.exec(host, pgdeploy_engine::facts::SCRIPT).await?;
+        let facts = pgdeploy_engine::facts::parse(&out);
+        cache.insert(host.to_string(), facts.clone());
+        Ok(facts)
     }
 
     /// Runs a shell command on `host` (as root when the inventory says

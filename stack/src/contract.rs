@@ -140,7 +140,34 @@ vars! {
     POSTGRES_DATA_DIR = "postgres_data_dir" in "postgres";
     /// PostgreSQL's programs (Patroni's `bin_dir`).
     POSTGRES_BIN_DIR = "postgres_bin_dir" in "postgres";
+    /// PostgreSQL's server packages (held; `pgdeploy update` moves them).
+    POSTGRES_PACKAGES = "postgres_packages" in "postgres";
+    /// Patroni's packages (held).
+    PATRONI_PACKAGES = "patroni_packages" in "patroni";
+    /// etcd's packages (held).
+    ETCD_PACKAGES = "etcd_packages" in "etcd";
+    /// HAProxy's package (held).
+    HAPROXY_PACKAGES = "haproxy_packages" in "haproxy";
+    /// keepalived's package (held).
+    KEEPALIVED_PACKAGES = "keepalived_packages" in "keepalived";
+    /// pgBackRest's package (held).
+    PGBACKREST_PACKAGES = "pgbackrest_packages" in "pgbackrest";
+    /// PgBouncer's package (held).
+    PGBOUNCER_PACKAGES = "pgbouncer_packages" in "pgbouncer";
 }
+
+/// The components `pgdeploy update --packages` names, each with the
+/// variable that lists its (held) Debian packages, in the order the
+/// update's plan lists them.
+pub const COMPONENTS: [(&str, Var); 7] = [
+    ("postgresql", POSTGRES_PACKAGES),
+    ("patroni", PATRONI_PACKAGES),
+    ("etcd", ETCD_PACKAGES),
+    ("haproxy", HAPROXY_PACKAGES),
+    ("keepalived", KEEPALIVED_PACKAGES),
+    ("pgbackrest", PGBACKREST_PACKAGES),
+    ("pgbouncer", PGBOUNCER_PACKAGES),
+];
 
 /// The database the day-2 commands connect to (PostgreSQL's own).
 pub const MAINTENANCE_DATABASE: &str = "postgres";
@@ -231,6 +258,28 @@ impl Stack {
     pub fn string(&self, host: &str, var: Var) -> Option<String> {
         self.var(host, var)
             .and_then(|v| v.as_str().map(String::from))
+    }
+
+    /// A variable as `host` sees it with its facts, rendered (see
+    /// [`Stack::required_string_with_facts`]); `None` when unset.
+    pub fn var_with_facts(
+        &self,
+        host: &str,
+        facts: &Json,
+        var: Var,
+    ) -> Result<Option<Json>, VarError> {
+        host_var_rendered(
+            &self.inventory,
+            &self.defaults,
+            &self.extra,
+            (host, Some(facts)),
+            var.name,
+        )
+        .map_err(|e| VarError {
+            host: host.to_string(),
+            var,
+            problem: format!("cannot be rendered: {e}"),
+        })
     }
 
     /// A string variable that must be set (and, when it is a template,

@@ -8,6 +8,11 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod writer;
+// Not every test file writes through the VIP.
+#[allow(unused_imports)]
+pub use writer::*;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -241,7 +241,7 @@ pub async fn healthy(cluster: &Cluster, host: &str) -> Result<(), String> {
 }
 
 /// Waits until every member of the `etcd` group is healthy.
-async fn wait_all_healthy(cluster: &Cluster, why: &str) -> Result<(), ClusterError> {
+pub(crate) async fn wait_all_healthy(cluster: &Cluster, why: &str) -> Result<(), ClusterError> {
     let hosts = cluster.group(Group::Etcd);
     ops::poll(why, HEALTHY_WITHIN, || async {
         for host in &hosts {
