@@ -410,13 +410,16 @@ impl Cluster {
 
     /// `host`'s facts, read once per command.
     async fn facts(&self, host: &str) -> Result<Json, ClusterError> {
-        let mut cache = self.facts.lock().await;
-        if let Some(facts) = cache.get(host) {
+        if let Some(facts) = self.facts.lock().await.get(host) {
             return Ok(facts.clone());
         }
+        // Not locked while reading: other hosts' facts are read meanwhile.
         let out = self.exec(host, pgdeploy_engine::facts::SCRIPT).await?;
         let facts = pgdeploy_engine::facts::parse(&out);
-        cache.insert(host.to_string(), facts.clone());
+        self.facts
+            .lock()
+            .await
+            .insert(host.to_string(), facts.clone());
         Ok(facts)
     }
 

@@ -227,12 +227,16 @@ pub async fn plan(
             .await
             .map_err(|e| refuse(format!("etcd is not healthy ({e})")))?;
     }
-    let mut hosts = Vec::new();
-    for host in order(cluster, &leader) {
+    // Every host at once: refreshing apt's lists takes seconds each.
+    let asked = order(cluster, &leader).into_iter().map(|host| async move {
         let (names, pinned) = host_packages(cluster, &host, components).await?;
         let args: Vec<&str> = names.iter().map(String::as_str).collect();
         let out = cluster.script(&host, PLAN, &args).await?;
-        let update = parse_plan(&host, &out, pinned);
+        Ok::<_, ClusterError>(parse_plan(&host, &out, pinned))
+    });
+    let mut hosts = Vec::new();
+    for update in futures::future::join_all(asked).await {
+        let update = update?;
         if !update.packages.is_empty() || !update.pinned.is_empty() {
             hosts.push(update);
         }

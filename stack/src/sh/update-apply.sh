@@ -1,4 +1,5 @@
-# update-apply.sh: moves this host's packages to the planned versions and
+#!/bin/sh
+# Moves this host's packages to the planned versions and
 # holds them again (whether apt succeeded or not), keeping the configuration
 # files pgdeploy wrote (--force-confold).
 # Arguments: the packages to hold, then `--`, then `NAME=VERSION` for each

@@ -1,4 +1,5 @@
-# update-plan.sh: what `pgdeploy update` would move on this host.
+#!/bin/sh
+# What `pgdeploy update` would move on this host.
 # Prints `held NAME yes|no` for each package named that is installed, then,
 # after refreshing apt's lists, `move NAME FROM TO` for each package an
 # upgrade of those would move (their dependencies included), from apt's
