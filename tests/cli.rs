@@ -207,7 +207,7 @@ fn installed_anywhere_it_has_its_stack_and_init_starts_a_project() {
     let out = text_of(&validate);
     assert!(validate.status.success(), "{out}");
     assert!(
-        out.contains("stack: playbook built-in playbooks/site.yaml; roles: 15 built-in"),
+        out.contains("stack: playbook built-in playbooks/site.yaml; roles: 16 built-in"),
         "{out}"
     );
     assert!(out.starts_with("ok: 4 hosts"), "{out}");
@@ -260,7 +260,7 @@ fn installed_anywhere_it_has_its_stack_and_init_starts_a_project() {
     let validate = installed(dir, &["validate", "-i", "prod/inventory.yaml"]);
     let out = text_of(&validate);
     assert!(
-        out.contains("roles: 14 built-in, etcd from prod/roles\n"),
+        out.contains("roles: 15 built-in, etcd from prod/roles\n"),
         "{out}"
     );
 }

@@ -442,7 +442,7 @@ mod tests {
         (
             "package",
             &["name"],
-            &["state", "update_cache", "purge", "lock_timeout"],
+            &["state", "update_cache", "purge", "lock_timeout", "hold"],
         ),
         (
             "file",
