@@ -378,7 +378,7 @@ async fn serving_again(cluster: &Cluster, host: &str, say: Say<'_>) -> Result<bo
         .await?;
         if running == installed {
             say(&format!(
-                "{host}: PostgreSQL runs {} already (Patroni restarted with its package)",
+                "{host}: PostgreSQL runs {}, the installed binary: no restart",
                 version_text(running)
             ));
             ops::wait_for_streaming(cluster, host, MEMBER_BACK_WITHIN).await?;
