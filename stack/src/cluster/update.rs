@@ -248,23 +248,24 @@ pub async fn plan(
     })
 }
 
-/// Every host of the inventory in the update's order: those that are not
-/// PostgreSQL members, then the replicas, then the leader.
+/// Every host of the inventory in the update's order (see [`ordered`]).
 fn order(cluster: &Cluster, leader: &str) -> Vec<String> {
-    let members = cluster.group(Group::Postgres);
     let all: Vec<String> = cluster
         .inventory()
         .hosts
         .iter()
         .map(|h| h.name.clone())
         .collect();
+    ordered(&all, &cluster.group(Group::Postgres), leader)
+}
+
+/// `all` in the update's order: the hosts that are not PostgreSQL
+/// `members`, then the replicas, then the `leader`, each in inventory order.
+fn ordered(all: &[String], members: &[String], leader: &str) -> Vec<String> {
     let others = all.iter().filter(|h| !members.contains(h));
     let replicas = members.iter().filter(|m| *m != leader);
-    others
-        .chain(replicas)
-        .cloned()
-        .chain(members.iter().filter(|m| *m == leader).cloned())
-        .collect()
+    let led = members.iter().filter(|m| *m == leader);
+    others.chain(replicas).chain(led).cloned().collect()
 }
 
 /// How one host's update went.
@@ -492,6 +493,17 @@ mod tests {
             ]
         );
         assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn non_members_then_replicas_then_the_leader() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = names(&["node1", "node2", "node3", "node4", "lb1"]);
+        let members = names(&["node1", "node2", "node3"]);
+        assert_eq!(
+            ordered(&all, &members, "node2"),
+            ["node4", "lb1", "node1", "node3", "node2"]
+        );
     }
 
     #[test]
