@@ -268,11 +268,22 @@ impl Stack {
         facts: &Json,
         var: Var,
     ) -> Result<Option<Json>, VarError> {
+        self.rendered(host, Some(facts), var)
+    }
+
+    /// A variable as `host` sees it, rendered with its facts when given;
+    /// a template that cannot be rendered is an error, never its raw text.
+    fn rendered(
+        &self,
+        host: &str,
+        facts: Option<&Json>,
+        var: Var,
+    ) -> Result<Option<Json>, VarError> {
         host_var_rendered(
             &self.inventory,
             &self.defaults,
             &self.extra,
-            (host, Some(facts)),
+            (host, facts),
             var.name,
         )
         .map_err(|e| VarError {
@@ -312,15 +323,7 @@ impl Stack {
             var,
             problem,
         };
-        let value = host_var_rendered(
-            &self.inventory,
-            &self.defaults,
-            &self.extra,
-            (host, facts),
-            var.name,
-        )
-        .map_err(|e| error(format!("cannot be rendered: {e}")))?;
-        match value {
+        match self.rendered(host, facts, var)? {
             Some(Json::String(s)) => Ok(s),
             Some(other) => Err(error(format!("{other} is not a string"))),
             None => Err(error(

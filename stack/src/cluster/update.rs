@@ -268,23 +268,11 @@ fn ordered(all: &[String], members: &[String], leader: &str) -> Vec<String> {
     others.chain(replicas).chain(led).cloned().collect()
 }
 
-/// How one host's update went.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostOutcome {
-    /// The host.
-    pub host: String,
-    /// Whether PostgreSQL was restarted through Patroni onto the new binary
-    /// (it had not been by the packages' own restart of Patroni).
-    pub restarted: bool,
-    /// Seconds from the first package move to the host serving again.
-    pub seconds: f64,
-}
-
 /// How the update went.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateOutcome {
     /// The hosts updated, in order.
-    pub hosts: Vec<HostOutcome>,
+    pub hosts: Vec<String>,
     /// The switchover away from the leader's host, when there was one:
     /// (old leader, new leader).
     pub switchover: Option<(String, String)>,
@@ -329,12 +317,8 @@ pub async fn update(
         ));
         cluster.script(host, APPLY, &args).await?;
         say(&format!("{host}: packages moved and held"));
-        let restarted = serving_again(cluster, host, say).await?;
-        outcome.hosts.push(HostOutcome {
-            host: host.to_string(),
-            restarted,
-            seconds: host_started.elapsed().as_secs_f64(),
-        });
+        serving_again(cluster, host, say).await?;
+        outcome.hosts.push(host.to_string());
         say(&format!(
             "{host}: done ({:.1}s)",
             host_started.elapsed().as_secs_f64()
@@ -353,9 +337,8 @@ async fn leads(cluster: &Cluster, member: &str) -> Result<bool, ClusterError> {
 /// Waits for what `host` serves after its packages moved: its Patroni
 /// member running on the new binary and streaming (restarted through
 /// Patroni when it still runs the old one), the etcd quorum, the
-/// balancers. Returns whether PostgreSQL was restarted here.
-async fn serving_again(cluster: &Cluster, host: &str, say: Say<'_>) -> Result<bool, ClusterError> {
-    let mut restarted = false;
+/// balancers.
+async fn serving_again(cluster: &Cluster, host: &str, say: Say<'_>) -> Result<(), ClusterError> {
     if cluster.group(Group::Etcd).iter().any(|h| h == host) {
         etcd::wait_all_healthy(cluster, &format!("etcd healthy after {host}'s update")).await?;
         say(&format!("{host}: every etcd member healthy"));
@@ -390,7 +373,6 @@ async fn serving_again(cluster: &Cluster, host: &str, say: Say<'_>) -> Result<bo
                 version_text(installed)
             ));
             ops::restart(cluster, host, say).await?;
-            restarted = true;
         }
     }
     if cluster.group(Group::Balancers).iter().any(|h| h == host) {
@@ -403,7 +385,7 @@ async fn serving_again(cluster: &Cluster, host: &str, say: Say<'_>) -> Result<bo
             ));
         }
     }
-    Ok(restarted)
+    Ok(())
 }
 
 /// The version number of the PostgreSQL binary Patroni starts on `host`
