@@ -105,6 +105,12 @@ fn main() -> ExitCode {
             check,
             yes,
         } => day2::update(&cluster, &packages, check, yes),
+        Command::UpgradeOs {
+            cluster,
+            to,
+            check,
+            yes,
+        } => day2::upgrade_os(&cluster, &to, check, yes),
         Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
         Command::Roles {
             command:

@@ -13,7 +13,7 @@
 mod common;
 
 use std::process::Output;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 
@@ -239,24 +239,6 @@ fn s04_second_update_and_apply_change_nothing() {
             text(&out)
         );
     });
-}
-
-/// Seconds since midnight UTC of `t`, as `say` prints its timestamps.
-fn of_day(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-        % 86_400.0
-}
-
-/// Seconds of day of a `[HH:MM:SS.mmm] ...` line.
-fn stamp(line: &str) -> Option<f64> {
-    let inner = line.strip_prefix('[')?.split(']').next()?;
-    let mut parts = inner.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 /// From the start of the switchover to HAProxy sending writes to the new

@@ -198,10 +198,14 @@ pub fn host_pubkey(layout: &Layout, host: &str) -> Result<String> {
     }
 }
 
-/// A started container: the nspawn child and the container's init.
+/// The loop that runs systemd-nspawn, again when the host reboots.
+const BOOT: &str = include_str!("sh/nspawn-boot.sh");
+
+/// A started container: the process that boots it and the container's init.
 #[derive(Debug)]
 pub struct Started {
-    /// The systemd-nspawn process (a child of this process until it exits).
+    /// The shell running systemd-nspawn (and again after a reboot); a
+    /// child of this process until it exits.
     pub nspawn: Child,
     /// The container's init.
     pub init_pid: u32,
@@ -231,8 +235,12 @@ pub fn start(layout: &Layout, host: &str) -> Result<Started> {
         log,
         "\n=== pgdeploy lab: starting {host} (unix time {now}) ==="
     )?;
-    let mut cmd = util::command("systemd-nspawn");
-    cmd.arg("--directory")
+    // nspawn runs under a loop that boots the host again when it reboots.
+    let mut cmd = util::command("sh");
+    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args(["-c", BOOT, "sh", &net::veth_name(host)])
+        .arg(util::find_tool("systemd-nspawn").unwrap_or_else(|| "systemd-nspawn".into()))
+        .arg("--directory")
         .arg(&merged)
         .args([
             "--boot",

@@ -232,17 +232,25 @@ pub fn nspawn_processes(lab_dir: &Path) -> Vec<(u32, PathBuf)> {
     out
 }
 
-/// Waits for the PID-1 child of a freshly started systemd-nspawn.
-pub fn wait_for_init(nspawn_pid: u32, timeout: Duration) -> Option<u32> {
+/// The children of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    // A read can fail while nspawn sets the container up.
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+/// Waits for the container init under a freshly started boot loop: a
+/// PID 1 of its own namespace among its children or grandchildren (the
+/// loop's systemd-nspawn, then nspawn's init).
+pub fn wait_for_init(boot_pid: u32, timeout: Duration) -> Option<u32> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        // A read can fail while nspawn sets the container up; only the
-        // deadline or nspawn's exit ends the wait.
-        let children = fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
-            .unwrap_or_default();
-        for c in children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok())
+        for c in children(boot_pid)
+            .into_iter()
+            .flat_map(|c| std::iter::once(c).chain(children(c)))
         {
             if let Some(ns) = nspids(c) {
                 if ns.len() >= 2 && ns.last() == Some(&1) {
@@ -250,7 +258,8 @@ pub fn wait_for_init(nspawn_pid: u32, timeout: Duration) -> Option<u32> {
                 }
             }
         }
-        if !alive(nspawn_pid) {
+        // Only the deadline or the loop's exit ends the wait.
+        if !alive(boot_pid) {
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -147,6 +147,25 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Move a running cluster to the next Debian release (bookworm →
+    /// trixie), PostgreSQL kept on its major: shows the plan (per host,
+    /// from apt's own answer: the components' moves, the package counts,
+    /// the disk room), asks, then moves one host at a time: the replicas,
+    /// a switchover, the other hosts, the old leader; each host drained,
+    /// upgraded, rebooted, and serving again before the next.
+    UpgradeOs {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The release to move to (trixie).
+        #[arg(long, value_name = "RELEASE")]
+        to: String,
+        /// Show the plan only (nothing on the hosts changes).
+        #[arg(long)]
+        check: bool,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Write a starter project into DIR: a commented inventory with the
     /// stack's groups, a .gitignore and a README of next steps (with
     /// --hosts: addresses filled in and `secrets init` run). Never

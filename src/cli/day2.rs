@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgdeploy_stack::cluster::{
-    backup, ops, page, restore, status, update, watch, Cluster, ClusterError,
+    backup, ops, page, restore, status, update, upgrade_os, watch, Cluster, ClusterError,
 };
 use pgdeploy_stack::contract::Stack;
 
@@ -192,6 +192,57 @@ pub fn update(args: &ClusterArgs, packages: &[String], check: bool, yes: bool) -
             done.hosts.len(),
             done.switchover
                 .map(|(from, to)| format!(", switchover {from} -> {to}"))
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// `upgrade-os --to RELEASE [--check] [--yes]`: the plan, a question
+/// (unless `--yes`), then the move, one host at a time.
+pub fn upgrade_os(args: &ClusterArgs, to: &str, check: bool, yes: bool) -> ExitCode {
+    let max_lag_mb = args.max_lag_mb;
+    let to = to.to_string();
+    operation(args, |c| async move {
+        let plan = upgrade_os::plan(&c, &to).await?;
+        for line in plan.lines() {
+            println!("{line}");
+        }
+        if !plan.problems.is_empty() {
+            return Err(ClusterError::Refused(format!(
+                "upgrade-os refused ({} problem(s) above); nothing was changed",
+                plan.problems.len()
+            )));
+        }
+        if check || plan.is_empty() {
+            return Ok(if plan.is_empty() {
+                format!("No changes: every host runs {to}.")
+            } else {
+                "checked: nothing was changed".into()
+            });
+        }
+        if !yes
+            && !confirmed(
+                &c.name(),
+                "upgrade-os",
+                "This drains, upgrades and reboots every host in turn",
+            )?
+        {
+            return Err(ClusterError::Refused(
+                "upgrade-os not confirmed; nothing was changed".into(),
+            ));
+        }
+        let done = upgrade_os::upgrade(&c, &plan, max_lag_mb, &say).await?;
+        let each: Vec<String> = done
+            .hosts
+            .iter()
+            .map(|(h, s)| format!("{h} {s:.0}s"))
+            .collect();
+        Ok(format!(
+            "upgrade-os done in {:.0}s: {}{}",
+            done.seconds,
+            each.join(", "),
+            done.switchover
+                .map(|(from, to)| format!("; switchover {from} -> {to}"))
                 .unwrap_or_default()
         ))
     })

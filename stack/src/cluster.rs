@@ -20,6 +20,7 @@ pub mod restore;
 pub mod rolling;
 pub mod status;
 pub mod update;
+pub mod upgrade_os;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -408,8 +409,17 @@ impl Cluster {
         Ok(self.stack.var_with_facts(host, &facts, var)?)
     }
 
+    /// Drops what this command knows of `host` (its connection, its facts):
+    /// after a reboot, or once its release changed.
+    pub async fn forget(&self, host: &str) {
+        self.facts.lock().await.remove(host);
+        if let Some(session) = self.sessions.lock().await.remove(host) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), session.close()).await;
+        }
+    }
+
     /// `host`'s facts, read once per command.
-    async fn facts(&self, host: &str) -> Result<Json, ClusterError> {
+    pub async fn facts(&self, host: &str) -> Result<Json, ClusterError> {
         if let Some(facts) = self.facts.lock().await.get(host) {
             return Ok(facts.clone());
         }

@@ -169,6 +169,12 @@ pub const COMPONENTS: [(&str, Var); 7] = [
     ("pgbouncer", PGBOUNCER_PACKAGES),
 ];
 
+/// The services a host's move to another Debian release stops before its
+/// packages move, in that order: the VIP first (keepalived: another
+/// balancer takes it), the proxies, PostgreSQL through Patroni, the DCS
+/// last. The reboot starts them again.
+pub const DRAINED_SERVICES: [&str; 5] = ["keepalived", "haproxy", "pgbouncer", "patroni", "etcd"];
+
 /// The database the day-2 commands connect to (PostgreSQL's own).
 pub const MAINTENANCE_DATABASE: &str = "postgres";
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{lab_vip, root};
 
@@ -147,4 +147,22 @@ pub fn assert_no_write_lost_in(password: &str, table: &str, acked: &[i64], scena
         &lost[..lost.len().min(10)]
     );
     println!("{scenario}: {} acknowledged writes, none lost", acked.len());
+}
+
+/// Seconds since midnight UTC of `t`, as `say` prints its timestamps.
+pub fn of_day(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        % 86_400.0
+}
+
+/// Seconds of day of a `[HH:MM:SS.mmm] ...` line.
+pub fn stamp(line: &str) -> Option<f64> {
+    let inner = line.strip_prefix('[')?.split(']').next()?;
+    let mut parts = inner.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }

@@ -152,7 +152,7 @@ pub fn components(names: &[String]) -> Result<Vec<(&'static str, Var)>, ClusterE
 }
 
 /// The packages of `components` as `host` sees them: (names, pinned).
-async fn host_packages(
+pub(super) async fn host_packages(
     cluster: &Cluster,
     host: &str,
     components: &[(&str, Var)],
@@ -209,24 +209,7 @@ pub async fn plan(
     cluster: &Cluster,
     components: &[(&str, Var)],
 ) -> Result<UpdatePlan, ClusterError> {
-    let refuse = |why: String| ClusterError::Refused(format!("update refused: {why}"));
-    let (_, patroni) = cluster.patroni_cluster().await?;
-    let leader = patroni
-        .leader()
-        .map(|l| l.name.clone())
-        .ok_or_else(|| refuse("the cluster has no leader".into()))?;
-    for member in cluster.group(Group::Postgres) {
-        match patroni.member(&member) {
-            Some(m) if m.state == "running" || m.state == "streaming" => {}
-            Some(m) => return Err(refuse(format!("{member} is {}", m.state))),
-            None => return Err(refuse(format!("{member} is not in the cluster"))),
-        }
-    }
-    for host in cluster.group(Group::Etcd) {
-        etcd::healthy(cluster, &host)
-            .await
-            .map_err(|e| refuse(format!("etcd is not healthy ({e})")))?;
-    }
+    let leader = healthy(cluster, "update").await?;
     // Every host at once: refreshing apt's lists takes seconds each.
     let asked = order(cluster, &leader).into_iter().map(|host| async move {
         let (names, pinned) = host_packages(cluster, &host, components).await?;
@@ -246,6 +229,30 @@ pub async fn plan(
         leader,
         hosts,
     })
+}
+
+/// The pre-checks of a rolling operation (`what`): a leader, every member
+/// running or streaming, every etcd member healthy. Returns the leader.
+pub(super) async fn healthy(cluster: &Cluster, what: &str) -> Result<String, ClusterError> {
+    let refuse = |why: String| ClusterError::Refused(format!("{what} refused: {why}"));
+    let (_, patroni) = cluster.patroni_cluster().await?;
+    let leader = patroni
+        .leader()
+        .map(|l| l.name.clone())
+        .ok_or_else(|| refuse("the cluster has no leader".into()))?;
+    for member in cluster.group(Group::Postgres) {
+        match patroni.member(&member) {
+            Some(m) if m.state == "running" || m.state == "streaming" => {}
+            Some(m) => return Err(refuse(format!("{member} is {}", m.state))),
+            None => return Err(refuse(format!("{member} is not in the cluster"))),
+        }
+    }
+    for host in cluster.group(Group::Etcd) {
+        etcd::healthy(cluster, &host)
+            .await
+            .map_err(|e| refuse(format!("etcd is not healthy ({e})")))?;
+    }
+    Ok(leader)
 }
 
 /// Every host of the inventory in the update's order (see [`ordered`]).
@@ -329,7 +336,7 @@ pub async fn update(
 }
 
 /// Whether `member` holds the leader lock now.
-async fn leads(cluster: &Cluster, member: &str) -> Result<bool, ClusterError> {
+pub(super) async fn leads(cluster: &Cluster, member: &str) -> Result<bool, ClusterError> {
     let (_, patroni) = cluster.patroni_cluster().await?;
     Ok(patroni.leader().is_some_and(|l| l.name == member))
 }
@@ -338,7 +345,11 @@ async fn leads(cluster: &Cluster, member: &str) -> Result<bool, ClusterError> {
 /// member running on the new binary and streaming (restarted through
 /// Patroni when it still runs the old one), the etcd quorum, the
 /// balancers.
-async fn serving_again(cluster: &Cluster, host: &str, say: Say<'_>) -> Result<(), ClusterError> {
+pub(super) async fn serving_again(
+    cluster: &Cluster,
+    host: &str,
+    say: Say<'_>,
+) -> Result<(), ClusterError> {
     if cluster.group(Group::Etcd).iter().any(|h| h == host) {
         etcd::wait_all_healthy(cluster, &format!("etcd healthy after {host}'s update")).await?;
         say(&format!("{host}: every etcd member healthy"));
