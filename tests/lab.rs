@@ -453,6 +453,40 @@ fn lab_end_to_end() {
     );
     assert!(pgdeploy_ok(&["lab", "start", "node2"]).contains("already running"));
 
+    // 6b. A reboot inside a host boots it again, as a machine would (nspawn
+    // exits 133 and the lab's loop starts it again); the disk stays.
+    let before = init_pid("node2").expect("node2 runs");
+    ssh(
+        2,
+        "sudo touch /run/reboot-marker && sudo systemd-run --quiet --on-active=1 /bin/systemctl reboot",
+    );
+    let t = Instant::now();
+    loop {
+        let rebooted = init_pid("node2").is_some_and(|p| p != before);
+        if rebooted
+            && ssh_as("admin", 2, "test ! -e /run/reboot-marker")
+                .status
+                .success()
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "node2 did not come back from its reboot (init {before} -> {:?})",
+            init_pid("node2")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!(
+        "[lab test] reboot inside node2: back on SSH in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(ssh(2, "cat /var/tmp/marker"), "kept");
+    assert_eq!(
+        host_status("node2"),
+        ("running".into(), "yes".into(), "ok".into())
+    );
+
     // 7. isolate/heal: traffic to and from the host fails, the host runs on.
     assert!(
         tcp_from_netns("node3", 1),

@@ -78,8 +78,11 @@ pub struct HostMove {
     pub host: String,
     /// Whether it is a PostgreSQL member.
     pub member: bool,
-    /// Its release now.
+    /// Its release now (as os-release says).
     pub release: String,
+    /// Whether an earlier move of the host did not finish (it is moved
+    /// again, whatever its release says).
+    pub unfinished: bool,
     /// The packages held throughout (the PostgreSQL major's).
     pub keep: Vec<String>,
     /// The packages whose hold the move releases (set again after).
@@ -120,7 +123,9 @@ pub struct OsPlan {
 impl OsPlan {
     /// The hosts still to move, in order.
     pub fn pending(&self) -> impl Iterator<Item = &HostMove> {
-        self.hosts.iter().filter(move |h| h.release != self.to)
+        self.hosts
+            .iter()
+            .filter(move |h| h.release != self.to || h.unfinished)
     }
 
     /// Whether every host already runs the new release.
@@ -138,7 +143,7 @@ impl OsPlan {
         )];
         let mut switched = false;
         for h in &self.hosts {
-            if h.release == self.to {
+            if h.release == self.to && !h.unfinished {
                 lines.push(format!("  {}: already on {}", h.host, self.to));
                 continue;
             }
@@ -155,7 +160,11 @@ impl OsPlan {
                  ({} MB free)",
                 h.host,
                 if member_led { " (the old leader)" } else { "" },
-                h.release,
+                if h.unfinished {
+                    format!("{} (an earlier move did not finish)", h.release)
+                } else {
+                    h.release.clone()
+                },
                 self.to,
                 h.upgraded,
                 h.new,
@@ -193,6 +202,7 @@ fn parse_plan(mut h: HostMove, out: &str) -> HostMove {
         let number = |w: &str| w.parse::<u64>().unwrap_or(0);
         match words.as_slice() {
             ["release", name] => h.release = name.to_string(),
+            ["unfinished"] => h.unfinished = true,
             ["keep", name, version] => h.kept.push((name.to_string(), version.to_string())),
             ["move", name, from, to] => h.moves.push(Move {
                 package: name.to_string(),
@@ -223,7 +233,7 @@ fn problems_of(h: &HostMove, from: &str, to: &str) -> Vec<String> {
         ));
         return problems;
     }
-    if h.release == to {
+    if h.release == to && !h.unfinished {
         return problems;
     }
     for name in &h.lost {
@@ -311,7 +321,7 @@ pub async fn plan(cluster: &Cluster, to: &str) -> Result<OsPlan, ClusterError> {
                 &out,
             );
             let mut problems = problems_of(&h, from, to);
-            if h.release == from && needs_fact.contains(&host) {
+            if h.release == from && !h.unfinished && needs_fact.contains(&host) {
                 let facts = cluster.facts(&host).await?;
                 if facts.pointer("/local/postgres/major").is_none() {
                     problems.push(format!(
@@ -376,7 +386,7 @@ pub async fn upgrade(
     let mut moved_members: Vec<String> = plan
         .hosts
         .iter()
-        .filter(|h| h.release == plan.to && members.contains(&h.host))
+        .filter(|h| h.release == plan.to && !h.unfinished && members.contains(&h.host))
         .map(|h| h.host.clone())
         .collect();
     for h in plan.pending() {
@@ -556,7 +566,11 @@ mod tests {
             ["node2 runs bullseye: upgrade-os moves bookworm → trixie"]
         );
         h.release = "trixie".into();
+        h.lost.clear();
         assert!(problems_of(&h, "bookworm", "trixie").is_empty());
+        // A move that did not finish is checked (and made) again.
+        h.unfinished = true;
+        assert_eq!(problems_of(&h, "bookworm", "trixie").len(), 1);
     }
 
     #[test]
@@ -592,6 +606,13 @@ mod tests {
             Some("3 host(s) to move to trixie")
         );
         assert_eq!(plan.pending().count(), 3);
+        let mut again = plan.clone();
+        again.hosts[1].unfinished = true;
+        assert_eq!(again.pending().count(), 4);
+        assert!(again
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("  node3: trixie (an earlier move did not finish) → trixie")));
     }
 
     #[test]

@@ -12,7 +12,9 @@
 #   (policy-rc.d): the reboot starts the new versions;
 # - a marker in /run (gone after the reboot), then a reboot two seconds
 #   after this script returns.
-# Idempotent: run again after an interruption, it goes on where it stopped.
+# Idempotent: run again after an interruption or a failure, it goes on
+# where it stopped (/var/lib/pgdeploy/upgrade-os.unfinished says a move
+# is under way, and from which release).
 # Arguments: the release now, the new release, the packages kept, `--`,
 # the packages whose hold is released, `--`, the services to stop.
 set -e
@@ -24,6 +26,9 @@ shift
 release=
 while [ "$#" -gt 0 ] && [ "$1" != -- ]; do release="$release $1"; shift; done
 shift
+# Until the packages moved, a next run moves this host again.
+mkdir -p /var/lib/pgdeploy
+echo "$from" >/var/lib/pgdeploy/upgrade-os.unfinished
 rename() { sed -i "s/\\b$from\\b/$to/g" "$1"; }
 [ ! -f /etc/apt/sources.list ] || rename /etc/apt/sources.list
 for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
@@ -62,6 +67,10 @@ chmod 755 /usr/sbin/policy-rc.d
 export DEBIAN_FRONTEND=noninteractive
 set -- -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef \
   -o Dpkg::Options::=--force-confold
+# A dpkg run cut off by an earlier attempt is finished first.
+if [ -n "$(dpkg --audit)" ]; then
+  dpkg --configure -a --force-confdef --force-confold >/dev/null
+fi
 apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null
 apt-get "$@" upgrade --without-new-pkgs >/dev/null
 apt-get "$@" full-upgrade >/dev/null
@@ -70,6 +79,7 @@ for name in $kept; do
 done
 cleanup
 trap - EXIT
+rm -f /var/lib/pgdeploy/upgrade-os.unfinished
 : >/run/pgdeploy-upgrade-os.reboot
 systemd-run --quiet --on-active=2 --timer-property=AccuracySec=100ms /bin/systemctl reboot
 echo "rebooting"

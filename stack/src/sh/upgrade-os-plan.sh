@@ -3,7 +3,8 @@
 # the host's sources with its release renamed, apt's lists of the new
 # release and a copy of dpkg's status with the holds the upgrade releases
 # released, all in a scratch directory. Changes nothing on the host.
-# Prints `release CODENAME`; unless that is already the new release:
+# Prints `release CODENAME` (and `unfinished` when a move of this host
+# did not finish); unless the host is on the new release and finished:
 # `keep NAME VERSION` for each kept package installed, `move NAME FROM TO`
 # for each reported package that moves, `lose NAME` for each kept package
 # the upgrade would remove, `count upgraded|new|removed N`,
@@ -24,8 +25,16 @@ report=" $* "
 # shellcheck disable=SC1091 # the host's own
 . /etc/os-release
 echo "release $VERSION_CODENAME"
-[ "$VERSION_CODENAME" != "$to" ] || exit 0
-from=$VERSION_CODENAME
+# A move that did not finish (apt failed or was cut off) is made again,
+# whatever os-release already says.
+if [ -e /var/lib/pgdeploy/upgrade-os.unfinished ]; then
+  echo unfinished
+  from=$(cat /var/lib/pgdeploy/upgrade-os.unfinished)
+elif [ "$VERSION_CODENAME" = "$to" ]; then
+  exit 0
+else
+  from=$VERSION_CODENAME
+fi
 for name in $keep; do
   # shellcheck disable=SC2016 # dpkg-query's own ${field} format
   v=$(dpkg-query -W -f='${Status} ${Version}' "$name" 2>/dev/null || true)
