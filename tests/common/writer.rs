@@ -93,7 +93,7 @@ pub fn gaps(acked: &[(i64, SystemTime)], over: Duration) -> Vec<(SystemTime, Dur
 
 /// A connection through the VIP's read-write port, TLS verified with the
 /// lab's cluster CA (pg_hba refuses plain connections); `None` when it
-/// cannot be made.
+/// cannot be made within 5 s.
 pub async fn connect_vip(password: &str) -> Option<tokio_postgres::Client> {
     let mut config = tokio_postgres::Config::new();
     config
@@ -107,7 +107,13 @@ pub async fn connect_vip(password: &str) -> Option<tokio_postgres::Client> {
     let ca = std::fs::read_to_string(root().join("inventories/pki/ca.crt")).expect("the lab's CA");
     let tls = pgdeploy_stack::tls::client_config(&ca).expect("CA");
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
-    let (client, connection) = config.connect(tls).await.ok()?;
+    // connect_timeout bounds the TCP connect only: a balancer whose host
+    // went away after accepting (a reboot) would hold the TLS handshake
+    // forever.
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(tls))
+        .await
+        .ok()?
+        .ok()?;
     tokio::spawn(connection);
     Some(client)
 }
