@@ -151,16 +151,17 @@ pub fn components(names: &[String]) -> Result<Vec<(&'static str, Var)>, ClusterE
         .collect()
 }
 
-/// The packages of `components` as `host` sees them: (names, pinned).
+/// The packages the variables `vars` list as `host` sees them: (names,
+/// pinned `name=version`).
 pub(super) async fn host_packages(
     cluster: &Cluster,
     host: &str,
-    components: &[(&str, Var)],
+    vars: impl IntoIterator<Item = Var>,
 ) -> Result<(Vec<String>, Vec<String>), ClusterError> {
     let mut names = Vec::new();
     let mut pinned = Vec::new();
-    for (_, var) in components {
-        let list = match cluster.host_var(host, *var).await? {
+    for var in vars {
+        let list = match cluster.host_var(host, var).await? {
             Some(serde_json::Value::Array(list)) => list,
             Some(serde_json::Value::String(one)) => vec![one.into()],
             _ => Vec::new(),
@@ -212,7 +213,8 @@ pub async fn plan(
     let leader = healthy(cluster, "update").await?;
     // Every host at once: refreshing apt's lists takes seconds each.
     let asked = order(cluster, &leader).into_iter().map(|host| async move {
-        let (names, pinned) = host_packages(cluster, &host, components).await?;
+        let vars = components.iter().map(|(_, var)| *var);
+        let (names, pinned) = host_packages(cluster, &host, vars).await?;
         let args: Vec<&str> = names.iter().map(String::as_str).collect();
         let out = cluster.script(&host, PLAN, &args).await?;
         Ok::<_, ClusterError>(parse_plan(&host, &out, pinned))

@@ -260,15 +260,14 @@ fn ordered(all: &[String], members: &[String], leader: &str) -> Vec<String> {
     replicas.chain(others).chain(led).cloned().collect()
 }
 
-/// The names of the packages `var` lists for `host` (a pinned
+/// The names of the packages `vars` list for `host` (a pinned
 /// `name=version` by its name).
 async fn package_names(
     cluster: &Cluster,
     host: &str,
     vars: &[Var],
 ) -> Result<Vec<String>, ClusterError> {
-    let components: Vec<(&str, Var)> = vars.iter().map(|v| ("", *v)).collect();
-    let (mut names, pinned) = update::host_packages(cluster, host, &components).await?;
+    let (mut names, pinned) = update::host_packages(cluster, host, vars.iter().copied()).await?;
     names.extend(
         pinned
             .iter()
