@@ -111,6 +111,14 @@ fn main() -> ExitCode {
             check,
             yes,
         } => day2::upgrade_os(&cluster, &to, check, yes),
+        Command::Upgrade {
+            cluster,
+            to,
+            check,
+            yes,
+            no_backup_check,
+            rollback,
+        } => day2::upgrade(&cluster, &to, (check, yes, !no_backup_check, rollback)),
         Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
         Command::Roles {
             command:

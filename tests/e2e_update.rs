@@ -223,20 +223,10 @@ fn s03_rolling_update_with_a_writer_loses_nothing() {
 #[test]
 fn s04_second_update_and_apply_change_nothing() {
     LAB.run(|_| {
-        let out = run("update", &["--yes"]);
-        assert!(out.status.success(), "{}", text(&out));
-        assert!(
-            text(&out).contains("No changes: nothing to update."),
-            "{}",
-            text(&out)
-        );
-        let out = run("apply", &[]);
-        assert!(out.status.success(), "{}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stdout)
-                .contains("No changes: the hosts match the playbook."),
-            "{}",
-            text(&out)
+        assert_says(&run("update", &["--yes"]), "No changes: nothing to update.");
+        assert_says(
+            &run("apply", &[]),
+            "No changes: the hosts match the playbook.",
         );
     });
 }

@@ -166,6 +166,33 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Move a running cluster to a new PostgreSQL major with `pg_upgrade
+    /// --link`: pre-checks with nothing stopped (the new packages installed
+    /// and held, extensions, settings, room, `pg_upgrade --check`, a recent
+    /// backup), the plan, a question, then the upgrade on the leader and the
+    /// cut-over; the replicas are rebuilt on the new major afterwards. A
+    /// failure before the cut-over puts the old major back.
+    Upgrade {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The major to move to (17).
+        #[arg(long, value_name = "MAJOR")]
+        to: String,
+        /// The pre-checks and the plan only (the new packages are installed
+        /// and held; nothing stops).
+        #[arg(long)]
+        check: bool,
+        /// Go on without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Go on without a backup of the last 24 hours.
+        #[arg(long)]
+        no_backup_check: bool,
+        /// Put the old major back on the members an upgrade that failed
+        /// before its cut-over could not reach then.
+        #[arg(long, conflicts_with_all = ["check", "no_backup_check"])]
+        rollback: bool,
+    },
     /// Write a starter project into DIR: a commented inventory with the
     /// stack's groups, a .gitignore and a README of next steps (with
     /// --hosts: addresses filled in and `secrets init` run). Never

@@ -1,6 +1,6 @@
 //! The day-2 commands on a running cluster: `status` (and `--watch`),
 //! `report`, `switchover`, `restart`, `reinit`, `backup`, `restore`,
-//! `update`.
+//! `update`, `upgrade-os`, `upgrade`.
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgdeploy_stack::cluster::{
-    backup, ops, page, restore, status, update, upgrade_os, watch, Cluster, ClusterError,
+    backup, major, ops, page, restore, status, update, upgrade_os, watch, Cluster, ClusterError,
 };
 use pgdeploy_stack::contract::Stack;
 
@@ -240,10 +240,80 @@ pub fn upgrade_os(args: &ClusterArgs, to: &str, check: bool, yes: bool) -> ExitC
         Ok(format!(
             "upgrade-os done in {:.0}s: {}{}",
             done.seconds,
-            each.join(", "),
+            if each.is_empty() {
+                "every host already on the new release, collation versions refreshed".into()
+            } else {
+                each.join(", ")
+            },
             done.switchover
                 .map(|(from, to)| format!("; switchover {from} -> {to}"))
                 .unwrap_or_default()
+        ))
+    })
+}
+
+/// `upgrade --to MAJOR [--check] [--yes] [--no-backup-check] [--rollback]`;
+/// `flags` are (check, yes, backup_check, rollback).
+pub fn upgrade(args: &ClusterArgs, to: &str, flags: (bool, bool, bool, bool)) -> ExitCode {
+    let (check, yes, backup_check, rollback) = flags;
+    let to = to.to_string();
+    operation(args, |c| async move {
+        if rollback {
+            let done = major::rollback(&c, &to, &say).await?;
+            return Ok(if done.is_empty() {
+                "No changes: no member carries an unfinished upgrade.".into()
+            } else {
+                format!("rollback done: {} back on the old major", done.join(", "))
+            });
+        }
+        let plan = major::plan(&c, &to, backup_check).await?;
+        for line in plan.lines() {
+            println!("{line}");
+        }
+        if !plan.problems.is_empty() {
+            return Err(ClusterError::Refused(format!(
+                "upgrade refused ({} problem(s) above); nothing was stopped",
+                plan.problems.len()
+            )));
+        }
+        if plan.is_empty() {
+            return Ok(format!("No changes: the cluster runs PostgreSQL {to}."));
+        }
+        if check {
+            return Ok("checked: nothing was stopped".into());
+        }
+        if !yes
+            && !confirmed(
+                &c.name(),
+                "upgrade",
+                "This stops writes until the leader runs the new major",
+            )?
+        {
+            return Err(ClusterError::Refused(
+                "upgrade not confirmed; nothing was stopped".into(),
+            ));
+        }
+        let done = major::upgrade(&c, &plan, &say).await?;
+        let each: Vec<String> = done
+            .replicas
+            .iter()
+            .map(|(h, s)| format!("{h} {s:.0}s"))
+            .collect();
+        Ok(format!(
+            "upgrade done in {:.0}s: {} leads on PostgreSQL {to}; writes stopped {:.1}s \
+             (pg_upgrade {:.1}s){}{}",
+            done.seconds,
+            done.leader,
+            done.write_downtime,
+            done.pg_upgrade_seconds,
+            done.backup
+                .map(|b| format!("; backup {b}"))
+                .unwrap_or_default(),
+            if each.is_empty() {
+                String::new()
+            } else {
+                format!("; replicas rebuilt: {}", each.join(", "))
+            }
         ))
     })
 }

@@ -14,6 +14,7 @@
 pub mod backup;
 pub mod dynamic;
 pub mod etcd;
+pub mod major;
 pub mod ops;
 pub mod page;
 pub mod restore;

@@ -136,6 +136,8 @@ vars! {
     PGBACKREST_REPO_PATH = "pgbackrest_repo_path" in "pgbackrest";
     /// pgBackRest's spool on each member (archive-async's WAL queue).
     PGBACKREST_SPOOL_PATH = "pgbackrest_spool_path" in "pgbackrest";
+    /// The PostgreSQL major a host runs (the local fact's, else its release's).
+    POSTGRES_VERSION = "postgres_version" in "postgres";
     /// Each member's data directory (Patroni's `data_dir`).
     POSTGRES_DATA_DIR = "postgres_data_dir" in "postgres";
     /// PostgreSQL's programs (Patroni's `bin_dir`).
@@ -168,6 +170,18 @@ pub const COMPONENTS: [(&str, Var); 7] = [
     ("pgbackrest", PGBACKREST_PACKAGES),
     ("pgbouncer", PGBOUNCER_PACKAGES),
 ];
+
+/// Where role postgres_major's local fact (the PostgreSQL major a member or
+/// the backup host runs, `facts.local.postgres.major`) sits in a host's facts.
+pub const MAJOR_FACT: &str = "/local/postgres/major";
+
+/// `facts` with the local fact of the PostgreSQL major set to `major`: how
+/// the roles would see the host once it runs that major.
+pub fn with_major(facts: &Json, major: &str) -> Json {
+    let mut facts = facts.clone();
+    facts["local"]["postgres"]["major"] = Json::String(major.to_string());
+    facts
+}
 
 /// The services a host's move to another Debian release stops before its
 /// packages move, in that order: the VIP first (keepalived: another

@@ -41,6 +41,15 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Fails the test unless `out` exited 0 and printed `said` (either stream).
+pub fn assert_says(out: &Output, said: &str) {
+    assert!(
+        out.status.success() && text(out).contains(said),
+        "expected success and {said:?}:\n{}",
+        text(out)
+    );
+}
+
 /// Runs `pgdeploy ARGS` and fails the test unless it exits 0.
 pub fn pgdeploy_ok(args: &[&str]) -> Output {
     let out = pgdeploy(args);

@@ -538,6 +538,25 @@ pub fn managed_parameters(
     Ok(managed)
 }
 
+/// PATCHes Patroni's dynamic configuration through `host` with `body`.
+pub(super) async fn patch_config(
+    cluster: &Cluster,
+    host: &str,
+    body: &Json,
+) -> Result<(), ClusterError> {
+    let res = cluster
+        .patroni_request(host, "PATCH", "/config", Some(&body.to_string()))
+        .await?;
+    if res.status != 200 {
+        return Err(ClusterError::Refused(format!(
+            "{host}: Patroni PATCH /config answered {}: {}",
+            res.status,
+            res.text().trim()
+        )));
+    }
+    Ok(())
+}
+
 /// PATCHes the live dynamic configuration to the desired one, then waits
 /// until every member has taken it: each changed parameter in force, or
 /// Patroni's pending restart flagged. Returns the changes made.
@@ -549,17 +568,7 @@ pub async fn apply(cluster: &Cluster, say: Say<'_>) -> Result<Vec<Change>, Clust
     for c in &changes {
         say(&c.to_string());
     }
-    let body = patch_body(&changes).to_string();
-    let res = cluster
-        .patroni_request(&host, "PATCH", "/config", Some(&body))
-        .await?;
-    if res.status != 200 {
-        return Err(ClusterError::Refused(format!(
-            "{host}: Patroni PATCH /config answered {}: {}",
-            res.status,
-            res.text().trim()
-        )));
-    }
+    patch_config(cluster, &host, &patch_body(&changes)).await?;
     say(&format!("{host}: Patroni PATCH /config done"));
     let wanted: Map<String, Json> = changes
         .iter()

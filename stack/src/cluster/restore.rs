@@ -36,7 +36,7 @@ pub use into::Origin;
 pub use target::{choose_backup, lsn, parse_time, Target};
 
 /// Stops Patroni and PostgreSQL on a member.
-const STOP: &str = include_str!("../sh/restore-stop.sh");
+pub(super) const STOP: &str = include_str!("../sh/restore-stop.sh");
 /// Moves a data directory aside.
 const ASIDE: &str = include_str!("../sh/restore-aside.sh");
 /// Writes Patroni's configuration with the restore's bootstrap method.
@@ -51,7 +51,7 @@ const INTO_REPO: &str = include_str!("../sh/restore-into-repo.sh");
 /// Where role patroni writes Patroni's configuration.
 const PATRONI_CONFIG: &str = "/etc/patroni/config.yml";
 /// Patroni's namespace in etcd (role patroni's `namespace`).
-const PATRONI_NAMESPACE: &str = "/service/";
+pub(super) const PATRONI_NAMESPACE: &str = "/service/";
 /// How long the bootstrap (restore and recovery) may take.
 const BOOTSTRAP_WITHIN: Duration = Duration::from_secs(4 * 3600);
 /// How long a replica may take to rebuild from the repository and stream.

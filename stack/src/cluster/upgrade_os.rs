@@ -44,6 +44,9 @@ const PLAN: &str = include_str!("../sh/upgrade-os-plan.sh");
 const APPLY: &str = include_str!("../sh/upgrade-os-apply.sh");
 /// Whether a host is back from its reboot.
 const BACK: &str = include_str!("../sh/upgrade-os-back.sh");
+/// The collation versions the new C library changed, and the indexes it
+/// may have put out of order.
+const COLLATIONS: &str = include_str!("../sh/upgrade-os-collations.sh");
 
 /// The moves `upgrade-os` makes: (from, to).
 pub const RELEASES: [(&str, &str); 1] = [("bookworm", "trixie")];
@@ -118,6 +121,10 @@ pub struct OsPlan {
     pub hosts: Vec<HostMove>,
     /// Why the move cannot go on, per host; empty when it can.
     pub problems: Vec<String>,
+    /// Once every host runs the new release: the databases whose recorded
+    /// collation version is not the system's (a move that stopped before
+    /// its last step).
+    pub stale_collations: Vec<String>,
 }
 
 impl OsPlan {
@@ -128,9 +135,10 @@ impl OsPlan {
             .filter(move |h| h.release != self.to || h.unfinished)
     }
 
-    /// Whether every host already runs the new release.
+    /// Whether every host already runs the new release, with the
+    /// collation versions refreshed.
     pub fn is_empty(&self) -> bool {
-        self.pending().next().is_none()
+        self.pending().next().is_none() && self.stale_collations.is_empty()
     }
 
     /// The plan as printed: each host with what moves there, then a
@@ -182,6 +190,15 @@ impl OsPlan {
             }
             lines.push("    drain, full-upgrade, reboot, wait until it serves again".into());
         }
+        lines.push(format!(
+            "  then, on the leader: every index that sorts text by the system's locale rebuilt \
+             (CONCURRENTLY) and the collation versions refreshed{}",
+            if self.stale_collations.is_empty() {
+                String::new()
+            } else {
+                format!(" (stale now: {})", self.stale_collations.join(", "))
+            }
+        ));
         let pending = self.pending().count();
         lines.push(if pending == 0 {
             format!("nothing to move: every host runs {}", self.to)
@@ -322,7 +339,7 @@ pub async fn plan(cluster: &Cluster, to: &str) -> Result<OsPlan, ClusterError> {
             let mut problems = problems_of(&h, from, to);
             if h.release == from && !h.unfinished && needs_fact.contains(&host) {
                 let facts = cluster.facts(&host).await?;
-                if facts.pointer("/local/postgres/major").is_none() {
+                if facts.pointer(contract::MAJOR_FACT).is_none() {
                     problems.push(format!(
                         "{host} has no local fact postgres.major: run `pgdeploy apply` once \
                          with this version first (role postgres_major records the major, so \
@@ -340,13 +357,60 @@ pub async fn plan(cluster: &Cluster, to: &str) -> Result<OsPlan, ClusterError> {
         hosts.push(h);
         problems.extend(p);
     }
-    Ok(OsPlan {
+    let mut plan = OsPlan {
         from: from.to_string(),
         to: to.to_string(),
         leader,
         hosts,
         problems,
-    })
+        stale_collations: Vec::new(),
+    };
+    if plan.pending().next().is_none() {
+        let out = collations(cluster, &plan.leader, "check").await?;
+        plan.stale_collations = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("database "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+    }
+    Ok(plan)
+}
+
+/// Runs `upgrade-os-collations.sh` on `leader` in `mode` (`check`, `fix`).
+async fn collations(cluster: &Cluster, leader: &str, mode: &str) -> Result<String, ClusterError> {
+    let port = cluster.port(leader, contract::POSTGRES_PORT)?.to_string();
+    cluster.script(leader, COLLATIONS, &[&port, mode]).await
+}
+
+/// Once every host runs the new release: the indexes the new C library
+/// may have put out of order rebuilt and the collation versions refreshed,
+/// on the leader (its replicas follow through WAL).
+async fn refresh_collations(cluster: &Cluster, say: Say<'_>) -> Result<(), ClusterError> {
+    let (_, patroni) = cluster.patroni_cluster().await?;
+    let leader = patroni
+        .leader()
+        .map(|l| l.name.clone())
+        .ok_or_else(|| ClusterError::Refused("no leader to rebuild the indexes on".into()))?;
+    let out = collations(cluster, &leader, "fix").await?;
+    let mut reindexed = 0;
+    for line in out.lines() {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["database", db, from, to] => say(&format!(
+                "{leader}: database {db}: collation version {from} → {to}"
+            )),
+            ["reindexed", ..] => reindexed += 1,
+            ["not-refreshed", db] => say(&format!(
+                "warning: {leader}: database {db}: collation version not refreshed \
+                 (ALTER DATABASE {db} REFRESH COLLATION VERSION)"
+            )),
+            _ => {}
+        }
+    }
+    say(&format!(
+        "{leader}: {reindexed} index(es) sorting text by the locale rebuilt, collation versions refreshed"
+    ));
+    Ok(())
 }
 
 /// How the move went.
@@ -415,6 +479,7 @@ pub async fn upgrade(
         say(&format!("{host}: on {}, serving ({seconds:.1}s)", plan.to));
         outcome.hosts.push((host.to_string(), seconds));
     }
+    refresh_collations(cluster, say).await?;
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
 }
@@ -588,6 +653,7 @@ mod tests {
             leader: "node1".into(),
             hosts: vec![node2(), done, backup, leader],
             problems: vec![],
+            stale_collations: vec![],
         };
         let lines = plan.lines();
         let at = |prefix: &str| {
