@@ -415,10 +415,11 @@ fn s06_a_leader_lost_after_pg_upgrade_puts_15_back() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("pgdeploy runs");
-        let stderr = child.stderr.take().expect("stderr");
+        // The steps come on stdout as they happen; the verdict on stderr.
+        let stdout = child.stdout.take().expect("stdout");
         let mut printed = String::new();
         let mut killed = false;
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(stdout).lines() {
             let line = line.expect("a line");
             println!("{line}");
             printed.push_str(&line);
@@ -428,6 +429,11 @@ fn s06_a_leader_lost_after_pg_upgrade_puts_15_back() {
                 killed = true;
             }
         }
+        let mut verdict = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut verdict)
+            .expect("stderr");
+        println!("{verdict}");
+        printed.push_str(&verdict);
         let status = child.wait().expect("pgdeploy ends");
         assert!(killed, "no `pg_upgrade --link done` line:\n{printed}");
         assert!(!status.success(), "{printed}");

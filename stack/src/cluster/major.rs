@@ -374,18 +374,34 @@ fn parse_findings(out: &str) -> Findings {
 fn findings_problems(leader: &str, to: &str, f: &Findings) -> Vec<String> {
     let mut problems = Vec::new();
     for e in f.extensions.iter().filter(|e| !e.available) {
+        // The server package itself: a contrib module the new major dropped.
+        let contrib = e.package.as_deref().is_some_and(|p| {
+            p.strip_prefix("postgresql-")
+                .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        });
+        let fix = if contrib {
+            format!(
+                " (a contrib module of {}, which PostgreSQL {to} no longer ships): DROP EXTENSION {} \
+                 in {} first",
+                e.package.as_deref().unwrap_or_default(),
+                e.name,
+                e.database
+            )
+        } else {
+            format!(
+                "{}: install its PostgreSQL {to} package on every member (postgres_packages), or \
+                 DROP EXTENSION {} in {} if it is not used",
+                e.package
+                    .as_ref()
+                    .map(|p| format!(" (installed for the running major by {p})"))
+                    .unwrap_or_default(),
+                e.name,
+                e.database
+            )
+        };
         problems.push(format!(
-            "extension {} (database {}) is not available for PostgreSQL {to}{}: install its \
-             PostgreSQL {to} package on every member (postgres_packages), or DROP EXTENSION {} \
-             in {} if it is not used",
-            e.name,
-            e.database,
-            e.package
-                .as_ref()
-                .map(|p| format!(" (installed for the running major by {p})"))
-                .unwrap_or_default(),
-            e.name,
-            e.database
+            "extension {} (database {}) is not available for PostgreSQL {to}{fix}",
+            e.name, e.database
         ));
     }
     for (name, source) in &f.unknown {
@@ -1166,6 +1182,7 @@ mod tests {
         prepared 0\n\
         ext postgres plpgsql ok -\n\
         ext app adminpack missing postgresql-15\n\
+        ext app vector missing postgresql-15-pgvector\n\
         unlogged app public.cache 16384\n\
         space 300000 70000000\n";
 
@@ -1184,7 +1201,7 @@ mod tests {
                 "configuration file".to_string()
             )]
         );
-        assert_eq!(f.extensions.len(), 2);
+        assert_eq!(f.extensions.len(), 3);
         assert!(!f.extensions[1].available);
         assert_eq!(f.extensions[1].package.as_deref(), Some("postgresql-15"));
         assert_eq!(
@@ -1208,6 +1225,14 @@ mod tests {
             "{problems}"
         );
         assert!(!problems.contains("plpgsql"), "{problems}");
+        assert!(
+            problems.contains("(a contrib module of postgresql-15, which PostgreSQL 17 no longer ships): DROP EXTENSION adminpack in app first"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("extension vector (database app) is not available for PostgreSQL 17 (installed for the running major by postgresql-15-pgvector): install its PostgreSQL 17 package"),
+            "{problems}"
+        );
         let mut short = f.clone();
         short.free_kb = 1000;
         short.prepared = 2;
