@@ -16,7 +16,7 @@
 //! checksum on every member and every acknowledged write; failover works
 //! on 17 and `apply` then changes nothing.
 //!
-//! A drill, not part of CI (it takes about half an hour, and CI is at its
+//! A drill, not part of CI (it takes about 16 minutes, and CI is at its
 //! hour): every scenario is `#[ignore]`d, and
 //! `cargo test --release --test e2e_upgrade_os -- --ignored --test-threads=1`
 //! runs them (docs/upgrades.md). They share one lab and one deploy, made by
