@@ -57,6 +57,15 @@ fn set_up() {
         SUPERUSER_PASSWORD,
         "create table os_writes (id bigint primary key, at timestamptz default now())",
     );
+    // A text index built under Debian 12's collation, for the move's last step.
+    vip_query_as(
+        SUPERUSER_PASSWORD,
+        "create table os_names as select 'name ' || i as name from generate_series(1, 5000) i",
+    );
+    vip_query_as(
+        SUPERUSER_PASSWORD,
+        "create index os_names_name on os_names (name)",
+    );
 }
 
 /// `pgdeploy VERB -i lab` with the passwords and `extra`.
@@ -218,6 +227,18 @@ fn s03_move_to_trixie_with_a_writer_loses_nothing() {
         assert!(version.contains("\"etcdcluster\":\"3.5."), "{version}");
         let ids: Vec<i64> = acked.iter().map(|(id, _)| *id).collect();
         assert_no_write_lost_in(SUPERUSER_PASSWORD, "os_writes", &ids, "upgrade-os");
+        // The last step rebuilt the text index and refreshed the versions.
+        assert!(
+            printed.contains("database postgres: collation version 2.36 → 2.41"),
+            "{printed}"
+        );
+        assert!(!printed.contains(" 0 index(es) sorting text"), "{printed}");
+        let stale = vip_query_as(
+            SUPERUSER_PASSWORD,
+            "select datname from pg_database \
+             where datcollversion <> pg_database_collation_actual_version(oid)",
+        );
+        assert!(stale.is_empty(), "databases still stale: {}", stale.len());
 
         let new_leader = patroni_leader("node1");
         assert_ne!(new_leader, leader, "the old leader moved last, after a switchover");

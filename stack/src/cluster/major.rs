@@ -582,7 +582,7 @@ pub async fn plan(
     plan.problems
         .extend(findings_problems(&leader, to, &plan.findings));
     if plan.problems.is_empty() {
-        match pg_upgrade(cluster, &plan, "check", &port).await {
+        match pg_upgrade(cluster, &plan, Mode::Check, &port).await {
             Ok(_) => plan.checked = true,
             Err(ClusterError::CommandFailed { stderr, .. }) => plan.problems.push(format!(
                 "pg_upgrade --check on {leader} failed:\n{}",
@@ -626,13 +626,26 @@ pub async fn plan(
     Ok(plan)
 }
 
-/// Runs `major-upgrade.sh` on the leader in `mode` (`check` or `link`).
+/// How [`pg_upgrade`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `--check` against a scratch cluster, the old one running.
+    Check,
+    /// `--link` into the new data directory, the old cluster stopped.
+    Link,
+}
+
+/// Runs `major-upgrade.sh` on the leader in `mode`.
 async fn pg_upgrade(
     cluster: &Cluster,
     plan: &MajorPlan,
-    mode: &str,
+    mode: Mode,
     port: &str,
 ) -> Result<String, ClusterError> {
+    let mode = match mode {
+        Mode::Check => "check",
+        Mode::Link => "link",
+    };
     let h = plan
         .host(&plan.leader)
         .ok_or_else(|| ClusterError::Input(format!("{} is not in the inventory", plan.leader)))?;
@@ -768,11 +781,11 @@ pub async fn upgrade(
         plan.to
     ));
     // From here on the new major is the cluster: the rest only adds to it.
-    switch(cluster, &l, true, "fact").await?;
+    switch(cluster, &l, Way::Forward, Part::Fact).await?;
     let mut new_backup = None;
     for b in plan.hosts.iter().filter(|h| !h.member) {
-        switch(cluster, b, true, "config").await?;
-        switch(cluster, b, true, "fact").await?;
+        switch(cluster, b, Way::Forward, Part::Config).await?;
+        switch(cluster, b, Way::Forward, Part::Fact).await?;
         cluster
             .exec(
                 &b.host,
@@ -798,8 +811,8 @@ pub async fn upgrade(
     let mut rebuilt = Vec::new();
     for r in &replicas {
         let began = Instant::now();
-        switch(cluster, r, true, "config").await?;
-        switch(cluster, r, true, "fact").await?;
+        switch(cluster, r, Way::Forward, Part::Config).await?;
+        switch(cluster, r, Way::Forward, Part::Fact).await?;
         cluster
             .exec(
                 &r.host,
@@ -917,7 +930,7 @@ async fn cut_over(
     bounded(
         &format!("{leader}: pg_upgrade"),
         PG_UPGRADE_WITHIN,
-        pg_upgrade(cluster, plan, "link", port),
+        pg_upgrade(cluster, plan, Mode::Link, port),
     )
     .await?;
     let seconds = began.elapsed().as_secs_f64();
@@ -925,7 +938,7 @@ async fn cut_over(
     bounded(
         &format!("{leader}: switching"),
         STEP_WITHIN,
-        switch(cluster, l, true, "config"),
+        switch(cluster, l, Way::Forward, Part::Config),
     )
     .await?;
     let prefix = format!("{PATRONI_NAMESPACE}{}/", cluster.name());
@@ -993,18 +1006,38 @@ async fn pause(cluster: &Cluster, leader: &str, on: bool) -> Result<(), ClusterE
     paused
 }
 
-/// Points `host`'s configuration (`what`: `config`) or its local fact
-/// (`fact`) at the new major (`forward`) or back at the old one.
+/// What [`switch`] points at a major.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Patroni's and pgBackRest's configuration.
+    Config,
+    /// The local fact the roles read the major from.
+    Fact,
+}
+
+/// Which way [`switch`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// To the new major.
+    Forward,
+    /// Back to the old one.
+    Back,
+}
+
+/// Points `part` of `host` at the new major or back at the old one.
 async fn switch(
     cluster: &Cluster,
     host: &HostMajor,
-    forward: bool,
-    what: &str,
+    way: Way,
+    part: Part,
 ) -> Result<(), ClusterError> {
-    let (from, to) = if forward {
-        (&host.old, &host.new)
-    } else {
-        (&host.new, &host.old)
+    let (from, to) = match way {
+        Way::Forward => (&host.old, &host.new),
+        Way::Back => (&host.new, &host.old),
+    };
+    let part = match part {
+        Part::Config => "config",
+        Part::Fact => "fact",
     };
     cluster
         .script(
@@ -1016,7 +1049,7 @@ async fn switch(
                 &from.bin_dir,
                 &to.bin_dir,
                 &to.major,
-                what,
+                part,
             ],
         )
         .await?;
@@ -1041,8 +1074,8 @@ pub async fn put_back(cluster: &Cluster, plan: &MajorPlan, say: Say<'_>) -> Vec<
             let out = cluster
                 .script(&h.host, UNDO, &[&h.old.data_dir, &h.new.data_dir])
                 .await?;
-            switch(cluster, h, false, "config").await?;
-            switch(cluster, h, false, "fact").await?;
+            switch(cluster, h, Way::Back, Part::Config).await?;
+            switch(cluster, h, Way::Back, Part::Fact).await?;
             Ok::<_, ClusterError>(out)
         };
         match bounded(&h.host, STEP_WITHIN, undo).await {
@@ -1156,7 +1189,7 @@ pub async fn rollback(
         for line in out.lines() {
             say(&format!("{host}: {line}"));
         }
-        switch(cluster, &h, false, "config").await?;
+        switch(cluster, &h, Way::Back, Part::Config).await?;
         cluster.exec(&host, START_PATRONI).await?;
         if ops::wait_for_streaming(cluster, &host, Duration::from_secs(90))
             .await
