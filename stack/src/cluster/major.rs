@@ -441,20 +441,16 @@ async fn sides(cluster: &Cluster, host: &str, to: &str) -> Result<(Side, Side), 
     let new_facts = contract::with_major(&facts, to);
     let side = |facts: &Json| -> Result<Side, ClusterError> {
         let stack = cluster.stack();
-        let packages = match stack.var_with_facts(host, facts, contract::POSTGRES_PACKAGES)? {
-            Some(Json::Array(list)) => list,
-            Some(one @ Json::String(_)) => vec![one],
-            _ => Vec::new(),
-        };
+        let (names, pinned) = update::package_specs(stack.var_with_facts(
+            host,
+            facts,
+            contract::POSTGRES_PACKAGES,
+        )?);
         Ok(Side {
             major: stack.required_string_with_facts(host, facts, contract::POSTGRES_VERSION)?,
             data_dir: stack.required_string_with_facts(host, facts, contract::POSTGRES_DATA_DIR)?,
             bin_dir: stack.required_string_with_facts(host, facts, contract::POSTGRES_BIN_DIR)?,
-            packages: packages
-                .iter()
-                .filter_map(|p| p.as_str())
-                .map(|p| p.split('=').next().unwrap_or(p).to_string())
-                .collect(),
+            packages: update::bare_names(names, &pinned),
         })
     };
     Ok((side(&facts)?, side(&new_facts)?))
@@ -1056,6 +1052,19 @@ async fn switch(
     Ok(())
 }
 
+/// Puts the old major back on one member, Patroni stopped (see
+/// `major-undo.sh`), its configuration and fact pointed back; returns what
+/// the undo did, a line per step.
+async fn undo_host(cluster: &Cluster, h: &HostMajor) -> Result<String, ClusterError> {
+    cluster.exec(&h.host, "systemctl stop patroni").await?;
+    let out = cluster
+        .script(&h.host, UNDO, &[&h.old.data_dir, &h.new.data_dir])
+        .await?;
+    switch(cluster, h, Way::Back, Part::Config).await?;
+    switch(cluster, h, Way::Back, Part::Fact).await?;
+    Ok(out)
+}
+
 /// Puts the old major back after a failure before the cut-over: on every
 /// member reached, Patroni stopped, the old cluster's control file put
 /// back and the new data directory removed, the configuration pointed back;
@@ -1069,16 +1078,7 @@ pub async fn put_back(cluster: &Cluster, plan: &MajorPlan, say: Say<'_>) -> Vec<
     let mut reached = Vec::new();
     let mut missed = Vec::new();
     for h in order {
-        let undo = async {
-            cluster.exec(&h.host, "systemctl stop patroni").await?;
-            let out = cluster
-                .script(&h.host, UNDO, &[&h.old.data_dir, &h.new.data_dir])
-                .await?;
-            switch(cluster, h, Way::Back, Part::Config).await?;
-            switch(cluster, h, Way::Back, Part::Fact).await?;
-            Ok::<_, ClusterError>(out)
-        };
-        match bounded(&h.host, STEP_WITHIN, undo).await {
+        match bounded(&h.host, STEP_WITHIN, undo_host(cluster, h)).await {
             Ok(out) => {
                 for line in out.lines() {
                     say(&format!("  {}: {line}", h.host));
@@ -1182,14 +1182,9 @@ pub async fn rollback(
         if host == leader || (serving && !leftovers(cluster, &h).await?) {
             continue;
         }
-        cluster.exec(&host, "systemctl stop patroni").await?;
-        let out = cluster
-            .script(&host, UNDO, &[&h.old.data_dir, &h.new.data_dir])
-            .await?;
-        for line in out.lines() {
+        for line in undo_host(cluster, &h).await?.lines() {
             say(&format!("{host}: {line}"));
         }
-        switch(cluster, &h, Way::Back, Part::Config).await?;
         cluster.exec(&host, START_PATRONI).await?;
         if ops::wait_for_streaming(cluster, &host, Duration::from_secs(90))
             .await

@@ -161,19 +161,36 @@ pub(super) async fn host_packages(
     let mut names = Vec::new();
     let mut pinned = Vec::new();
     for var in vars {
-        let list = match cluster.host_var(host, var).await? {
-            Some(serde_json::Value::Array(list)) => list,
-            Some(serde_json::Value::String(one)) => vec![one.into()],
-            _ => Vec::new(),
-        };
-        for spec in list.iter().filter_map(|v| v.as_str()) {
-            match spec.split_once('=') {
-                Some(_) => pinned.push(spec.to_string()),
-                None => names.push(spec.to_string()),
-            }
-        }
+        let (n, p) = package_specs(cluster.host_var(host, var).await?);
+        names.extend(n);
+        pinned.extend(p);
     }
     Ok((names, pinned))
+}
+
+/// A package variable's value (a list, or one name): (names, pinned
+/// `name=version`).
+pub(super) fn package_specs(value: Option<serde_json::Value>) -> (Vec<String>, Vec<String>) {
+    let list = match value {
+        Some(serde_json::Value::Array(list)) => list,
+        Some(one @ serde_json::Value::String(_)) => vec![one],
+        _ => Vec::new(),
+    };
+    list.iter()
+        .filter_map(|v| v.as_str())
+        .map(str::to_string)
+        .partition(|spec| !spec.contains('='))
+}
+
+/// Every package `names` and `pinned` list, by its name (a pin's version
+/// dropped).
+pub(super) fn bare_names(mut names: Vec<String>, pinned: &[String]) -> Vec<String> {
+    names.extend(
+        pinned
+            .iter()
+            .map(|p| p.split_once('=').map_or(p.as_str(), |(n, _)| n).to_string()),
+    );
+    names
 }
 
 /// Reads `update-plan.sh`'s output.
@@ -438,6 +455,23 @@ fn version_text(number: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_variables_split_into_names_and_pins() {
+        let list = serde_json::json!(["postgresql-17", "postgresql-client-17=17.6-0+deb13u1"]);
+        let (names, pinned) = package_specs(Some(list));
+        assert_eq!(names, ["postgresql-17"]);
+        assert_eq!(pinned, ["postgresql-client-17=17.6-0+deb13u1"]);
+        assert_eq!(
+            bare_names(names, &pinned),
+            ["postgresql-17", "postgresql-client-17"]
+        );
+        assert_eq!(
+            package_specs(Some(serde_json::json!("haproxy"))).0,
+            ["haproxy"]
+        );
+        assert!(package_specs(None).0.is_empty());
+    }
 
     #[test]
     fn versions() {

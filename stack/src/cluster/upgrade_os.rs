@@ -284,13 +284,8 @@ async fn package_names(
     host: &str,
     vars: &[Var],
 ) -> Result<Vec<String>, ClusterError> {
-    let (mut names, pinned) = update::host_packages(cluster, host, vars.iter().copied()).await?;
-    names.extend(
-        pinned
-            .iter()
-            .map(|p| p.split_once('=').map_or(p.as_str(), |(n, _)| n).to_string()),
-    );
-    Ok(names)
+    let (names, pinned) = update::host_packages(cluster, host, vars.iter().copied()).await?;
+    Ok(update::bare_names(names, &pinned))
 }
 
 /// Pre-checks, then each host's plan (all hosts at once). Changes nothing.
@@ -366,7 +361,7 @@ pub async fn plan(cluster: &Cluster, to: &str) -> Result<OsPlan, ClusterError> {
         stale_collations: Vec::new(),
     };
     if plan.pending().next().is_none() {
-        let out = collations(cluster, &plan.leader, "check").await?;
+        let out = collations(cluster, &plan.leader, Collations::Check).await?;
         plan.stale_collations = out
             .lines()
             .filter_map(|l| l.strip_prefix("database "))
@@ -377,9 +372,26 @@ pub async fn plan(cluster: &Cluster, to: &str) -> Result<OsPlan, ClusterError> {
     Ok(plan)
 }
 
-/// Runs `upgrade-os-collations.sh` on `leader` in `mode` (`check`, `fix`).
-async fn collations(cluster: &Cluster, leader: &str, mode: &str) -> Result<String, ClusterError> {
+/// What [`collations`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collations {
+    /// Lists the stale databases and collations.
+    Check,
+    /// Rebuilds their indexes and refreshes the versions.
+    Fix,
+}
+
+/// Runs `upgrade-os-collations.sh` on `leader`.
+async fn collations(
+    cluster: &Cluster,
+    leader: &str,
+    mode: Collations,
+) -> Result<String, ClusterError> {
     let port = cluster.port(leader, contract::POSTGRES_PORT)?.to_string();
+    let mode = match mode {
+        Collations::Check => "check",
+        Collations::Fix => "fix",
+    };
     cluster.script(leader, COLLATIONS, &[&port, mode]).await
 }
 
@@ -392,7 +404,7 @@ async fn refresh_collations(cluster: &Cluster, say: Say<'_>) -> Result<(), Clust
         .leader()
         .map(|l| l.name.clone())
         .ok_or_else(|| ClusterError::Refused("no leader to rebuild the indexes on".into()))?;
-    let out = collations(cluster, &leader, "fix").await?;
+    let out = collations(cluster, &leader, Collations::Fix).await?;
     let mut reindexed = 0;
     for line in out.lines() {
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
