@@ -183,19 +183,11 @@ fn s03_rolling_update_with_a_writer_loses_nothing() {
         assert_eq!(timeline(&new_leader), timeline_before + 1, "{printed}");
 
         // The switchover's window, from the update's own timestamps.
-        let window = switchover_window(&printed);
-        for (before, gap) in gaps(&acked, Duration::from_secs(1)) {
-            let start = of_day(before);
-            let end = start + gap.as_secs_f64();
-            println!("gap in writes: {:.3}s at {start:.3}", gap.as_secs_f64());
-            assert!(
-                end >= window.0 - 1.0 && start <= window.1 + 1.0,
-                "a gap of {:.1}s at {start:.3} outside the switchover ({:.3}..{:.3}):\n{printed}",
-                gap.as_secs_f64(),
-                window.0,
-                window.1
-            );
-        }
+        let window = (
+            step_at(&printed, "leads: switchover first"),
+            step_at(&printed, "on every balancer"),
+        );
+        assert_long_gaps_within(&acked, window, &printed);
         let all = gaps(&acked, Duration::ZERO);
         let longest = all.iter().map(|(_, gap)| *gap).max().unwrap_or_default();
         // Elsewhere: the replicas' restarts and HAProxy's on every balancer.
@@ -229,17 +221,4 @@ fn s04_second_update_and_apply_change_nothing() {
             "No changes: the hosts match the playbook.",
         );
     });
-}
-
-/// From the start of the switchover to HAProxy sending writes to the new
-/// leader, in seconds of day.
-fn switchover_window(printed: &str) -> (f64, f64) {
-    let at = |what: &str| {
-        printed
-            .lines()
-            .find(|l| l.contains(what))
-            .and_then(stamp)
-            .unwrap_or_else(|| panic!("no `{what}` line:\n{printed}"))
-    };
-    (at("leads: switchover first"), at("on every balancer"))
 }

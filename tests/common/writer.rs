@@ -172,3 +172,30 @@ pub fn stamp(line: &str) -> Option<f64> {
     let s: f64 = parts.next()?.parse().ok()?;
     Some(h * 3600.0 + m * 60.0 + s)
 }
+
+/// The time of day of the first `[HH:MM:SS.mmm]` line of `printed` that
+/// contains `what`.
+pub fn step_at(printed: &str, what: &str) -> f64 {
+    printed
+        .lines()
+        .filter(|l| l.contains(what))
+        .find_map(stamp)
+        .unwrap_or_else(|| panic!("no `{what}` line:\n{printed}"))
+}
+
+/// Every gap over a second in `acked` lies within `window` (times of day,
+/// a second of slack each side); each is printed.
+pub fn assert_long_gaps_within(acked: &[(i64, SystemTime)], window: (f64, f64), printed: &str) {
+    for (before, gap) in gaps(acked, Duration::from_secs(1)) {
+        let start = of_day(before);
+        let end = start + gap.as_secs_f64();
+        println!("gap in writes: {:.3}s at {start:.3}", gap.as_secs_f64());
+        assert!(
+            end >= window.0 - 1.0 && start <= window.1 + 1.0,
+            "a gap of {:.1}s at {start:.3} outside the switchover ({:.3}..{:.3}):\n{printed}",
+            gap.as_secs_f64(),
+            window.0,
+            window.1
+        );
+    }
+}
