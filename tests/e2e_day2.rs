@@ -91,6 +91,19 @@ fn leader_of(s: &Value) -> String {
     s["leader"].as_str().unwrap_or_default().to_string()
 }
 
+/// The status of a healthy cluster with a streaming replica: a scenario may
+/// start a moment before the one before it has settled, so it waits for
+/// that state rather than taking one reading.
+fn settled_status(inventory: &Path) -> Value {
+    wait_for_status(
+        inventory,
+        "healthy with a streaming replica",
+        Duration::from_secs(60),
+        |c, s, _| c == 0 && !streaming_replicas(s).is_empty(),
+    )
+    .1
+}
+
 fn streaming_replicas(s: &Value) -> Vec<String> {
     s["members"]
         .as_array()
@@ -374,7 +387,7 @@ fn s02_switchover_under_writes_loses_nothing() {
     LAB.run(|d| {
         d.ensure_table();
         let lab = &d.lab;
-        let leader = leader_of(&status(lab).1);
+        let leader = leader_of(&settled_status(lab));
         let writer = writer(0);
         std::thread::sleep(Duration::from_secs(2));
         let out = run_ok("switchover", lab, &[]);
@@ -421,7 +434,7 @@ fn s03_parameter_change_rolls_out_restarting_each_member_once() {
         let lab = &d.lab;
         let params_arg = &d.params_arg;
         let members = MEMBERS;
-        let leader = leader_of(&status(lab).1);
+        let leader = leader_of(&settled_status(lab));
         let before = postmaster_starts(&members);
         let plan = run("plan", lab, &["-e", params_arg]);
         let plan_text = text(&plan);
@@ -610,7 +623,7 @@ fn s06_restart_and_reinit_of_one_replica() {
     LAB.run(|d| {
         let lab = &d.lab;
         let members = MEMBERS;
-        let s = status(lab).1;
+        let s = settled_status(lab);
         let replica = streaming_replicas(&s)[0].clone();
         let before = postmaster_starts(&members);
         let out = run_ok("restart", lab, &[&replica]);
@@ -774,7 +787,7 @@ fn s08_etcd_down_on_every_member_the_primary_stays_writable() {
         let config = dcs_config("node1");
         assert_eq!(config["failsafe_mode"], true, "{config:#}");
         let ttl = config["ttl"].as_u64().expect("ttl");
-        let leader = leader_of(&status(lab).1);
+        let leader = leader_of(&settled_status(lab));
         let writer = writer(2_000_000);
         std::thread::sleep(Duration::from_secs(2));
         for h in MEMBERS {
@@ -832,7 +845,7 @@ fn s08_etcd_down_on_every_member_the_primary_stays_writable() {
 fn s09_status_degraded_by_a_crashed_replica_then_new_leader() {
     LAB.run(|d| {
         let lab = &d.lab;
-        let s = status(lab).1;
+        let s = settled_status(lab);
         let leader = leader_of(&s);
         let replica = streaming_replicas(&s)[0].clone();
         pgdeploy_ok(&["lab", "kill", &replica]);
