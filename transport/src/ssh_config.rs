@@ -7,7 +7,13 @@
 //! `Host` blocks go before general ones), `IdentityFile`s add up, and a
 //! block applies when one of its patterns matches the name and none of its
 //! `!` patterns does. Options before the first `Host` apply to every host.
-//! `Match` blocks and `Include` are not read (their options are skipped).
+//! `Include` reads other files (globs, sorted; a relative path is under
+//! `~/.ssh`) in the context of the block it sits in, as OpenSSH does.
+//! `Match` blocks apply on `all`, `host` (the name after `HostName`) and
+//! `originalhost` (the name asked for), each maybe negated with `!`; a
+//! block with any other criterion (`exec`, `user`, `localuser`,
+//! `canonical`, `final`, `localnetwork`, `tagged`) is never applied:
+//! pgdeploy does not evaluate them, and guessing would connect elsewhere.
 //!
 //! [`SshConfig::apply`] gives a [`Target`] those settings where the
 //! inventory set none: inventory values always win.
@@ -28,15 +34,49 @@ pub struct SshConfig {
     blocks: Vec<Block>,
 }
 
-/// One `Host` block (the options before the first one form a block that
-/// matches every host).
+/// One `Host` or `Match` block (the options before the first one form a
+/// block that matches every host). A block read from an `Include`d file
+/// also carries the conditions of the block the `Include` sat in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Block {
-    /// `(negated, pattern)`.
-    patterns: Vec<(bool, String)>,
+    /// Every one must hold; none: every host.
+    conditions: Vec<Condition>,
     /// `(lower-case keyword, value)` in file order.
     options: Vec<(String, String)>,
 }
+
+/// When a block applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Condition {
+    /// `Host`: one of the patterns matches the name and no `!` pattern does.
+    Host(Patterns),
+    /// `Match`: every criterion holds; `None` when one is a criterion
+    /// pgdeploy does not evaluate (the block never applies).
+    Match(Option<Vec<Criterion>>),
+}
+
+/// `(negated, lower-case pattern)` pairs.
+type Patterns = Vec<(bool, String)>;
+
+/// One `Match` criterion pgdeploy evaluates, maybe negated (`!host x`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Criterion {
+    negated: bool,
+    test: Test,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Test {
+    /// `all`.
+    All,
+    /// `host LIST`: the name after any `HostName` so far.
+    Host(Patterns),
+    /// `originalhost LIST`: the name asked for.
+    OriginalHost(Patterns),
+}
+
+/// `Include`s nested deeper than this are an error (OpenSSH's limit).
+const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// The settings of one host name, each from the first block that sets it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,62 +134,8 @@ pub struct Given {
 impl SshConfig {
     /// Parses configuration text read from `path`.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<SshConfig, ConfigError> {
-        let error = |line: usize, message: String| ConfigError {
-            path: path.map(Path::to_path_buf),
-            line,
-            message,
-        };
-        let mut blocks = vec![Block {
-            patterns: vec![(false, "*".to_string())],
-            options: Vec::new(),
-        }];
-        for (index, raw) in text.lines().enumerate() {
-            let number = index + 1;
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (keyword, value) = split_keyword(line);
-            let keyword = keyword.to_ascii_lowercase();
-            if value.is_empty() {
-                return Err(error(number, format!("`{keyword}` has no value")));
-            }
-            match keyword.as_str() {
-                "host" => blocks.push(Block {
-                    patterns: value
-                        .split_whitespace()
-                        .map(|p| match p.strip_prefix('!') {
-                            Some(p) => (true, p.to_ascii_lowercase()),
-                            None => (false, p.to_ascii_lowercase()),
-                        })
-                        .collect(),
-                    options: Vec::new(),
-                }),
-                // Conditions pgdeploy does not evaluate: never applies.
-                "match" => blocks.push(Block {
-                    patterns: Vec::new(),
-                    options: Vec::new(),
-                }),
-                _ => {
-                    let value = unquote(value);
-                    match keyword.as_str() {
-                        "port" if value.parse::<u16>().map_or(true, |p| p == 0) => {
-                            return Err(error(
-                                number,
-                                format!("`Port {value}` is not a port number"),
-                            ))
-                        }
-                        "proxyjump" => {
-                            parse_jumps(&value).map_err(|m| error(number, m))?;
-                        }
-                        _ => {}
-                    }
-                    if let Some(block) = blocks.last_mut() {
-                        block.options.push((keyword, value));
-                    }
-                }
-            }
-        }
+        let mut blocks = Vec::new();
+        parse_into(text, path, &[], &mut blocks, 0)?;
         Ok(SshConfig {
             path: path.map(Path::to_path_buf),
             blocks,
@@ -182,9 +168,16 @@ impl SshConfig {
 
     /// The settings for host `name`.
     pub fn lookup(&self, name: &str) -> HostConfig {
-        let lower = name.to_ascii_lowercase();
+        let original = name.to_ascii_lowercase();
         let mut found = HostConfig::default();
-        for block in self.blocks.iter().filter(|b| b.matches(&lower)) {
+        for block in &self.blocks {
+            let now = found
+                .host_name
+                .as_deref()
+                .map_or_else(|| original.clone(), str::to_ascii_lowercase);
+            if !block.conditions.iter().all(|c| c.holds(&original, &now)) {
+                continue;
+            }
             for (keyword, value) in &block.options {
                 match keyword.as_str() {
                     "hostname" if found.host_name.is_none() => {
@@ -270,19 +263,203 @@ impl SshConfig {
     }
 }
 
-impl Block {
-    fn matches(&self, lower: &str) -> bool {
-        let mut positive = false;
-        for (negated, pattern) in &self.patterns {
-            if glob(pattern.as_bytes(), lower.as_bytes()) {
-                if *negated {
-                    return false;
+/// Parses `text` (read from `path`) into `blocks`, every block under
+/// `within` (the conditions of the block an `Include` of it sat in).
+fn parse_into(
+    text: &str,
+    path: Option<&Path>,
+    within: &[Condition],
+    blocks: &mut Vec<Block>,
+    depth: usize,
+) -> Result<(), ConfigError> {
+    let error = |line: usize, message: String| ConfigError {
+        path: path.map(Path::to_path_buf),
+        line,
+        message,
+    };
+    let under = |condition: Condition| Block {
+        conditions: within.iter().cloned().chain([condition]).collect(),
+        options: Vec::new(),
+    };
+    // Options before the file's first block continue the including one.
+    blocks.push(Block {
+        conditions: within.to_vec(),
+        options: Vec::new(),
+    });
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (keyword, value) = split_keyword(line);
+        let keyword = keyword.to_ascii_lowercase();
+        if value.is_empty() {
+            return Err(error(number, format!("`{keyword}` has no value")));
+        }
+        match keyword.as_str() {
+            "host" => blocks.push(under(Condition::Host(
+                value.split_whitespace().map(pattern).collect(),
+            ))),
+            "match" => blocks.push(under(Condition::Match(
+                parse_match(value).map_err(|m| error(number, m))?,
+            ))),
+            "include" => {
+                if depth + 1 > MAX_INCLUDE_DEPTH {
+                    return Err(error(
+                        number,
+                        format!("`Include` nested more than {MAX_INCLUDE_DEPTH} deep"),
+                    ));
                 }
-                positive = true;
+                let current = blocks.last().map(|b| b.conditions.clone());
+                let current = current.unwrap_or_default();
+                for word in value.split_whitespace() {
+                    for file in include_files(&unquote(word)) {
+                        let text = std::fs::read_to_string(&file).map_err(|e| {
+                            error(number, format!("cannot read {}: {e}", file.display()))
+                        })?;
+                        parse_into(&text, Some(&file), &current, blocks, depth + 1)?;
+                    }
+                }
+                // The lines after the Include belong to its block again.
+                blocks.push(Block {
+                    conditions: current,
+                    options: Vec::new(),
+                });
+            }
+            _ => {
+                let value = unquote(value);
+                match keyword.as_str() {
+                    "port" if value.parse::<u16>().map_or(true, |p| p == 0) => {
+                        return Err(error(
+                            number,
+                            format!("`Port {value}` is not a port number"),
+                        ))
+                    }
+                    "proxyjump" => {
+                        parse_jumps(&value).map_err(|m| error(number, m))?;
+                    }
+                    _ => {}
+                }
+                if let Some(block) = blocks.last_mut() {
+                    block.options.push((keyword, value));
+                }
             }
         }
-        positive
     }
+    Ok(())
+}
+
+/// `pattern` or `!pattern`, lower-cased.
+fn pattern(word: &str) -> (bool, String) {
+    match word.strip_prefix('!') {
+        Some(p) => (true, p.to_ascii_lowercase()),
+        None => (false, word.to_ascii_lowercase()),
+    }
+}
+
+/// A `Match` line's criteria; `None` when one is a criterion pgdeploy
+/// does not evaluate; an error for an unknown one or a missing argument.
+fn parse_match(value: &str) -> Result<Option<Vec<Criterion>>, String> {
+    let mut words = value.split_whitespace();
+    let mut criteria = Vec::new();
+    let mut evaluated = true;
+    while let Some(word) = words.next() {
+        let (negated, name) = match word.strip_prefix('!') {
+            Some(name) => (true, name.to_ascii_lowercase()),
+            None => (false, word.to_ascii_lowercase()),
+        };
+        let mut argument = || {
+            words
+                .next()
+                .map(|list| list.split(',').map(pattern).collect::<Patterns>())
+                .ok_or_else(|| format!("`Match {name}` needs an argument"))
+        };
+        let test = match name.as_str() {
+            "all" => Test::All,
+            "host" => Test::Host(argument()?),
+            "originalhost" => Test::OriginalHost(argument()?),
+            "canonical" | "final" => {
+                evaluated = false;
+                continue;
+            }
+            "exec" | "user" | "localuser" | "localnetwork" | "tagged" => {
+                argument()?;
+                evaluated = false;
+                continue;
+            }
+            other => return Err(format!("`Match {other}` is not a Match criterion")),
+        };
+        criteria.push(Criterion { negated, test });
+    }
+    Ok(evaluated.then_some(criteria))
+}
+
+/// The files an `Include` word names: `~` expanded, a relative path under
+/// `~/.ssh`, `*` and `?` in any component matched against the folder's
+/// entries (sorted); nothing when nothing matches.
+fn include_files(word: &str) -> Vec<PathBuf> {
+    let home = crate::home_dir();
+    let path = match word.strip_prefix("~/") {
+        Some(rest) => home.join(rest),
+        None if Path::new(word).is_absolute() => PathBuf::from(word),
+        None => home.join(".ssh").join(word),
+    };
+    let mut found = vec![PathBuf::from("/")];
+    for part in path.components().skip(1) {
+        let part = part.as_os_str().to_string_lossy();
+        found = if part.contains(['*', '?']) {
+            let mut next: Vec<PathBuf> = found
+                .iter()
+                .filter_map(|dir| std::fs::read_dir(dir).ok())
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !name.starts_with('.') && glob(part.as_bytes(), name.as_bytes())
+                })
+                .map(|e| e.path())
+                .collect();
+            next.sort();
+            next
+        } else {
+            found.into_iter().map(|d| d.join(part.as_ref())).collect()
+        };
+    }
+    found.into_iter().filter(|p| p.is_file()).collect()
+}
+
+impl Condition {
+    /// Whether it holds for `original` (the name asked for) whose
+    /// `HostName` so far is `now`; both lower case.
+    fn holds(&self, original: &str, now: &str) -> bool {
+        match self {
+            Condition::Host(patterns) => matches(patterns, original),
+            Condition::Match(None) => false,
+            Condition::Match(Some(criteria)) => criteria.iter().all(|c| {
+                let hit = match &c.test {
+                    Test::All => true,
+                    Test::Host(patterns) => matches(patterns, now),
+                    Test::OriginalHost(patterns) => matches(patterns, original),
+                };
+                hit != c.negated
+            }),
+        }
+    }
+}
+
+/// One pattern matches `name` and no negated one does.
+fn matches(patterns: &Patterns, name: &str) -> bool {
+    let mut positive = false;
+    for (negated, pattern) in patterns {
+        if glob(pattern.as_bytes(), name.as_bytes()) {
+            if *negated {
+                return false;
+            }
+            positive = true;
+        }
+    }
+    positive
 }
 
 /// The first `IdentityFile` of `config` that exists, with `~`, `%d`, `%u`,
@@ -482,7 +659,7 @@ mod tests {
     fn the_default_file_unreadable_is_empty_a_named_one_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = SshConfig::load_default(dir.path()).expect("empty");
-        assert!(config.blocks.is_empty());
+        assert_eq!(config, SshConfig::default());
         assert!(SshConfig::load(dir.path()).is_err());
         let file = dir.path().join("config");
         std::fs::write(&file, "Host a\n  Port x\n").expect("write");
@@ -551,12 +728,74 @@ mod tests {
     fn keyword_equals_quotes_comments_and_match_blocks() {
         let c = config(
             "# comment\nHost=web\n  port=2022\n  HostName \"10.0.0.5\"\n\
-             Match host web\n  User ignored\n",
+             Match host web\n  User not-after-hostname\n\
+             Match host 10.0.0.* originalhost web,db\n  User matched\n\
+             Match exec \"true\"\n  IdentityFile /never\n\
+             Match !originalhost web\n  Port 1\n\
+             Match all\n  User last\n",
         );
         let web = c.lookup("web");
         assert_eq!(web.port, Some(2022));
         assert_eq!(web.host_name.as_deref(), Some("10.0.0.5"));
-        assert_eq!(web.user, None, "Match blocks are skipped");
+        assert_eq!(
+            web.user.as_deref(),
+            Some("matched"),
+            "`host` is the name after HostName, `originalhost` the one asked"
+        );
+        assert!(web.identity_files.is_empty(), "exec is never evaluated");
+        let other = c.lookup("other");
+        assert_eq!((other.port, other.user.as_deref()), (Some(1), Some("last")));
+        let e = SshConfig::parse("Match hots web\n", None).expect_err("unknown");
+        assert!(e.message.contains("`Match hots`"), "{e}");
+        assert!(SshConfig::parse("Match host\n", None).is_err());
+    }
+
+    /// `Include` as OpenSSH reads it: globs sorted, in the context of the
+    /// block it sits in (an included `Host` applies only within it), and
+    /// the lines after it back in that block; errors name the included
+    /// file; a loop stops with an error.
+    #[test]
+    fn include_reads_files_in_the_block_it_sits_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("conf.d")).expect("mkdir");
+        std::fs::write(
+            d.join("conf.d/10-a.conf"),
+            "Port 2201\nHost db1\n  User alice\n",
+        )
+        .expect("write");
+        std::fs::write(d.join("conf.d/20-b.conf"), "Port 9999\nUser bob\n").expect("write");
+        let text = format!(
+            "Host db*\n  Include {0}/conf.d/*.conf\n  HostName 10.0.0.%h\n\
+             Host web\n  Include {0}/conf.d/10-a.conf {0}/missing-*.conf\n",
+            d.display()
+        );
+        let c = config(&text);
+        let db1 = c.lookup("db1");
+        assert_eq!(db1.port, Some(2201), "files in sorted order, first wins");
+        assert_eq!(db1.user.as_deref(), Some("alice"));
+        assert_eq!(
+            db1.host_name.as_deref(),
+            Some("10.0.0.db1"),
+            "back in Host db*"
+        );
+        let db2 = c.lookup("db2");
+        assert_eq!(db2.user.as_deref(), Some("bob"));
+        let web = c.lookup("web");
+        assert_eq!(web.port, Some(2201));
+        assert_eq!(web.user, None, "db1's block needs both web and db1");
+        assert_eq!(c.lookup("other"), HostConfig::default());
+        std::fs::write(d.join("bad.conf"), "\n  Port x\n").expect("write");
+        let e = SshConfig::parse(&format!("Include {}/bad.conf\n", d.display()), None)
+            .expect_err("bad port");
+        assert_eq!((e.path, e.line), (Some(d.join("bad.conf")), 2));
+        std::fs::write(
+            d.join("loop.conf"),
+            format!("Include {}/loop.conf\n", d.display()),
+        )
+        .expect("write");
+        let e = SshConfig::load(&d.join("loop.conf")).expect_err("loop");
+        assert!(e.message.contains("nested more than 16"), "{e}");
     }
 
     #[test]
