@@ -209,7 +209,7 @@ fn inventory_with_postgres(dir: &Path, members: &[&str], name: &str) -> PathBuf 
     path
 }
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 11] = [
     "s01_status_of_a_healthy_cluster",
     "s02_switchover_under_writes_loses_nothing",
     "s03_parameter_change_rolls_out_restarting_each_member_once",
@@ -219,6 +219,8 @@ const SCENARIOS: [&str; 9] = [
     "s07_dynamic_configuration_reaches_the_running_cluster",
     "s08_etcd_down_on_every_member_the_primary_stays_writable",
     "s09_status_degraded_by_a_crashed_replica_then_new_leader",
+    "s10_a_wiped_host_added_back_plans_as_changes_not_failures",
+    "s11_status_and_plan_through_a_bastion",
 ];
 
 static LAB: Suite<Day2Lab> = Suite::new(&SCENARIOS, set_up, lab_down::<Day2Lab>);
@@ -871,5 +873,111 @@ fn s09_status_degraded_by_a_crashed_replica_then_new_leader() {
             leader_of(&s)
         );
         pgdeploy_ok(&["lab", "start", &leader]);
+    });
+}
+
+/// A host wiped (a blank machine under the same name and address) and
+/// added back to the cluster's inventory: `plan` previews it instead of
+/// failing: `--detailed-exitcode` gives 2, no task fails on any host, and
+/// the blank host's tasks are changes or known after apply (its probes
+/// read what the packages it lacks would bring).
+#[test]
+fn s10_a_wiped_host_added_back_plans_as_changes_not_failures() {
+    LAB.run(|d| {
+        d.ensure_params();
+        let grown = d.grown_inventory();
+        pgdeploy_ok(&["lab", "wipe", "node5"]);
+        lab_up(5);
+        d.grown = None;
+        let plan = run(
+            "plan",
+            &grown,
+            &[
+                "-e",
+                &d.params_arg,
+                "--detailed-exitcode",
+                "--output",
+                "json",
+            ],
+        );
+        let report = json(&plan);
+        assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+        assert_eq!(report["success"], true, "{report:#}");
+        for (host, recap) in report["recap"].as_object().expect("recap") {
+            assert_eq!(recap["failed"], 0, "{host}: {report:#}");
+            assert_eq!(recap["unreachable"], false, "{host}: {report:#}");
+        }
+        let node5 = &report["recap"]["node5"];
+        let known_later = node5["known_after_apply"].as_u64().unwrap_or(0);
+        let changed = node5["changed"].as_u64().unwrap_or(0);
+        println!(
+            "plan with node5 wiped: {changed} tasks to change, {known_later} known after apply; {}",
+            report["summary_line"]
+        );
+        assert!(changed > 0, "{report:#}");
+        assert!(known_later > 0, "{report:#}");
+    });
+}
+
+/// Database hosts behind a bastion: this machine (the workstation) is cut
+/// off from every host but node1, and an SSH client configuration (`-F`)
+/// sends the others through node1 (`ProxyJump`). `status` reports the
+/// cluster healthy with the same leader as directly, and `plan` says what
+/// a direct plan says, exit code and summary.
+#[test]
+fn s11_status_and_plan_through_a_bastion() {
+    LAB.run(|d| {
+        d.ensure_params();
+        let lab = d.lab.clone();
+        let direct = wait_for_status(
+            &lab,
+            "healthy with a streaming replica",
+            Duration::from_secs(120),
+            |c, s, _| c == 0 && !streaming_replicas(s).is_empty(),
+        )
+        .1;
+        let plan_args = ["-e", d.params_arg.as_str(), "--detailed-exitcode"];
+        let direct_plan = run("plan", &lab, &plan_args);
+        let behind = ["node2", "node3", "node4", "node5"];
+        let config = d.scratch.join("ssh_config");
+        let addresses: Vec<String> = behind.iter().map(|h| address(h)).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "Host {}\n  ProxyJump admin@{}\n",
+                addresses.join(" "),
+                address("node1")
+            ),
+        )
+        .expect("ssh_config");
+        let config = config.to_str().expect("UTF-8 path");
+        let _routes = Routes::block(&behind);
+        let cut_off = run("status", &lab, &["-F", "/dev/null", "--output", "json"]);
+        assert_ne!(cut_off.status.code(), Some(0), "{}", text(&cut_off));
+        let started = Instant::now();
+        let through = run("status", &lab, &["-F", config, "--output", "json"]);
+        println!(
+            "status through the bastion: {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(through.status.code(), Some(0), "{}", text(&through));
+        let s = json(&through);
+        assert_eq!(leader_of(&s), leader_of(&direct), "{s:#}");
+        assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s:#}");
+        let plan = run("plan", &lab, &[&plan_args[..], &["-F", config]].concat());
+        let summary = |out: &std::process::Output| {
+            text(out)
+                .lines()
+                .rfind(|l| l.starts_with("checked in "))
+                .map(|l| l.split_once(": ").map_or(l, |(_, rest)| rest).to_string())
+        };
+        assert_eq!(
+            (plan.status.code(), summary(&plan)),
+            (direct_plan.status.code(), summary(&direct_plan)),
+            "through the bastion:\n{}\ndirectly:\n{}",
+            text(&plan),
+            text(&direct_plan)
+        );
+        assert!(summary(&plan).is_some(), "{}", text(&plan));
     });
 }

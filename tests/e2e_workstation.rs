@@ -14,7 +14,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
@@ -34,41 +34,6 @@ struct JumpLab {
     routes: Routes,
     /// s02 applied the playbook.
     applied: bool,
-}
-
-/// The routes that cut the workstation off from [`BEHIND`]; removed on drop.
-struct Routes(Vec<String>);
-
-impl Routes {
-    fn block() -> Routes {
-        let routes = Routes(
-            BEHIND
-                .iter()
-                .map(|h| format!("{}/32", address(h)))
-                .collect(),
-        );
-        for route in &routes.0 {
-            ip(&["route", "replace", "unreachable", route]);
-        }
-        routes
-    }
-
-    fn remove(&mut self) {
-        for route in self.0.drain(..) {
-            ip(&["route", "del", "unreachable", &route]);
-        }
-    }
-}
-
-impl Drop for Routes {
-    fn drop(&mut self) {
-        self.remove();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(out.status.success(), "ip {args:?}: {}", text(&out));
 }
 
 impl JumpLab {
@@ -123,7 +88,7 @@ fn set_up() -> JumpLab {
     );
     std::fs::write(dir.path().join("ssh_config"), config).expect("ssh_config");
     std::fs::write(dir.path().join("empty_ssh_config"), "").expect("empty ssh_config");
-    let routes = Routes::block();
+    let routes = Routes::block(&BEHIND);
     JumpLab {
         dir,
         routes,

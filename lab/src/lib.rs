@@ -57,6 +57,13 @@ pub enum LabCommand {
         /// The host, e.g. node2.
         host: String,
     },
+    /// Replace a host's disk with an empty one, as when a machine is
+    /// replaced: it is stopped at once and its disk removed; `pgdeploy lab
+    /// up` then boots it fresh, with a new SSH host key.
+    Wipe {
+        /// The host, e.g. node5.
+        host: String,
+    },
     /// Boot a stopped host again and wait for SSH.
     Start {
         /// The host, e.g. node2.
@@ -194,6 +201,10 @@ pub fn run(cmd: &LabCommand, groups: &inventory::Groups) -> Result<()> {
         LabCommand::Kill { host } => {
             kill(host)?;
             println!("{host}: killed (hard crash); its disk is kept; `pgdeploy lab start {host}` boots it again");
+        }
+        LabCommand::Wipe { host } => {
+            wipe(host)?;
+            println!("{host}: wiped (its disk is gone); `pgdeploy lab up` boots it fresh");
         }
         LabCommand::Start { host } => {
             if start(host)? {
@@ -1061,6 +1072,20 @@ pub fn kill(name: &str) -> Result<()> {
     host::stop(&c, None)
 }
 
+/// Stops a host at once (running or not) and removes its disk, so that
+/// the next `up` makes it anew: a machine replaced by a blank one.
+pub fn wipe(name: &str) -> Result<()> {
+    prereq::check()?;
+    let _lock = lab_lock()?;
+    let layout = Layout::system();
+    known_host(&layout, name)?;
+    if let Some(c) = procs::containers(&layout.lab_dir).get(name) {
+        host::stop(c, None)?;
+    }
+    clear_remains(&layout, &[name])?;
+    remove_host(&layout, name, None)
+}
+
 /// Boots a stopped host again and waits for SSH. Tells whether it booted
 /// it (false: it was running).
 pub fn start(name: &str) -> Result<bool> {
@@ -1262,6 +1287,13 @@ mod tests {
             c.cmd,
             LabCommand::Kill {
                 host: "node2".into()
+            }
+        );
+        let c = Cli::try_parse_from(["x", "wipe", "node5"]).unwrap();
+        assert_eq!(
+            c.cmd,
+            LabCommand::Wipe {
+                host: "node5".into()
             }
         );
     }

@@ -136,6 +136,40 @@ pub fn address(host: &str) -> String {
     format!("{}.{}", lab_net(), 10 + n)
 }
 
+/// Routes that cut this machine (the workstation) off from some lab hosts:
+/// an `unreachable` route to each, so that only the other lab hosts (a
+/// bastion among them) reach them, over the lab's bridge. Removed on drop.
+pub struct Routes(Vec<String>);
+
+impl Routes {
+    /// Cuts this machine off from `hosts`.
+    pub fn block(hosts: &[&str]) -> Routes {
+        let routes = Routes(hosts.iter().map(|h| format!("{}/32", address(h))).collect());
+        for route in &routes.0 {
+            ip(&["route", "replace", "unreachable", route]);
+        }
+        routes
+    }
+
+    /// Reaches the hosts again.
+    pub fn remove(&mut self) {
+        for route in self.0.drain(..) {
+            ip(&["route", "del", "unreachable", &route]);
+        }
+    }
+}
+
+impl Drop for Routes {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(out.status.success(), "ip {args:?}: {}", text(&out));
+}
+
 /// Runs a shell command on a lab host as root (through the lab's key), and
 /// returns its stdout; fails the test on a non-zero exit.
 pub fn ssh(host: &str, command: &str) -> String {
