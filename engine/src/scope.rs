@@ -140,17 +140,19 @@ impl Lazy {
             if let Some(done) = state.done.get(name) {
                 return done.clone();
             }
-            if let Some(at) = state.stack.iter().position(|n| n == name) {
-                let mut chain = state.stack[at..].to_vec();
-                chain.push(name.to_string());
-                let files = chain
-                    .iter()
-                    .map(|n| (n.clone(), self.templated[n].1.clone()))
-                    .collect();
-                return Err(VarError::Cycle { chain, files });
+            if state.stack.iter().any(|n| n == name) {
+                return Err(RENDERING.with_borrow(|all| {
+                    // The whole chain, through other hosts' values too.
+                    let at = all.iter().rposition(|(n, _)| n == name).unwrap_or(0);
+                    let mut chain: Vec<String> = all[at..].iter().map(|(n, _)| n.clone()).collect();
+                    chain.push(name.to_string());
+                    let files = all[at..].iter().cloned().collect();
+                    VarError::Cycle { chain, files }
+                }));
             }
             state.stack.push(name.to_string());
         }
+        RENDERING.with_borrow_mut(|all| all.push((name.to_string(), origin.clone())));
         let vars = minijinja::value::merge_maps([
             self.scope.clone(),
             Value::from_dyn_object(self.clone()),
@@ -167,11 +169,20 @@ impl Lazy {
                     undefined: e.undefined,
                 },
             });
+        RENDERING.with_borrow_mut(|all| all.pop());
         let mut state = self.state();
         state.stack.pop();
         state.done.insert(name.to_string(), rendered.clone());
         rendered
     }
+}
+
+thread_local! {
+    /// The templated values being rendered on this thread, outermost
+    /// first, with where each is set, across every scope (a host's value
+    /// may read another host's through `hostvars`): a cycle is reported
+    /// whole from here. Rendering is synchronous, so it stays on one thread.
+    static RENDERING: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Object for Lazy {
@@ -221,38 +232,108 @@ pub struct HostValues<'a> {
 ///
 /// A host's values that hold templates are rendered when read, against
 /// that host's inventory vars ([`render_templated`]), as Ansible renders
-/// `hostvars[host]`.
+/// `hostvars[host]`; they may read `hostvars` too (another host's value,
+/// itself rendered in that host's scope).
 pub fn globals(inventory: &Inventory) -> Value {
     let groups = crate::template::value(&inventory.groups_json());
-    let origin = inventory_origin(inventory);
-    let mut hostvars = Vec::new();
-    for host in &inventory.hosts {
-        let mut vars = host.vars.clone();
-        vars.insert(
-            "address".into(),
-            Json::from(host.connection.address.clone()),
-        );
-        vars.insert("inventory_hostname".into(), Json::from(host.name.clone()));
-        let own = crate::template::value(&vars);
-        let layers = [Layer {
-            vars: &host.vars,
-            origin: origin.clone(),
-        }];
-        let scope = minijinja::value::merge_maps([
-            Value::from_pairs([("groups", groups.clone())]),
-            Value::from_pairs([("group_names", crate::template::value(&host.groups))]),
-            own.clone(),
-        ]);
-        let seen = match render_templated(shared_templater(), &layers, &scope, &|_| false) {
-            Some(overlay) => minijinja::value::merge_maps([own, overlay]),
-            None => own,
-        };
-        hostvars.push((host.name.clone(), seen));
-    }
+    let all = Arc::new(HostVars {
+        inventory: inventory.clone(),
+        groups: groups.clone(),
+        seen: OnceLock::new(),
+    });
     Value::from_pairs([
         ("groups", groups),
-        ("hostvars", Value::from_pairs(hostvars)),
+        ("hostvars", Value::from_dyn_object(all)),
     ])
+}
+
+/// `hostvars`: every host's inventory vars, made on first read (the
+/// templated values among them refer to this map again, for other hosts).
+#[derive(Debug)]
+struct HostVars {
+    inventory: Inventory,
+    groups: Value,
+    seen: OnceLock<BTreeMap<String, Value>>,
+}
+
+impl HostVars {
+    fn seen(self: &Arc<Self>) -> &BTreeMap<String, Value> {
+        self.seen.get_or_init(|| self.build())
+    }
+
+    fn build(self: &Arc<Self>) -> BTreeMap<String, Value> {
+        let inventory = &self.inventory;
+        let origin = inventory_origin(inventory);
+        // Weak: the values below are kept in this map; a strong reference
+        // back would keep both alive for good.
+        let me = Value::from_object(HostVarsRef(Arc::downgrade(self)));
+        let mut hostvars = BTreeMap::new();
+        for host in &inventory.hosts {
+            let mut vars = host.vars.clone();
+            vars.insert(
+                "address".into(),
+                Json::from(host.connection.address.clone()),
+            );
+            vars.insert("inventory_hostname".into(), Json::from(host.name.clone()));
+            let own = crate::template::value(&vars);
+            let layers = [Layer {
+                vars: &host.vars,
+                origin: origin.clone(),
+            }];
+            let scope = minijinja::value::merge_maps([
+                Value::from_pairs([("groups", self.groups.clone()), ("hostvars", me.clone())]),
+                Value::from_pairs([("group_names", crate::template::value(&host.groups))]),
+                own.clone(),
+            ]);
+            let seen = match render_templated(shared_templater(), &layers, &scope, &|_| false) {
+                Some(overlay) => minijinja::value::merge_maps([own, overlay]),
+                None => own,
+            };
+            hostvars.insert(host.name.clone(), seen);
+        }
+        hostvars
+    }
+}
+
+/// `hostvars` as the templated values inside it see it.
+#[derive(Debug)]
+struct HostVarsRef(std::sync::Weak<HostVars>);
+
+impl Object for HostVarsRef {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.upgrade()?.get_value(key)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.0.upgrade() {
+            Some(all) => all.enumerate(),
+            None => Enumerator::Empty,
+        }
+    }
+}
+
+impl Object for HostVars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.seen().get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.inventory
+                .hosts
+                .iter()
+                .map(|h| Value::from(h.name.as_str()))
+                .collect(),
+        )
+    }
 }
 
 /// Where inventory vars are set, for errors.
@@ -588,6 +669,43 @@ mod tests {
         let err = t.render_json(&json!("{{ c }}"), &vars).expect_err("itself");
         assert!(err.message.contains("c -> c"), "{}", err.message);
         assert_eq!(t.render("{{ d }}", &vars).expect("unrelated"), "1");
+    }
+
+    /// A templated host var may read another host's (Ansible's
+    /// `hostvars[h].x`), which renders in that host's scope; two hosts'
+    /// values reading each other are a cycle, not a hang.
+    #[test]
+    fn templated_host_vars_read_other_hosts_through_hostvars() {
+        let t = Templater::new();
+        let (_dir, inventory, resolved) = fixture(
+            "all:\n  hosts:\n    a: {ansible_host: 10.0.0.1, peer: \"{{ hostvars['b'].mine }}-seen-by-{{ inventory_hostname }}\", loop_a: \"{{ hostvars['b'].loop_b }}\"}\n    b: {ansible_host: 10.0.0.2, mine: '{{ inventory_hostname }}:{{ port }}', port: 5433, loop_b: \"{{ hostvars['a'].loop_a }}\"}\n",
+            "d: 1\n",
+            "{}",
+        );
+        let vars = vars_of(&inventory, &resolved, &Vars::new());
+        assert_eq!(
+            t.render("{{ peer }}", &vars).expect("peer"),
+            "b:5433-seen-by-a"
+        );
+        assert_eq!(
+            t.render("{{ hostvars['a'].peer }}", &vars)
+                .expect("via hostvars"),
+            "b:5433-seen-by-a"
+        );
+        assert_eq!(
+            t.render("{{ hostvars | list | join(',') }}", &vars)
+                .expect("keys"),
+            "a,b"
+        );
+        let err = t.render("{{ loop_a }}", &vars).expect_err("a cycle");
+        assert!(err.message.contains("cycle"), "{}", err.message);
+        assert!(
+            err.message.contains("loop_b -> loop_a -> loop_b"),
+            "{}",
+            err.message
+        );
+        let day2 = host_var_rendered(&inventory, &Vars::new(), &Vars::new(), ("a", None), "peer");
+        assert_eq!(day2.expect("day-2 view"), Some(json!("b:5433-seen-by-a")));
     }
 
     #[test]

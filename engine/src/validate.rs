@@ -331,9 +331,11 @@ fn check_nodes(
     }
 }
 
-/// Every name an expression of the task reads must be defined, whatever
-/// the expression does with it: rendering reports `{{ nope }}`, but
-/// `{{ my-var }}` (read as `my - var`) fails as a type error only on a host.
+/// Every name an expression of the task reads must be defined, unless the
+/// expression renders without it (the templater is strict: only
+/// `default`, `is defined` and the like let an undefined name through, as
+/// in Ansible): rendering reports `{{ nope }}`, but `{{ my-var }}` (read as
+/// `my - var`) fails as a type error only on a host.
 fn check_names(node: &TaskNode, vars: &Value, templater: &Templater, errors: &mut Vec<InputError>) {
     let mut sources: Vec<(String, &crate::yaml::Pos)> = node
         .task
@@ -355,10 +357,19 @@ fn check_names(node: &TaskNode, vars: &Value, templater: &Templater, errors: &mu
     let defined = |name: &str| vars.get_attr(name).is_ok_and(|v| !v.is_undefined());
     let mut reported = HashSet::new();
     for (source, pos) in sources {
-        let mut names: Vec<String> = templater.names(&source).into_iter().collect();
+        let mut names: Vec<String> = templater
+            .names(&source)
+            .into_iter()
+            .filter(|name| !defined(name) && !templater.is_global(name))
+            .collect();
+        if names.is_empty() || templater.render(&source, vars).is_ok() {
+            continue;
+        }
+        // It failed: the names read bare are the ones to name.
+        names.retain(|name| !guarded(&source, name));
         names.sort();
         for name in names {
-            if defined(&name) || templater.is_global(&name) || !reported.insert(name.clone()) {
+            if !reported.insert(name.clone()) {
                 continue;
             }
             let hint = hyphen_hint(&source, &name, &defined).unwrap_or_else(|| {
@@ -377,6 +388,63 @@ fn check_names(node: &TaskNode, vars: &Value, templater: &Templater, errors: &mu
             ));
         }
     }
+}
+
+/// Whether every use of `name` in `source` is guarded: followed (after
+/// any `.attr` or `[key]`) by a `default` (`d`) filter or an `is defined`,
+/// `is not defined`, `is undefined` or `is none` test.
+fn guarded(source: &str, name: &str) -> bool {
+    let bytes = source.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut uses = 0;
+    for (at, _) in source.match_indices(name) {
+        let end = at + name.len();
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        if before.is_some_and(|b| word(b) || b == b'.') || bytes.get(end).copied().is_some_and(word)
+        {
+            continue; // part of another name, or an attribute
+        }
+        uses += 1;
+        let mut rest = &source[end..];
+        // .attr, ['key'], [0]
+        loop {
+            if let Some(r) = rest.strip_prefix('.') {
+                rest = r.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
+            } else if let Some(r) = rest.strip_prefix('[') {
+                rest = r.split_once(']').map_or("", |(_, r)| r);
+            } else {
+                break;
+            }
+        }
+        let rest = rest.trim_start();
+        let filter = rest
+            .strip_prefix('|')
+            .map(str::trim_start)
+            .is_some_and(|r| {
+                let name: String = r
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                name == "default" || name == "d"
+            });
+        let test = rest.strip_prefix("is").is_some_and(|r| {
+            let words: Vec<&str> = r.split_whitespace().take(2).collect();
+            let test = match words.as_slice() {
+                ["not", t, ..] => *t,
+                [t, ..] => *t,
+                [] => "",
+            };
+            let test: String = test
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            matches!(test.as_str(), "defined" | "undefined" | "none")
+        });
+        if !(filter || test) {
+            return false;
+        }
+    }
+    uses > 0
 }
 
 /// " (`my-var` reads as `my - var`; did you mean `my_var`?)" when `name` is
@@ -530,5 +598,70 @@ fn check_sources(
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::inventory::Vars;
+    use crate::resolve::Selection;
+
+    /// `validate`'s errors for a one-task playbook on host `a`.
+    fn errors(task: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inventory = dir.path().join("inv.yaml");
+        let playbook = dir.path().join("site.yaml");
+        std::fs::write(
+            &inventory,
+            "all:\n  vars: {my_var: 1}\n  hosts:\n    a: {ansible_host: 10.0.0.1}\n",
+        )
+        .expect("inventory");
+        std::fs::write(&playbook, format!("- hosts: a\n  tasks:\n{task}")).expect("playbook");
+        match crate::load_inputs(&inventory, &playbook, &Selection::default(), &Vars::new()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// A name read only under `default` or an `is defined` test is no
+    /// error (Ansible's way to make a variable optional); read bare, or
+    /// misspelt as `my-var`, it is.
+    #[test]
+    fn an_undefined_name_guarded_by_default_or_is_defined_is_no_error() {
+        let guarded = "    - name: t\n      copy: {dest: /x, content: \"{{ maybe | default('') }}{% if other is defined %}{{ other }}{% endif %}\"}\n      when: flag is not defined or flag\n";
+        assert_eq!(errors(guarded), Vec::<String>::new());
+        let bare = "    - name: t\n      copy: {dest: /x, content: \"{{ maybe | default('') }} {{ my-var }}\"}\n";
+        let found = errors(bare);
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("`my` is undefined") && e.contains("did you mean `my_var`")),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|e| e.contains("`maybe`")), "{found:?}");
+        let both = "    - name: t\n      copy: {dest: /x, content: \"{{ maybe | default('') }}{{ maybe.x }}\"}\n";
+        assert!(
+            errors(both)
+                .iter()
+                .any(|e| e.contains("`maybe.x` is undefined")),
+            "a bare use is named even when another use is guarded: {:?}",
+            errors(both)
+        );
+    }
+
+    #[test]
+    fn guards_are_read_after_attributes_and_keys() {
+        use super::guarded;
+        assert!(guarded("{{ x | default(1) }}", "x"));
+        assert!(guarded("{{ x.y['z'] |d('') }}", "x"));
+        assert!(guarded("{% if x is not defined %}{% endif %}", "x"));
+        assert!(guarded("{{ 1 if x is none else x | default(2) }}", "x"));
+        assert!(!guarded("{{ x | upper }}", "x"));
+        assert!(!guarded("{{ x is string }}", "x"));
+        assert!(!guarded("{{ x | default(1) }} {{ x }}", "x"));
+        assert!(
+            !guarded("{{ y.x | default(1) }}", "x"),
+            "an attribute is no use of x"
+        );
     }
 }
