@@ -55,6 +55,8 @@ pub struct Host {
     pub groups: Vec<String>,
     /// Its variables after inventory precedence (steps 2-4).
     pub vars: Vars,
+    /// Where each of its variables is set (the key of the value that won).
+    pub var_pos: BTreeMap<String, Pos>,
     /// How to reach it.
     pub connection: Connection,
 }
@@ -553,7 +555,7 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
     let mut seen_addresses: BTreeMap<(String, u16), String> = BTreeMap::new();
     for (name, pos) in &walk.host_order {
         let memberships = host_groups.get(name).cloned().unwrap_or_default();
-        let vars = host_vars(
+        let (vars, var_pos) = host_vars(
             dir,
             &walk,
             name,
@@ -581,6 +583,7 @@ fn build(path: &Path, dir: &Path, walk: Walk, errors: &mut Vec<InputError>) -> I
             pos: pos.clone(),
             groups: groups_of_host,
             vars,
+            var_pos,
             connection,
         });
     }
@@ -697,16 +700,19 @@ fn precedence_order<'a>(walk: &'a Walk, depth: &BTreeMap<String, usize>) -> Vec<
     ordered
 }
 
+/// Variables and where each is set.
+type Located = (Vars, BTreeMap<String, Pos>);
+
 /// Each group's vars: inline, then its `group_vars/` file.
 fn load_group_vars(
     dir: &Path,
     walk: &Walk,
     ordered: &[&String],
     errors: &mut Vec<InputError>,
-) -> BTreeMap<String, Vars> {
-    let mut group_vars: BTreeMap<String, Vars> = BTreeMap::new();
+) -> BTreeMap<String, Located> {
+    let mut group_vars = BTreeMap::new();
     for group in ordered {
-        let mut vars = Vars::new();
+        let mut vars = Located::default();
         for node in walk.group_vars.get(*group).into_iter().flatten() {
             merge_node(&mut vars, node, &format!("vars of group `{group}`"), errors);
         }
@@ -726,14 +732,15 @@ fn host_vars(
     name: &str,
     memberships: &BTreeSet<String>,
     ordered: &[&String],
-    group_vars: &BTreeMap<String, Vars>,
+    group_vars: &BTreeMap<String, Located>,
     errors: &mut Vec<InputError>,
-) -> Vars {
-    let mut vars = Vars::new();
+) -> Located {
+    let mut vars = Located::default();
     for group in ordered {
         if group.as_str() == "all" || memberships.contains(*group) {
-            if let Some(gv) = group_vars.get(*group) {
-                vars.extend(gv.clone());
+            if let Some((values, positions)) = group_vars.get(*group) {
+                vars.0.extend(values.clone());
+                vars.1.extend(positions.clone());
             }
         }
     }
@@ -784,11 +791,12 @@ fn transitive_hosts(group: &str, walk: &Walk, visiting: &mut BTreeSet<String>) -
     hosts
 }
 
-fn merge_node(vars: &mut Vars, node: &Node, what: &str, errors: &mut Vec<InputError>) {
+fn merge_node(vars: &mut Located, node: &Node, what: &str, errors: &mut Vec<InputError>) {
     match node.as_map(what) {
         Ok(entries) => {
             for (key, value) in entries {
-                vars.insert(key.name.clone(), value.to_json());
+                vars.0.insert(key.name.clone(), value.to_json());
+                vars.1.insert(key.name.clone(), key.pos.clone());
             }
         }
         Err(e) => errors.push(e),

@@ -8,9 +8,10 @@ use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::Value;
 use serde_json::Value as Json;
 
-use crate::inventory::{Inventory, Vars};
+use crate::inventory::{Host, Inventory, Vars};
 use crate::resolve::{Resolved, TaskNode};
 use crate::template::Templater;
+use crate::yaml::Pos;
 
 /// Why a variable whose value is a template cannot be rendered. It is
 /// raised where the variable is used, so an unused one never fails.
@@ -54,6 +55,8 @@ pub struct Layer<'a> {
     pub vars: &'a Vars,
     /// Where they are set, for errors.
     pub origin: String,
+    /// Where each one is set, when known (file:line:column), for errors.
+    pub at: Option<&'a BTreeMap<String, Pos>>,
 }
 
 /// The values among `layers` (lowest precedence first) that hold a
@@ -73,7 +76,11 @@ pub fn render_templated(
     let mut templated = BTreeMap::new();
     for layer in layers {
         for (name, value) in layer.vars {
-            templated.insert(name.clone(), (value.clone(), layer.origin.clone()));
+            let origin = match layer.at.and_then(|at| at.get(name)) {
+                Some(pos) => pos.to_string(),
+                None => layer.origin.clone(),
+            };
+            templated.insert(name.clone(), (value.clone(), origin));
         }
     }
     templated.retain(|name, (value, _)| has_template(value) && !shadowed(name));
@@ -279,6 +286,7 @@ impl HostVars {
             let layers = [Layer {
                 vars: &host.vars,
                 origin: origin.clone(),
+                at: Some(&host.var_pos),
             }];
             let scope = minijinja::value::merge_maps([
                 Value::from_pairs([("groups", self.groups.clone()), ("hostvars", me.clone())]),
@@ -384,8 +392,7 @@ pub fn host_var_rendered(
         return Ok(Some(raw));
     }
     let no_vars = Vars::new();
-    let host_vars = inventory.host(host).map_or(&no_vars, |h| &h.vars);
-    let layers = host_layers(inventory, defaults, host_vars, extra);
+    let layers = host_layers(inventory, defaults, inventory.host(host), &no_vars, extra);
     let groups = inventory
         .host(host)
         .map(|h| h.groups.clone())
@@ -430,21 +437,25 @@ fn raw_host_var(
 fn host_layers<'a>(
     inventory: &Inventory,
     defaults: &'a Vars,
-    host_vars: &'a Vars,
+    host: Option<&'a Host>,
+    none: &'a Vars,
     extra: &'a Vars,
 ) -> Vec<Layer<'a>> {
     vec![
         Layer {
             vars: defaults,
             origin: "a role's defaults.yaml".into(),
+            at: None,
         },
         Layer {
-            vars: host_vars,
+            vars: host.map_or(none, |h| &h.vars),
             origin: inventory_origin(inventory),
+            at: host.map(|h| &h.var_pos),
         },
         Layer {
             vars: extra,
             origin: "-e (or secrets.age)".into(),
+            at: None,
         },
     ]
 }
@@ -494,18 +505,14 @@ pub fn node_vars(
         crate::template::value(extra),
     ]);
     let no_vars = Vars::new();
-    let mut layers = host_layers(
-        inventory,
-        &resolved.defaults,
-        host.map_or(&no_vars, |h| &h.vars),
-        extra,
-    );
+    let mut layers = host_layers(inventory, &resolved.defaults, host, &no_vars, extra);
     let playbook = "the playbook (play, role or task vars)".to_string();
     layers.insert(
         2,
         Layer {
             vars: &node.task.vars,
             origin: playbook.clone(),
+            at: None,
         },
     );
     layers.insert(
@@ -513,6 +520,7 @@ pub fn node_vars(
         Layer {
             vars: &node.scope_vars,
             origin: playbook,
+            at: None,
         },
     );
     let shadowed = |name: &str| {
@@ -660,7 +668,7 @@ mod tests {
         match err.var.as_deref() {
             Some(VarError::Cycle { chain, files }) => {
                 assert_eq!(chain, &["b", "a", "b"], "from the variable read first");
-                assert!(files["b"].contains("inv.yaml"), "{files:?}");
+                assert!(files["b"].ends_with("inv.yaml:2:24"), "{files:?}");
             }
             other => panic!("not a cycle: {other:?}"),
         }
