@@ -811,13 +811,16 @@ fn load_vars_file(dir: &Path, name: &str, errors: &mut Vec<InputError>) -> Optio
         .and_then(|p| yaml::load(&p).map_err(|e| errors.push(e)).ok())
 }
 
-const CONNECTION_KEYS: [&str; 11] = [
+const CONNECTION_KEYS: [&str; 14] = [
     "ansible_host",
     "pgdeploy_host",
+    "ansible_ssh_host",
     "ansible_port",
     "pgdeploy_port",
+    "ansible_ssh_port",
     "ansible_user",
     "pgdeploy_user",
+    "ansible_ssh_user",
     "ansible_ssh_private_key_file",
     "pgdeploy_private_key_file",
     JUMP_VAR,
@@ -884,9 +887,15 @@ fn connection_key_pos(node: &Node) -> Option<Pos> {
         .map(|n| n.pos.clone())
 }
 
-fn pick<'a>(vars: &'a Vars, ours: &str, ansible: &str) -> Option<&'a Json> {
-    vars.get(ours).or_else(|| vars.get(ansible))
+/// The first of `names` that is set: pgdeploy's name, then Ansible's (and
+/// Ansible's older `ansible_ssh_*` spelling, which it still reads).
+fn pick<'a>(vars: &'a Vars, names: &[&str]) -> Option<&'a Json> {
+    names.iter().find_map(|n| vars.get(*n))
 }
+
+const HOST_VARS: [&str; 3] = ["pgdeploy_host", "ansible_host", "ansible_ssh_host"];
+const PORT_VARS: [&str; 3] = ["pgdeploy_port", "ansible_port", "ansible_ssh_port"];
+const USER_VARS: [&str; 3] = ["pgdeploy_user", "ansible_user", "ansible_ssh_user"];
 
 fn json_str(value: &Json) -> Option<String> {
     match value {
@@ -898,7 +907,7 @@ fn json_str(value: &Json) -> Option<String> {
 }
 
 fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
-    let address = match pick(vars, "pgdeploy_host", "ansible_host") {
+    let address = match pick(vars, &HOST_VARS) {
         Some(v) => json_str(v).ok_or("the host address must be a string")?,
         None => name.to_string(),
     };
@@ -907,7 +916,7 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
             "`{address}` is not a valid IP address or host name"
         ));
     }
-    let port = match pick(vars, "pgdeploy_port", "ansible_port") {
+    let port = match pick(vars, &PORT_VARS) {
         Some(v) => {
             let text = json_str(v).ok_or("the SSH port must be a number")?;
             match text.parse::<u16>() {
@@ -917,17 +926,16 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
         }
         None => 22,
     };
-    let user = pick(vars, "pgdeploy_user", "ansible_user")
+    let user = pick(vars, &USER_VARS)
         .and_then(json_str)
         .unwrap_or_else(|| "root".into());
     let key_file = pick(
         vars,
-        "pgdeploy_private_key_file",
-        "ansible_ssh_private_key_file",
+        &["pgdeploy_private_key_file", "ansible_ssh_private_key_file"],
     )
     .and_then(json_str)
     .map(PathBuf::from);
-    let become_root = pick(vars, "pgdeploy_become", "ansible_become")
+    let become_root = pick(vars, &["pgdeploy_become", "ansible_become"])
         .and_then(json_truthy)
         .unwrap_or(false);
     let known_hosts = vars
@@ -935,9 +943,9 @@ fn connection_of(name: &str, vars: &Vars) -> Result<Connection, String> {
         .and_then(json_str)
         .map(PathBuf::from);
     let given = Given {
-        address: pick(vars, "pgdeploy_host", "ansible_host").is_some(),
-        port: pick(vars, "pgdeploy_port", "ansible_port").is_some(),
-        user: pick(vars, "pgdeploy_user", "ansible_user").is_some(),
+        address: pick(vars, &HOST_VARS).is_some(),
+        port: pick(vars, &PORT_VARS).is_some(),
+        user: pick(vars, &USER_VARS).is_some(),
         key_file: key_file.is_some(),
     };
     Ok(Connection {

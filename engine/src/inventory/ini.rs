@@ -685,6 +685,28 @@ atlanta:
         assert_eq!(host1["http_port"], 80);
     }
 
+    /// Ansible's older spellings, which it still reads: `ansible_ssh_host`,
+    /// `ansible_ssh_port`, `ansible_ssh_user`; the newer ones win.
+    #[test]
+    fn ansible_ssh_host_port_and_user_are_read() {
+        let ini = "\
+[db]
+old ansible_ssh_host=192.0.2.7 ansible_ssh_port=2200 ansible_ssh_user=deploy
+both ansible_ssh_host=192.0.2.8 ansible_host=192.0.2.9 ansible_ssh_port=1 ansible_port=2222
+";
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = load(dir.path(), "inv.ini", ini).expect("parses");
+        let old = &inv.host("old").expect("old").connection;
+        assert_eq!(
+            (old.address.as_str(), old.port, old.user.as_str()),
+            ("192.0.2.7", 2200, "deploy")
+        );
+        let both = &inv.host("both").expect("both").connection;
+        assert_eq!((both.address.as_str(), both.port), ("192.0.2.9", 2222));
+        let bad = error("inv.ini", "[db]\nx ansible_ssh_port=none\n");
+        assert!(bad.contains("DIR/inv.ini:2:"), "{bad}");
+    }
+
     #[test]
     fn ansible_doc_children() {
         // The doc's example, with the undeclared `usa` children left out
