@@ -118,7 +118,23 @@ fn main() -> ExitCode {
             yes,
             no_backup_check,
             rollback,
-        } => day2::upgrade(&cluster, &to, (check, yes, !no_backup_check, rollback)),
+            finish,
+        } => day2::upgrade(
+            &cluster,
+            &to,
+            day2::UpgradeFlags {
+                check,
+                yes,
+                backup_check: !no_backup_check,
+                step: if rollback {
+                    day2::UpgradeStep::Rollback
+                } else if finish {
+                    day2::UpgradeStep::Finish
+                } else {
+                    day2::UpgradeStep::Upgrade
+                },
+            },
+        ),
         Command::Init { dir, hosts } => cli::init::init(&dir, &hosts),
         Command::Roles {
             command:

@@ -192,6 +192,11 @@ pub enum Command {
         /// before its cut-over could not reach then.
         #[arg(long, conflicts_with_all = ["check", "no_backup_check"])]
         rollback: bool,
+        /// Once the cluster runs the new major: remove what the old one
+        /// left (its data directories, its packages). No rollback to it
+        /// afterwards. With --check, the list only.
+        #[arg(long, conflicts_with_all = ["rollback", "no_backup_check"])]
+        finish: bool,
     },
     /// Write a starter project into DIR: a commented inventory with the
     /// stack's groups, a .gitignore and a README of next steps (with

@@ -252,19 +252,51 @@ pub fn upgrade_os(args: &ClusterArgs, to: &str, check: bool, yes: bool) -> ExitC
     })
 }
 
-/// `upgrade --to MAJOR [--check] [--yes] [--no-backup-check] [--rollback]`;
-/// `flags` are (check, yes, backup_check, rollback).
-pub fn upgrade(args: &ClusterArgs, to: &str, flags: (bool, bool, bool, bool)) -> ExitCode {
-    let (check, yes, backup_check, rollback) = flags;
+/// What `upgrade` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeStep {
+    /// Move the cluster to the new major.
+    Upgrade,
+    /// Put the old major back on members an upgrade failed on.
+    Rollback,
+    /// Remove what the old major left.
+    Finish,
+}
+
+/// `upgrade`'s options.
+#[derive(Debug, Clone, Copy)]
+pub struct UpgradeFlags {
+    /// The plan only.
+    pub check: bool,
+    /// Go on without asking.
+    pub yes: bool,
+    /// Require a recent backup.
+    pub backup_check: bool,
+    /// Which step.
+    pub step: UpgradeStep,
+}
+
+/// `upgrade --to MAJOR [--check] [--yes] [--no-backup-check] [--rollback | --finish]`.
+pub fn upgrade(args: &ClusterArgs, to: &str, flags: UpgradeFlags) -> ExitCode {
+    let UpgradeFlags {
+        check,
+        yes,
+        backup_check,
+        step,
+    } = flags;
     let to = to.to_string();
     operation(args, |c| async move {
-        if rollback {
-            let done = major::rollback(&c, &to, &say).await?;
-            return Ok(if done.is_empty() {
-                "No changes: no member carries an unfinished upgrade.".into()
-            } else {
-                format!("rollback done: {} back on the old major", done.join(", "))
-            });
+        match step {
+            UpgradeStep::Upgrade => {}
+            UpgradeStep::Rollback => {
+                let done = major::rollback(&c, &to, &say).await?;
+                return Ok(if done.is_empty() {
+                    "No changes: no member carries an unfinished upgrade.".into()
+                } else {
+                    format!("rollback done: {} back on the old major", done.join(", "))
+                });
+            }
+            UpgradeStep::Finish => return finish_upgrade(&c, &to, check, yes).await,
         }
         let plan = major::plan(&c, &to, backup_check).await?;
         for line in plan.lines() {
@@ -316,6 +348,49 @@ pub fn upgrade(args: &ClusterArgs, to: &str, flags: (bool, bool, bool, bool)) ->
             }
         ))
     })
+}
+
+/// `upgrade --to MAJOR --finish`: the plan, a question, the removal.
+async fn finish_upgrade(
+    c: &Cluster,
+    to: &str,
+    check: bool,
+    yes: bool,
+) -> Result<String, ClusterError> {
+    let plan = major::finish_plan(c, to).await?;
+    for line in plan.lines() {
+        println!("{line}");
+    }
+    if !plan.problems.is_empty() {
+        return Err(ClusterError::Refused(format!(
+            "finish refused ({} problem(s) above); nothing was removed",
+            plan.problems.len()
+        )));
+    }
+    if plan.is_empty() {
+        return Ok(format!(
+            "No changes: nothing of an older major is left (PostgreSQL {to})."
+        ));
+    }
+    if check {
+        return Ok("checked: nothing was removed".into());
+    }
+    if !yes
+        && !confirmed(
+            &c.name(),
+            "upgrade --finish",
+            "This removes the old major's data directories and packages: no rollback afterwards",
+        )?
+    {
+        return Err(ClusterError::Refused(
+            "finish not confirmed; nothing was removed".into(),
+        ));
+    }
+    let done = major::finish(c, &plan, &say).await?;
+    Ok(format!(
+        "finish done: the old major removed from {}",
+        done.join(", ")
+    ))
 }
 
 /// Asks on the terminal for the cluster's name before `what` (which does

@@ -35,6 +35,9 @@ pub struct Backup {
     pub repository_size: Option<u64>,
     /// pgBackRest flagged it as having errors.
     pub error: bool,
+    /// The PostgreSQL major of the cluster it copied (`17`), from the
+    /// stanza's database history.
+    pub major: Option<String>,
 }
 
 /// The backups of `pgbackrest info --output=json`, newest first.
@@ -43,8 +46,21 @@ pub fn parse_backups(info: &str) -> Result<Vec<Backup>, String> {
     let stanzas = doc.as_array().ok_or("not a list of stanzas".to_string())?;
     let mut list: Vec<Backup> = stanzas
         .iter()
-        .flat_map(|stanza| stanza["backup"].as_array().into_iter().flatten()) // not a group: the key of pgBackRest's info JSON
-        .map(|b| Backup {
+        .flat_map(|stanza| {
+            let history = stanza["db"].as_array().cloned().unwrap_or_default();
+            let backups = &stanza["backup"]; // not a group: the key of pgBackRest's info JSON
+            backups
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |b| (b, history.clone()))
+        })
+        .map(|(b, history)| Backup {
+            major: history
+                .iter()
+                .find(|db| db["id"] == b["database"]["id"])
+                .and_then(|db| db["version"].as_str())
+                .map(str::to_string),
             label: b["label"].as_str().unwrap_or("?").to_string(),
             kind: b["type"].as_str().unwrap_or("?").to_string(),
             started_at: b["timestamp"]["start"].as_i64().unwrap_or(0),
@@ -268,9 +284,9 @@ fn already_running(host: &str) -> ClusterError {
 mod tests {
     use super::*;
 
-    const INFO: &str = r#"[{"archive":[{"id":"15-1","max":"00000001000000000000001B","min":"000000010000000000000005"}],"backup":[{"label":"20261124-042014F","type":"full","error":false,"lsn":{"start":"0/5000028","stop":"0/6000050"},"timestamp":{"start":1795494014,"stop":1795494019}},
-            {"label":"20261124-042014F_20261125-010000D","type":"diff","error":false,"timestamp":{"start":1795570000,"stop":1795570060}},
-            {"label":"broken","type":"incr","error":true,"timestamp":{"start":1795580000,"stop":1795580060}}],"name":"lab","status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}}]"#;
+    const INFO: &str = r#"[{"archive":[{"id":"15-1","max":"00000001000000000000001B","min":"000000010000000000000005"}],"backup":[{"label":"20261124-042014F","type":"full","error":false,"database":{"id":1,"repo-key":1},"lsn":{"start":"0/5000028","stop":"0/6000050"},"timestamp":{"start":1795494014,"stop":1795494019}},
+            {"label":"20261124-042014F_20261125-010000D","type":"diff","error":false,"database":{"id":2,"repo-key":1},"timestamp":{"start":1795570000,"stop":1795570060}},
+            {"label":"broken","type":"incr","error":true,"timestamp":{"start":1795580000,"stop":1795580060}}],"db":[{"id":1,"repo-key":1,"system-id":7441,"version":"15"},{"id":2,"repo-key":1,"system-id":7442,"version":"17"}],"name":"lab","status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}}]"#;
 
     /// The info on one line, as the script prints it.
     fn info() -> String {
@@ -294,6 +310,9 @@ mod tests {
             Some("20261124-042014F_20261125-010000D")
         );
         assert_eq!(repo.backups[2].lsn_stop.as_deref(), Some("0/6000050"));
+        // The major each copied, from the stanza's history (after a stanza-upgrade).
+        let majors: Vec<Option<&str>> = repo.backups.iter().map(|b| b.major.as_deref()).collect();
+        assert_eq!(majors, [None, Some("17"), Some("15")]);
         assert!(!repo.backup_running);
         assert_eq!(repo.newest_wal, None);
         // Without archived WAL the window ends with the newest backup.

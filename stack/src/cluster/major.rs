@@ -44,6 +44,8 @@ const UPGRADE: &str = include_str!("../sh/major-upgrade.sh");
 const SWITCH: &str = include_str!("../sh/major-switch.sh");
 /// The old cluster put back on a member.
 const UNDO: &str = include_str!("../sh/major-undo.sh");
+/// The old majors' directories and packages a finished upgrade leaves.
+const FINISH: &str = include_str!("../sh/major-finish.sh");
 
 /// Starts Patroni, also after systemd gave up restarting it (a member
 /// that found the new cluster's identifier exits at once, again and
@@ -1199,6 +1201,180 @@ pub async fn rollback(
     Ok(done)
 }
 
+/// What `upgrade --to N --finish` removes on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Leftovers {
+    /// The host.
+    pub host: String,
+    /// Old majors' data directories: (path, kB freed by removing it).
+    pub dirs: Vec<(String, u64)>,
+    /// Old majors' packages, purged.
+    pub packages: Vec<String>,
+    /// Packages apt would purge along with them (they depend on the old
+    /// major): the finish is refused while there are any.
+    pub along: Vec<String>,
+}
+
+/// `upgrade --to N --finish`, checked: what each host still holds of the
+/// majors before `to`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FinishPlan {
+    /// The major the cluster runs.
+    pub to: String,
+    /// Hosts with something to remove.
+    pub hosts: Vec<Leftovers>,
+    /// The newest backup of the new major, when there is one.
+    pub backup: Option<String>,
+    /// Why the finish cannot go on; empty when it can.
+    pub problems: Vec<String>,
+}
+
+impl FinishPlan {
+    /// Nothing left to remove.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// The plan as printed.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "finish plan: what the majors before {} left on the hosts (no rollback to them afterwards)",
+            self.to
+        )];
+        for h in &self.hosts {
+            for (dir, kb) in &h.dirs {
+                out.push(format!(
+                    "  - {}: {dir} ({:.1} MB freed)",
+                    h.host,
+                    *kb as f64 / 1024.0
+                ));
+            }
+            if !h.packages.is_empty() {
+                out.push(format!("  - {}: purge {}", h.host, h.packages.join(", ")));
+            }
+        }
+        if let Some(b) = &self.backup {
+            out.push(format!("  newest backup of PostgreSQL {}: {b}", self.to));
+        }
+        out.extend(self.problems.iter().map(|p| format!("  ! {p}")));
+        out
+    }
+}
+
+/// Reads what [`FINISH`] `list` printed on `host`.
+fn parse_leftovers(host: &str, out: &str) -> Leftovers {
+    let mut l = Leftovers {
+        host: host.to_string(),
+        ..Default::default()
+    };
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["dir", path, kb] => l.dirs.push((path.to_string(), kb.parse().unwrap_or(0))),
+            ["pkg", name] => l.packages.push(name.to_string()),
+            ["also", name] => l.along.push(name.to_string()),
+            _ => {}
+        }
+    }
+    l
+}
+
+/// The members and backup hosts, each once.
+fn touched_hosts(cluster: &Cluster) -> Vec<String> {
+    let mut hosts = cluster.group(Group::Postgres);
+    for h in cluster.group(Group::Backup) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
+/// Checks that the cluster is done with its move to `to` (healthy, every
+/// host on `to`, a backup of `to` in the repository when there is one)
+/// and lists what the old majors left on each host.
+pub async fn finish_plan(cluster: &Cluster, to: &str) -> Result<FinishPlan, ClusterError> {
+    let leader = update::healthy(cluster, "upgrade --finish").await?;
+    let mut plan = FinishPlan {
+        to: to.to_string(),
+        ..Default::default()
+    };
+    let version = cluster.query(&leader, "SHOW server_version_num").await?;
+    let serving = version
+        .first()
+        .and_then(|r| r.first())
+        .map(|v| {
+            v.get(..v.len().saturating_sub(4))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    if serving != to {
+        plan.problems.push(format!(
+            "the leader {leader} serves PostgreSQL {serving}, not {to}: run `pgdeploy upgrade --to {to}` first"
+        ));
+    }
+    for host in touched_hosts(cluster) {
+        let (now, _) = sides(cluster, &host, to).await?;
+        if now.major != to {
+            plan.problems.push(format!(
+                "{host} is set up for PostgreSQL {} (its local fact), not {to}",
+                now.major
+            ));
+            continue;
+        }
+        let out = cluster
+            .script(&host, FINISH, &["list", to, &now.data_dir])
+            .await?;
+        let l = parse_leftovers(&host, &out);
+        if !l.along.is_empty() {
+            plan.problems.push(format!(
+                "{host}: apt would also purge {} (they depend on the old major): remove or move them first",
+                l.along.join(", ")
+            ));
+        }
+        if !l.dirs.is_empty() || !l.packages.is_empty() {
+            plan.hosts.push(l);
+        }
+    }
+    if backup::backup_host(cluster).is_ok() && !plan.is_empty() {
+        let repo = backup::repository(cluster).await?;
+        let newest = repo
+            .usable()
+            .find(|b| b.major.as_deref() == Some(to))
+            .map(|b| b.label.clone());
+        match newest {
+            Some(label) => plan.backup = Some(label),
+            None => plan.problems.push(format!(
+                "the repository holds no backup of PostgreSQL {to}: take one with `pgdeploy backup` first \
+                 (after the finish, it is all there is to go back to)"
+            )),
+        }
+    }
+    Ok(plan)
+}
+
+/// Removes what [`finish_plan`] listed, host by host; returns what was
+/// removed, per host.
+pub async fn finish(
+    cluster: &Cluster,
+    plan: &FinishPlan,
+    say: Say<'_>,
+) -> Result<Vec<String>, ClusterError> {
+    let mut done = Vec::new();
+    for h in &plan.hosts {
+        let (now, _) = sides(cluster, &h.host, &plan.to).await?;
+        let out = cluster
+            .script(&h.host, FINISH, &["remove", &plan.to, &now.data_dir])
+            .await?;
+        for line in out.lines() {
+            say(&format!("{}: {line}", h.host));
+        }
+        done.push(h.host.clone());
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1279,6 +1455,33 @@ mod tests {
             bin_dir: format!("/usr/lib/postgresql/{major}/bin"),
             packages: vec![format!("postgresql-{major}")],
         }
+    }
+
+    #[test]
+    fn the_finish_lists_directories_packages_and_what_apt_takes_along() {
+        let l = parse_leftovers(
+            "node1",
+            "dir /var/lib/postgresql/15 1048576\npkg postgresql-15\npkg postgresql-client-15\nalso pgbadger\n",
+        );
+        assert_eq!(l.dirs, vec![("/var/lib/postgresql/15".into(), 1048576)]);
+        assert_eq!(l.packages, ["postgresql-15", "postgresql-client-15"]);
+        assert_eq!(l.along, ["pgbadger"]);
+        let plan = FinishPlan {
+            to: "17".into(),
+            hosts: vec![l],
+            backup: Some("20261201-100000F".into()),
+            problems: vec![],
+        };
+        let text = plan.lines().join("\n");
+        assert!(
+            text.contains("  - node1: /var/lib/postgresql/15 (1024.0 MB freed)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - node1: purge postgresql-15, postgresql-client-15"),
+            "{text}"
+        );
+        assert!(text.contains("no rollback to them afterwards"), "{text}");
     }
 
     #[test]

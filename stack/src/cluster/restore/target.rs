@@ -339,6 +339,7 @@ pub(super) mod tests {
             size: None,
             repository_size: None,
             error: false,
+            major: None,
         };
         Repository {
             host: "node4".into(),
