@@ -18,9 +18,14 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The lab's inventory, written by `lab up`.
+/// The lab's inventory, written by `lab up`: `inventories/lab.yaml` for
+/// the main lab, `inventories/lab-N.yaml` for instance N, so that labs of
+/// several instances can be driven from one checkout at once.
 pub fn lab_inventory() -> PathBuf {
-    root().join("inventories/lab.yaml")
+    match lab_instance() {
+        0 => root().join("inventories/lab.yaml"),
+        n => root().join(format!("inventories/lab-{n}.yaml")),
+    }
 }
 
 /// Runs `pgdeploy ARGS` from the repository root.
@@ -80,6 +85,7 @@ pub fn lab_up(nodes: usize) {
 /// Brings the lab up (idempotent) with `nodes` hosts on a Debian
 /// `release` (`bookworm`, `trixie`).
 pub fn lab_up_on(nodes: usize, release: &str) {
+    let inventory = lab_inventory();
     pgdeploy_ok(&[
         "lab",
         "up",
@@ -87,6 +93,8 @@ pub fn lab_up_on(nodes: usize, release: &str) {
         &nodes.to_string(),
         "--release",
         release,
+        "--inventory",
+        inventory.to_str().expect("UTF-8 path"),
     ]);
 }
 
