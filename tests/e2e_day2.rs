@@ -923,7 +923,8 @@ fn s10_a_wiped_host_added_back_plans_as_changes_not_failures() {
 /// off from every host but node1, and an SSH client configuration (`-F`)
 /// sends the others through node1 (`ProxyJump`). `status` reports the
 /// cluster healthy with the same leader as directly, and `plan` says what
-/// a direct plan says, exit code and summary.
+/// a direct plan says, exit code and summary, also from a copy of the
+/// binary run outside the checkout (the built-in stack).
 #[test]
 fn s11_status_and_plan_through_a_bastion() {
     LAB.run(|d| {
@@ -979,5 +980,30 @@ fn s11_status_and_plan_through_a_bastion() {
             text(&direct_plan)
         );
         assert!(summary(&plan).is_some(), "{}", text(&plan));
+        // The same from a copy of the binary outside the checkout, as
+        // `cargo install` leaves it: its built-in stack, the same answer.
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let bin = elsewhere.path().join("pgdeploy");
+        std::fs::copy(env!("CARGO_BIN_EXE_pgdeploy"), &bin).expect("copy the binary");
+        let lab_path = lab.to_str().expect("UTF-8 path").to_string();
+        let mut args: Vec<String> = ["plan", "-i", &lab_path, "-F", config]
+            .iter()
+            .chain(plan_args.iter())
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(secrets());
+        let installed = std::process::Command::new(&bin)
+            .args(&args)
+            .current_dir(elsewhere.path())
+            .env("HOME", elsewhere.path())
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .expect("the copied pgdeploy runs");
+        assert_eq!(
+            (installed.status.code(), summary(&installed)),
+            (direct_plan.status.code(), summary(&direct_plan)),
+            "installed, outside the checkout:\n{}",
+            text(&installed)
+        );
     });
 }
