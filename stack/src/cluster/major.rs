@@ -308,6 +308,14 @@ impl MajorPlan {
     }
 }
 
+/// The major of a `server_version_num` (`170012` → `17`).
+fn major_of(num: &str) -> String {
+    match num.parse::<u64>() {
+        Ok(n) if n >= 100_000 => (n / 10_000).to_string(),
+        _ => num.to_string(),
+    }
+}
+
 /// `150014` as `15.14`.
 fn version_text(num: &str) -> String {
     match num.parse::<u64>() {
@@ -458,6 +466,17 @@ async fn sides(cluster: &Cluster, host: &str, to: &str) -> Result<(Side, Side), 
     Ok((side(&facts)?, side(&new_facts)?))
 }
 
+/// The members and backup hosts, each once.
+fn touched_hosts(cluster: &Cluster) -> Vec<String> {
+    let mut hosts = cluster.group(Group::Postgres);
+    for h in cluster.group(Group::Backup) {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts
+}
+
 /// Whether `host` has the local fact of its major.
 async fn has_fact(cluster: &Cluster, host: &str) -> Result<bool, ClusterError> {
     let facts = cluster.facts(host).await?;
@@ -479,8 +498,7 @@ pub async fn plan(
     }
     let leader = update::healthy(cluster, "upgrade").await?;
     let members = cluster.group(Group::Postgres);
-    let mut names = members.clone();
-    names.extend(cluster.group(Group::Backup));
+    let names = touched_hosts(cluster);
     let mut plan = MajorPlan {
         from: String::new(),
         to: to.to_string(),
@@ -964,7 +982,7 @@ async fn cut_over(
                     )
                     .await?;
                 Ok::<_, ClusterError>(match rows.first().map(|r| r.as_slice()) {
-                    Some([v, r]) if v.starts_with(&plan.to) && r == "f" => String::new(),
+                    Some([v, r]) if major_of(v) == plan.to && r == "f" => String::new(),
                     Some(row) => format!("version {}", row.join(" ")),
                     None => "no answer".into(),
                 })
@@ -1206,6 +1224,8 @@ pub async fn rollback(
 pub struct Leftovers {
     /// The host.
     pub host: String,
+    /// The serving cluster's data directory there (never removed).
+    pub data_dir: String,
     /// Old majors' data directories: (path, kB freed by removing it).
     pub dirs: Vec<(String, u64)>,
     /// Old majors' packages, purged.
@@ -1262,9 +1282,10 @@ impl FinishPlan {
 }
 
 /// Reads what [`FINISH`] `list` printed on `host`.
-fn parse_leftovers(host: &str, out: &str) -> Leftovers {
+fn parse_leftovers(host: &str, data_dir: &str, out: &str) -> Leftovers {
     let mut l = Leftovers {
         host: host.to_string(),
+        data_dir: data_dir.to_string(),
         ..Default::default()
     };
     for line in out.lines() {
@@ -1277,17 +1298,6 @@ fn parse_leftovers(host: &str, out: &str) -> Leftovers {
         }
     }
     l
-}
-
-/// The members and backup hosts, each once.
-fn touched_hosts(cluster: &Cluster) -> Vec<String> {
-    let mut hosts = cluster.group(Group::Postgres);
-    for h in cluster.group(Group::Backup) {
-        if !hosts.contains(&h) {
-            hosts.push(h);
-        }
-    }
-    hosts
 }
 
 /// Checks that the cluster is done with its move to `to` (healthy, every
@@ -1303,11 +1313,7 @@ pub async fn finish_plan(cluster: &Cluster, to: &str) -> Result<FinishPlan, Clus
     let serving = version
         .first()
         .and_then(|r| r.first())
-        .map(|v| {
-            v.get(..v.len().saturating_sub(4))
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|v| major_of(v))
         .unwrap_or_default();
     if serving != to {
         plan.problems.push(format!(
@@ -1326,7 +1332,7 @@ pub async fn finish_plan(cluster: &Cluster, to: &str) -> Result<FinishPlan, Clus
         let out = cluster
             .script(&host, FINISH, &["list", to, &now.data_dir])
             .await?;
-        let l = parse_leftovers(&host, &out);
+        let l = parse_leftovers(&host, &now.data_dir, &out);
         if !l.along.is_empty() {
             plan.problems.push(format!(
                 "{host}: apt would also purge {} (they depend on the old major): remove or move them first",
@@ -1363,9 +1369,8 @@ pub async fn finish(
 ) -> Result<Vec<String>, ClusterError> {
     let mut done = Vec::new();
     for h in &plan.hosts {
-        let (now, _) = sides(cluster, &h.host, &plan.to).await?;
         let out = cluster
-            .script(&h.host, FINISH, &["remove", &plan.to, &now.data_dir])
+            .script(&h.host, FINISH, &["remove", &plan.to, &h.data_dir])
             .await?;
         for line in out.lines() {
             say(&format!("{}: {line}", h.host));
@@ -1395,6 +1400,7 @@ mod tests {
         let f = parse_findings(PLAN_OUT);
         assert_eq!(f.old_version, "150014");
         assert_eq!(version_text(&f.old_version), "15.14");
+        assert_eq!(major_of(&f.old_version), "15");
         assert_eq!(f.initdb.collate, "en_US.UTF-8");
         assert!(f.initdb.checksums);
         assert_eq!(f.initdb.walseg_mb, "16");
@@ -1461,11 +1467,13 @@ mod tests {
     fn the_finish_lists_directories_packages_and_what_apt_takes_along() {
         let l = parse_leftovers(
             "node1",
+            "/var/lib/postgresql/17/patroni",
             "dir /var/lib/postgresql/15 1048576\npkg postgresql-15\npkg postgresql-client-15\nalso pgbadger\n",
         );
         assert_eq!(l.dirs, vec![("/var/lib/postgresql/15".into(), 1048576)]);
         assert_eq!(l.packages, ["postgresql-15", "postgresql-client-15"]);
         assert_eq!(l.along, ["pgbadger"]);
+        assert_eq!(l.data_dir, "/var/lib/postgresql/17/patroni");
         let plan = FinishPlan {
             to: "17".into(),
             hosts: vec![l],
