@@ -170,20 +170,17 @@ pub fn update(args: &ClusterArgs, packages: &[String], check: bool, yes: bool) -
     operation(args, |c| async move {
         let components = update::components(&packages)?;
         let plan = update::plan(&c, &components).await?;
-        for line in plan.lines() {
-            println!("{line}");
-        }
-        if check || plan.is_empty() {
-            return Ok(if plan.is_empty() {
-                "No changes: nothing to update.".into()
-            } else {
-                "checked: nothing was changed".into()
-            });
-        }
-        if !yes && !confirmed(&c.name(), "update", "This restarts every member in turn")? {
-            return Err(ClusterError::Refused(
-                "update not confirmed; nothing was changed".into(),
-            ));
+        let gate = Gate {
+            name: "update",
+            asked: "update",
+            warning: "This restarts every member in turn",
+            untouched: "changed",
+        };
+        let nothing = plan
+            .is_empty()
+            .then(|| "No changes: nothing to update.".into());
+        if let Some(verdict) = gate.pass(&c, plan.lines(), 0, nothing, check, yes)? {
+            return Ok(verdict);
         }
         let done = update::update(&c, &plan, max_lag_mb, &say).await?;
         Ok(format!(
@@ -204,32 +201,18 @@ pub fn upgrade_os(args: &ClusterArgs, to: &str, check: bool, yes: bool) -> ExitC
     let to = to.to_string();
     operation(args, |c| async move {
         let plan = upgrade_os::plan(&c, &to).await?;
-        for line in plan.lines() {
-            println!("{line}");
-        }
-        if !plan.problems.is_empty() {
-            return Err(ClusterError::Refused(format!(
-                "upgrade-os refused ({} problem(s) above); nothing was changed",
-                plan.problems.len()
-            )));
-        }
-        if check || plan.is_empty() {
-            return Ok(if plan.is_empty() {
-                format!("No changes: every host runs {to}.")
-            } else {
-                "checked: nothing was changed".into()
-            });
-        }
-        if !yes
-            && !confirmed(
-                &c.name(),
-                "upgrade-os",
-                "This drains, upgrades and reboots every host in turn",
-            )?
-        {
-            return Err(ClusterError::Refused(
-                "upgrade-os not confirmed; nothing was changed".into(),
-            ));
+        let gate = Gate {
+            name: "upgrade-os",
+            asked: "upgrade-os",
+            warning: "This drains, upgrades and reboots every host in turn",
+            untouched: "changed",
+        };
+        let nothing = plan
+            .is_empty()
+            .then(|| format!("No changes: every host runs {to}."));
+        let problems = plan.problems.len();
+        if let Some(verdict) = gate.pass(&c, plan.lines(), problems, nothing, check, yes)? {
+            return Ok(verdict);
         }
         let done = upgrade_os::upgrade(&c, &plan, max_lag_mb, &say).await?;
         let each: Vec<String> = done
@@ -299,31 +282,18 @@ pub fn upgrade(args: &ClusterArgs, to: &str, flags: UpgradeFlags) -> ExitCode {
             UpgradeStep::Finish => return finish_upgrade(&c, &to, check, yes).await,
         }
         let plan = major::plan(&c, &to, backup_check).await?;
-        for line in plan.lines() {
-            println!("{line}");
-        }
-        if !plan.problems.is_empty() {
-            return Err(ClusterError::Refused(format!(
-                "upgrade refused ({} problem(s) above); nothing was stopped",
-                plan.problems.len()
-            )));
-        }
-        if plan.is_empty() {
-            return Ok(format!("No changes: the cluster runs PostgreSQL {to}."));
-        }
-        if check {
-            return Ok("checked: nothing was stopped".into());
-        }
-        if !yes
-            && !confirmed(
-                &c.name(),
-                "upgrade",
-                "This stops writes until the leader runs the new major",
-            )?
-        {
-            return Err(ClusterError::Refused(
-                "upgrade not confirmed; nothing was stopped".into(),
-            ));
+        let gate = Gate {
+            name: "upgrade",
+            asked: "upgrade",
+            warning: "This stops writes until the leader runs the new major",
+            untouched: "stopped",
+        };
+        let nothing = plan
+            .is_empty()
+            .then(|| format!("No changes: the cluster runs PostgreSQL {to}."));
+        let problems = plan.problems.len();
+        if let Some(verdict) = gate.pass(&c, plan.lines(), problems, nothing, check, yes)? {
+            return Ok(verdict);
         }
         let done = major::upgrade(&c, &plan, &say).await?;
         let each: Vec<String> = done
@@ -358,39 +328,75 @@ async fn finish_upgrade(
     yes: bool,
 ) -> Result<String, ClusterError> {
     let plan = major::finish_plan(c, to).await?;
-    for line in plan.lines() {
-        println!("{line}");
-    }
-    if !plan.problems.is_empty() {
-        return Err(ClusterError::Refused(format!(
-            "finish refused ({} problem(s) above); nothing was removed",
-            plan.problems.len()
-        )));
-    }
-    if plan.is_empty() {
-        return Ok(format!(
-            "No changes: nothing of an older major is left (PostgreSQL {to})."
-        ));
-    }
-    if check {
-        return Ok("checked: nothing was removed".into());
-    }
-    if !yes
-        && !confirmed(
-            &c.name(),
-            "upgrade --finish",
+    let gate = Gate {
+        name: "finish",
+        asked: "upgrade --finish",
+        warning:
             "This removes the old major's data directories and packages: no rollback afterwards",
-        )?
-    {
-        return Err(ClusterError::Refused(
-            "finish not confirmed; nothing was removed".into(),
-        ));
+        untouched: "removed",
+    };
+    let nothing = plan
+        .is_empty()
+        .then(|| format!("No changes: nothing of an older major is left (PostgreSQL {to})."));
+    let problems = plan.problems.len();
+    if let Some(verdict) = gate.pass(c, plan.lines(), problems, nothing, check, yes)? {
+        return Ok(verdict);
     }
     let done = major::finish(c, &plan, &say).await?;
     Ok(format!(
         "finish done: the old major removed from {}",
         done.join(", ")
     ))
+}
+
+/// How a day-2 command that shows a plan goes on (update, upgrade-os,
+/// upgrade, upgrade --finish): its name in refusals, the question's, what
+/// the question warns of, and what nothing was (`changed`, `stopped`).
+struct Gate<'a> {
+    name: &'a str,
+    asked: &'a str,
+    warning: &'a str,
+    untouched: &'a str,
+}
+
+impl Gate<'_> {
+    /// Prints the plan's `lines`; refuses when it found `problems`; stops
+    /// with `nothing` (its "No changes" verdict) when there is nothing to
+    /// do, or after the plan with `check`; else asks unless `yes`.
+    /// `Ok(Some(verdict))`: stop there; `Ok(None)`: go on.
+    fn pass(
+        &self,
+        c: &Cluster,
+        lines: Vec<String>,
+        problems: usize,
+        nothing: Option<String>,
+        check: bool,
+        yes: bool,
+    ) -> Result<Option<String>, ClusterError> {
+        for line in lines {
+            println!("{line}");
+        }
+        let untouched = self.untouched;
+        if problems > 0 {
+            return Err(ClusterError::Refused(format!(
+                "{} refused ({problems} problem(s) above); nothing was {untouched}",
+                self.name
+            )));
+        }
+        if nothing.is_some() {
+            return Ok(nothing);
+        }
+        if check {
+            return Ok(Some(format!("checked: nothing was {untouched}")));
+        }
+        if !yes && !confirmed(&c.name(), self.asked, self.warning)? {
+            return Err(ClusterError::Refused(format!(
+                "{} not confirmed; nothing was {untouched}",
+                self.name
+            )));
+        }
+        Ok(None)
+    }
 }
 
 /// Asks on the terminal for the cluster's name before `what` (which does
